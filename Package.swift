@@ -1,0 +1,90 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "MeshBus",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "meshbus", targets: ["meshbus"]),
+        .library(name: "ZeroMQ", targets: ["ZeroMQ"]),
+        .library(name: "MeshtasticProtocol", targets: ["MeshtasticProtocol"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CZeroMQ",
+            pkgConfig: "libzmq",
+            providers: [.apt(["libzmq3-dev"])]
+        ),
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+        .target(
+            name: "MeshtasticProtocol",
+            dependencies: [
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "RadioLink",
+            dependencies: [
+                "MeshtasticProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "RadioSimulator",
+            dependencies: [
+                "MeshtasticProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Broker",
+            dependencies: [
+                "ZeroMQ",
+                "MeshtasticProtocol",
+                "RadioLink",
+                "RadioSimulator",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "meshbus",
+            dependencies: [
+                "Broker",
+                "RadioSimulator",
+                "ZeroMQ",
+                "MeshtasticProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+        .testTarget(
+            name: "MeshtasticProtocolTests",
+            dependencies: [
+                "MeshtasticProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "RadioLinkTests",
+            dependencies: ["RadioLink", "RadioSimulator", "MeshtasticProtocol"]
+        ),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "ZeroMQ", "MeshtasticProtocol", "RadioLink"]),
+    ]
+)

@@ -1,0 +1,167 @@
+import NIOCore
+
+/// The Meshtastic stream framing used on serial lines and TCP alike.
+///
+/// ```
+///  +------+------+----------+----------+----------------------+
+///  | 0x94 | 0xC3 | len high | len low  | protobuf (len bytes) |
+///  +------+------+----------+----------+----------------------+
+/// ```
+/// `len` is big-endian and at most ``maxPayloadLength``. Bytes outside frames are the
+/// firmware's debug console on serial.
+public enum StreamFraming {
+    public static let start1: UInt8 = 0x94
+    public static let start2: UInt8 = 0xC3
+    public static let headerLength = 4
+    public static let maxPayloadLength = 512
+
+    /// What the official client writes before its first frame: wakes a sleeping radio and
+    /// makes the radio's parser resynchronise.
+    public static let wakeSequence = [UInt8](repeating: start2, count: 32)
+
+    /// Writes one frame around `payload` into `buffer`.
+    public static func writeFrame(_ payload: some Collection<UInt8>, into buffer: inout ByteBuffer) throws(FrameTooLong) {
+        guard payload.count <= maxPayloadLength else { throw FrameTooLong(length: payload.count) }
+        buffer.writeInteger(start1)
+        buffer.writeInteger(start2)
+        buffer.writeInteger(UInt16(payload.count), endianness: .big)
+        buffer.writeBytes(payload)
+    }
+
+    /// One frame around `payload` as plain bytes.
+    public static func frame(_ payload: some Collection<UInt8>) throws(FrameTooLong) -> [UInt8] {
+        var buffer = ByteBuffer()
+        try writeFrame(payload, into: &buffer)
+        return Array(buffer.readableBytesView)
+    }
+}
+
+/// A payload longer than ``StreamFraming/maxPayloadLength`` cannot be framed.
+public struct FrameTooLong: Error, Equatable, Sendable {
+    public let length: Int
+}
+
+/// What the stream decoder yields: a frame's payload, or a line of text found between frames.
+public enum StreamItem: Equatable, Sendable {
+    case frame(ByteBuffer)
+    case logLine(String)
+}
+
+/// Decodes a Meshtastic byte stream into frames and debug-text lines.
+///
+/// It never fails: a header announcing more than 512 bytes costs one byte and the search
+/// for the next `0x94 0xC3` goes on; bytes that belong to no frame are collected into text
+/// lines (ANSI colour codes removed, at most ``maxLineLength`` bytes each). Memory stays
+/// bounded by one frame plus one line, whatever arrives.
+public struct MeshtasticFrameDecoder: ByteToMessageDecoder {
+    public typealias InboundOut = StreamItem
+
+    public static let maxLineLength = 1024
+
+    /// Bytes dropped because a header was invalid (announced length over the maximum).
+    public private(set) var invalidHeaders = 0
+    private var pendingText: [UInt8] = []
+
+    public init() {}
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let item = next(from: &buffer) else { return .needMoreData }
+        context.fireChannelRead(Self.wrapInboundOut(item))
+        return .continue
+    }
+
+    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        if let item = next(from: &buffer) {
+            context.fireChannelRead(Self.wrapInboundOut(item))
+            return .continue
+        }
+        if let line = flushText() { context.fireChannelRead(Self.wrapInboundOut(.logLine(line))) }
+        return .needMoreData
+    }
+
+    /// Takes the next item out of `buffer`, or nil if more bytes are needed. Usable without
+    /// a channel pipeline.
+    public mutating func next(from buffer: inout ByteBuffer) -> StreamItem? {
+        while let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) {
+            guard first == StreamFraming.start1 else {
+                buffer.moveReaderIndex(forwardBy: 1)
+                if let line = appendText(first) { return .logLine(line) }
+                continue
+            }
+            guard let second = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt8.self) else { return nil }
+            guard second == StreamFraming.start2 else {
+                buffer.moveReaderIndex(forwardBy: 1)
+                if let line = appendText(first) { return .logLine(line) }
+                continue
+            }
+            guard let length = buffer.getInteger(at: buffer.readerIndex + 2, endianness: .big, as: UInt16.self) else {
+                return nil
+            }
+            guard Int(length) <= StreamFraming.maxPayloadLength else {
+                invalidHeaders += 1
+                buffer.moveReaderIndex(forwardBy: 1)
+                continue
+            }
+            guard buffer.readableBytes >= StreamFraming.headerLength + Int(length) else { return nil }
+            buffer.moveReaderIndex(forwardBy: StreamFraming.headerLength)
+            return .frame(buffer.readSlice(length: Int(length))!)
+        }
+        return nil
+    }
+
+    private mutating func appendText(_ byte: UInt8) -> String? {
+        if byte == UInt8(ascii: "\n") { return flushText() }
+        pendingText.append(byte)
+        return pendingText.count >= Self.maxLineLength ? flushText() : nil
+    }
+
+    private mutating func flushText() -> String? {
+        defer { pendingText.removeAll(keepingCapacity: true) }
+        let line = Self.cleanLine(pendingText)
+        return line.isEmpty ? nil : line
+    }
+
+    /// Removes ANSI escape sequences, carriage returns and other control bytes; decodes UTF-8
+    /// leniently.
+    static func cleanLine(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == 0x1B {
+                index += 1
+                if index < bytes.count, bytes[index] == UInt8(ascii: "[") {
+                    index += 1
+                    while index < bytes.count, !(0x40...0x7E).contains(bytes[index]) { index += 1 }
+                }
+                index += 1
+                continue
+            }
+            if byte >= 0x20 || byte == 0x09 { out.append(byte) }
+            index += 1
+        }
+        let text = String(decoding: out, as: UTF8.self)
+        return text.trimmingSpaces()
+    }
+}
+
+extension String {
+    fileprivate func trimmingSpaces() -> String {
+        var slice = Substring(self)
+        while slice.first?.isWhitespace == true { slice.removeFirst() }
+        while slice.last?.isWhitespace == true { slice.removeLast() }
+        return String(slice)
+    }
+}
+
+/// Frames outgoing payloads (serialized `ToRadio`) for the stream.
+public struct MeshtasticFrameEncoder: MessageToByteEncoder {
+    public typealias OutboundIn = ByteBuffer
+
+    public init() {}
+
+    public func encode(data: ByteBuffer, out: inout ByteBuffer) throws {
+        try StreamFraming.writeFrame(data.readableBytesView, into: &out)
+    }
+}
