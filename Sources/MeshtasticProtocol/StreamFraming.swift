@@ -155,13 +155,37 @@ extension String {
     }
 }
 
-/// Frames outgoing payloads (serialized `ToRadio`) for the stream.
+/// What a client writes to the stream: a payload to frame, or raw bytes (the wake sequence).
+public enum StreamOutbound: Sendable {
+    case frame(ByteBuffer)
+    case raw(ByteBuffer)
+}
+
+/// Frames outgoing payloads (serialized `ToRadio` or `FromRadio`) for the stream.
 public struct MeshtasticFrameEncoder: MessageToByteEncoder {
-    public typealias OutboundIn = ByteBuffer
+    public typealias OutboundIn = StreamOutbound
 
     public init() {}
 
-    public func encode(data: ByteBuffer, out: inout ByteBuffer) throws {
-        try StreamFraming.writeFrame(data.readableBytesView, into: &out)
+    public func encode(data: StreamOutbound, out: inout ByteBuffer) throws {
+        switch data {
+        case .frame(let payload): try StreamFraming.writeFrame(payload.readableBytesView, into: &out)
+        case .raw(var bytes): out.writeBuffer(&bytes)
+        }
+    }
+}
+
+/// A TCP connection or serial line carrying the Meshtastic stream, framed: items in,
+/// payloads out. The radio side (RadioLink) and the simulator use the same codec.
+public typealias StreamChannel = NIOAsyncChannel<StreamItem, StreamOutbound>
+
+extension NIOAsyncChannel where Inbound == StreamItem, Outbound == StreamOutbound {
+    /// Adds the stream codec to a fresh channel and wraps it for async use.
+    public static func configure(_ channel: any Channel) -> EventLoopFuture<StreamChannel> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MeshtasticFrameDecoder()))
+            try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(MeshtasticFrameEncoder()))
+            return try StreamChannel(wrappingChannelSynchronously: channel)
+        }
     }
 }

@@ -1,0 +1,138 @@
+import Logging
+import MeshtasticProtocol
+import RadioLink
+import ServiceLifecycle
+import ZeroMQ
+
+/// Turns slot events into ZeroMQ messages: topic frame, envelope, optional raw protobuf.
+struct EventSink: Sendable {
+    let brokerID: String
+    let publisher: EventPublisher
+
+    func publish(slot: String, topic: String, port: String?, seq: UInt64, fields: JSONObject, raw: [UInt8]?) {
+        let envelope = Envelope.make(broker: brokerID, slot: slot, topic: topic, seq: seq, time: Envelope.now(), fields: fields)
+        var frames = [Array(Topic.frame(topic, slot: slot, port: port).utf8), envelope.jsonBytes]
+        if let raw { frames.append(raw) }
+        publisher.publish(frames)
+    }
+}
+
+/// The MeshBus broker: owns the slots, publishes their events, answers commands.
+///
+/// A `Service`: ``run()`` returns when the service group shuts down gracefully (SIGTERM,
+/// SIGINT) or the task is cancelled; it does not throw once started.
+public final class Broker: Service, Sendable {
+    public static let version = "0.1.0"
+
+    public let configuration: BrokerConfiguration
+    /// Random per process: a new value tells consumers the broker restarted.
+    public let brokerID: String
+    /// The endpoints as bound, with picked ports filled in.
+    public let eventEndpoints: [String]
+    public let commandEndpoints: [String]
+    private let context: ZMQContext
+    private let publisher: EventPublisher
+    private let commands: CommandServer
+    private let slots: [String: Slot]
+    private let slotOrder: [String]
+    private let logger: Logger
+    private let started = ContinuousClock.now
+
+    /// Binds the sockets and prepares the slots (starting in-process simulators). Throws if an
+    /// endpoint cannot be bound.
+    public init(configuration: BrokerConfiguration, logger: Logger = Logger(label: "meshbus")) async throws {
+        self.configuration = configuration
+        self.logger = logger
+        brokerID = Envelope.makeBrokerID()
+        context = try ZMQContext()
+        publisher = try EventPublisher(context: context, endpoints: configuration.events)
+        commands = try CommandServer(context: context, endpoints: configuration.commands)
+        eventEndpoints = publisher.endpoints
+        commandEndpoints = commands.endpoints
+        let sink = EventSink(brokerID: brokerID, publisher: publisher)
+        var slots: [String: Slot] = [:]
+        for slotConfiguration in configuration.slots {
+            slots[slotConfiguration.name] = try await Slot(
+                configuration: slotConfiguration,
+                outboxCapacity: configuration.outboxCapacity,
+                sink: sink,
+                logger: logger
+            )
+        }
+        self.slots = slots
+        slotOrder = configuration.slots.map(\.name)
+    }
+
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            for slot in slots.values { group.addTask { await slot.run() } }
+            group.addTask {
+                await withDiscardingTaskGroup { requests in
+                    for await request in self.commands.requests {
+                        requests.addTask { self.answer(request) }
+                    }
+                }
+            }
+            await withGracefulShutdownHandler {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(3600))
+                }
+            } onGracefulShutdown: {}
+            group.cancelAll()
+        }
+        await commands.stop()
+        await publisher.stop()
+        context.terminate()
+        logger.info("broker stopped")
+    }
+
+    // MARK: Commands
+
+    func answer(_ request: CommandRequest) {
+        let envelope = CommandEnvelope(parsing: request.body)
+        var reply = JSONObject()
+        if let id = envelope.id { reply["id"] = id }
+        switch envelope.command.flatMap({ execute($0, requestID: envelope.id) }) {
+        case .success(let result):
+            reply["ok"] = .bool(true)
+            reply["result"] = .object(result)
+        case .failure(let error):
+            reply["ok"] = .bool(false)
+            reply["error"] = .object(["code": .string(error.code), "message": .string(error.message)])
+            logger.debug("command refused", metadata: ["code": "\(error.code)", "message": "\(error.message)"])
+        }
+        commands.reply(to: request, with: .object(reply))
+    }
+
+    func execute(_ command: Command, requestID: JSONValue?) -> Result<JSONObject, CommandError> {
+        Result { () throws(CommandError) -> JSONObject in
+            switch command {
+            case .ping:
+                let uptime = ContinuousClock.now - started
+                return [
+                    "broker": .string(brokerID),
+                    "version": .string(Self.version),
+                    "uptimeSeconds": .double(Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18),
+                ]
+            case .status(let name):
+                var result = JSONObject()
+                var names = slotOrder
+                if let name { names = [try slot(named: name).name] }
+                for slotName in names {
+                    result[slotName] = .object(slots[slotName]!.status())
+                }
+                return ["slots": .object(result)]
+            case .sendText(let send):
+                let slot = try slot(named: send.slot)
+                let id = requestID.flatMap { $0.stringValue ?? ($0 == .null ? nil : $0.jsonString) }
+                let packetID = try slot.sendText(send, requestID: id, outboxCapacity: configuration.outboxCapacity)
+                return ["packetId": .int(packetID), "status": .string("queued")]
+            }
+        }
+    }
+
+    private func slot(named name: String) throws(CommandError) -> Slot {
+        guard let slot = slots[name] else { throw .unknownSlot(name, known: slotOrder) }
+        return slot
+    }
+}

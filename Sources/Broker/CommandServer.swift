@@ -1,0 +1,91 @@
+import MeshtasticProtocol
+import Synchronization
+import ZeroMQ
+
+/// One request taken off a ROUTER socket: the routing envelope to answer through, and the body.
+struct CommandRequest: Sendable {
+    let socketIndex: Int
+    /// Every frame before the body: the peer identity and, from REQ clients, the empty delimiter.
+    let envelope: [[UInt8]]
+    let body: [UInt8]
+}
+
+/// The ROUTER side: takes requests from REQ and DEALER clients and sends each its reply.
+///
+/// Its sockets live on one ``ZMQSocketThread``. Requests go out as an `AsyncStream`; replies
+/// come back through a queue that wakes the thread. ROUTER_MANDATORY is on, so a reply to a
+/// client that left is noticed (and dropped) rather than silently discarded by libzmq.
+final class CommandServer: Sendable {
+    private let thread: ZMQSocketThread
+    private let replies: ZMQMailbox<(Int, [[UInt8]])>
+    let endpoints: [String]
+    let requests: AsyncStream<CommandRequest>
+    /// Replies that could not be delivered because the client had gone.
+    var undeliverable: Int { undeliverableCount.value }
+    private let undeliverableCount: Counter
+
+    init(context: ZMQContext, endpoints: [String]) throws {
+        let (requests, requestContinuation) = AsyncStream<CommandRequest>.makeStream(bufferingPolicy: .bufferingOldest(10_000))
+        self.requests = requests
+        let wakeup = try ZMQWakeup()
+        let replies = ZMQMailbox<(Int, [[UInt8]])>(wakeup: wakeup)
+        let undeliverable = Counter()
+        self.replies = replies
+        self.undeliverableCount = undeliverable
+        (thread, self.endpoints) = try ZMQSocketThread.start(name: "meshbus-commands", wakeup: wakeup) { thread, ready in
+            var sockets: [ZMQSocket] = []
+            defer {
+                requestContinuation.finish()
+                for socket in sockets { socket.close() }
+            }
+            var bound: [String] = []
+            for endpoint in endpoints {
+                let socket = try ZMQSocket(context: context, type: .router)
+                sockets.append(socket)
+                try socket.setRouterMandatory(true)
+                try socket.setLinger(milliseconds: 500)
+                try socket.bind(endpoint)
+                bound.append(try socket.lastEndpoint)
+            }
+            ready(bound)
+            let poller = ZMQPoller(sockets.map { .socket($0) } + [.descriptor(thread.wakeup.descriptor)])
+            while !thread.isStopRequested {
+                guard let readable = try? poller.poll(timeoutMilliseconds: -1) else { continue }
+                for (index, socket) in sockets.enumerated() where readable[index] {
+                    while let frames = try? socket.receiveMultipart(dontWait: true) {
+                        // A message without a body frame after the identity is not a request.
+                        guard frames.count >= 2 else { continue }
+                        requestContinuation.yield(
+                            CommandRequest(socketIndex: index, envelope: Array(frames.dropLast()), body: frames.last!)
+                        )
+                    }
+                }
+                if readable.last == true {
+                    thread.wakeup.drain()
+                    for (index, frames) in replies.takeAll() {
+                        do {
+                            try sockets[index].send(multipart: frames, dontWait: true)
+                        } catch {
+                            undeliverable.increment()
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends `reply` to the client that made `request`.
+    func reply(to request: CommandRequest, with reply: JSONValue) {
+        replies.post((request.socketIndex, request.envelope + [reply.jsonBytes]))
+    }
+
+    /// Stops taking requests and closes the sockets.
+    func stop() async { await thread.stop() }
+}
+
+/// A counter shared with a socket thread.
+final class Counter: Sendable {
+    private let count = Mutex(0)
+    var value: Int { count.withLock { $0 } }
+    func increment() { count.withLock { $0 += 1 } }
+}

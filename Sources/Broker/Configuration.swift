@@ -1,0 +1,56 @@
+import RadioLink
+import RadioSimulator
+
+/// Where a slot's radio is.
+public enum RadioSource: Sendable, Equatable {
+    /// A radio's TCP API.
+    case tcp(host: String, port: Int)
+    /// The built-in virtual radio, run in-process and reached over loopback TCP like a real one.
+    case simulator(SimulatorConfiguration)
+}
+
+/// One slot: a name (`[A-Za-z0-9_-]{1,32}`) and its radio.
+public struct SlotConfiguration: Sendable, Equatable {
+    public var name: String
+    public var source: RadioSource
+    public var timing: LinkTiming
+
+    public init(name: String, source: RadioSource, timing: LinkTiming = LinkTiming()) {
+        self.name = name
+        self.source = source
+        self.timing = timing
+    }
+
+    /// Whether `name` is a valid slot name.
+    public static func isValidName(_ name: String) -> Bool {
+        (1...32).contains(name.utf8.count)
+            && name.utf8.allSatisfy { byte in
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+            }
+    }
+}
+
+/// Everything the broker needs to start.
+public struct BrokerConfiguration: Sendable, Equatable {
+    public static let defaultEventEndpoint = "tcp://127.0.0.1:7710"
+    public static let defaultCommandEndpoint = "tcp://127.0.0.1:7711"
+
+    public var events: [String]
+    public var commands: [String]
+    public var slots: [SlotConfiguration]
+    /// Packets a slot accepts before `queue_full`.
+    public var outboxCapacity: Int
+
+    public init(
+        events: [String] = [defaultEventEndpoint],
+        commands: [String] = [defaultCommandEndpoint],
+        slots: [SlotConfiguration] = [SlotConfiguration(name: "sim", source: .simulator(SimulatorConfiguration()))],
+        outboxCapacity: Int = 64
+    ) {
+        self.events = events
+        self.commands = commands
+        self.slots = slots
+        self.outboxCapacity = outboxCapacity
+    }
+}

@@ -1,0 +1,71 @@
+import MeshtasticProtocol
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Topic names of design.md §3.
+public enum Topic {
+    public static let receive = "meshtastic.receive"
+    public static let sent = "meshtastic.sent"
+    public static let established = "meshtastic.connection.established"
+    public static let lost = "meshtastic.connection.lost"
+    public static let state = "meshtastic.connection.state"
+    public static let nodeUpdated = "meshtastic.node.updated"
+    public static let log = "meshtastic.log"
+    public static let queueStatus = "meshtastic.queue.status"
+    public static let clientNotification = "meshtastic.client.notification"
+
+    /// The first frame: `topic/slot`, or `topic/slot/PORTNUM` for received packets.
+    public static func frame(_ topic: String, slot: String, port: String? = nil) -> String {
+        if let port { return "\(topic)/\(slot)/\(port)" }
+        return "\(topic)/\(slot)"
+    }
+}
+
+/// The JSON envelope every event carries (schema 1).
+public enum Envelope {
+    public static let schema = 1
+
+    public static func make(broker: String, slot: String, topic: String, seq: UInt64, time: String, fields: JSONObject) -> JSONValue {
+        var object: JSONObject = [
+            "schema": .int(schema),
+            "broker": .string(broker),
+            "slot": .string(slot),
+            "topic": .string(topic),
+            "seq": .int(seq),
+            "time": .string(time),
+        ]
+        for entry in fields.entries { object[entry.key] = entry.value }
+        return .object(object)
+    }
+
+    /// UTC time with milliseconds, e.g. `2026-11-22T18:00:00.123Z`.
+    public static func timestamp(secondsSince1970 seconds: Double) -> String {
+        var whole = time_t(seconds.rounded(.down))
+        let millis = min(999, Int((seconds - Double(whole)) * 1000))
+        var parts = tm()
+        gmtime_r(&whole, &parts)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(millis), 3))Z"
+    }
+
+    /// The current time in envelope form.
+    public static func now() -> String {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return timestamp(secondsSince1970: Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9)
+    }
+
+    /// A random 64-bit broker id as 16 hex digits.
+    public static func makeBrokerID() -> String {
+        let hex = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}

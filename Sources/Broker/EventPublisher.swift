@@ -1,0 +1,51 @@
+import MeshtasticProtocol
+import ZeroMQ
+
+/// The PUB side: every event of every slot leaves through here, in the order published.
+///
+/// Its sockets live on one ``ZMQSocketThread``; ``publish(_:)`` only appends to a queue and
+/// wakes that thread, so the radio side never waits for consumers. A consumer that falls
+/// further behind than the send high-water mark loses messages at the PUB socket (libzmq
+/// drops, it never blocks); it sees the gap as a `seq` jump.
+final class EventPublisher: Sendable {
+    /// Per-subscriber queue limit of the PUB socket, in messages.
+    static let sendHighWaterMark: Int32 = 100_000
+
+    private let thread: ZMQSocketThread
+    private let queue: ZMQMailbox<[[UInt8]]>
+    /// The endpoints as bound (with the ports picked for `:0` or `:*`).
+    let endpoints: [String]
+
+    init(context: ZMQContext, endpoints: [String]) throws {
+        let wakeup = try ZMQWakeup()
+        let queue = ZMQMailbox<[[UInt8]]>(wakeup: wakeup)
+        self.queue = queue
+        (thread, self.endpoints) = try ZMQSocketThread.start(name: "meshbus-pub", wakeup: wakeup) { thread, ready in
+            let socket = try ZMQSocket(context: context, type: .pub)
+            defer { socket.close() }
+            try socket.setSendHighWaterMark(Self.sendHighWaterMark)
+            try socket.setLinger(milliseconds: 1000)
+            var bound: [String] = []
+            for endpoint in endpoints {
+                try socket.bind(endpoint)
+                bound.append(try socket.lastEndpoint)
+            }
+            ready(bound)
+            let poller = ZMQPoller([.descriptor(thread.wakeup.descriptor)])
+            while true {
+                _ = try? poller.poll(timeoutMilliseconds: -1)
+                thread.wakeup.drain()
+                for message in queue.takeAll() { _ = try? socket.send(multipart: message, dontWait: true) }
+                if thread.isStopRequested && queue.isEmpty { return }
+            }
+        }
+    }
+
+    /// Queues one multipart message (topic, envelope, optional raw bytes).
+    func publish(_ frames: [[UInt8]]) {
+        queue.post(frames)
+    }
+
+    /// Sends what is queued, then closes the socket (lingering up to a second for slow peers).
+    func stop() async { await thread.stop() }
+}

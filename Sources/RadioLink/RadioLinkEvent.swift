@@ -1,0 +1,45 @@
+import MeshtasticProtocol
+
+/// What a slot's link reports to the broker, in order.
+public enum RadioLinkEvent: Sendable {
+    /// The manager changed state.
+    case stateChanged(LinkStateMachine.State, previous: LinkStateMachine.State)
+    /// The handshake completed with this attempt's nonce; the slot is ready.
+    case established(LinkInfo)
+    /// A ready link went down.
+    case lost(LossReason)
+    /// A message from the radio, with its raw bytes. `backlog` is true for packets that
+    /// arrived before the handshake completed (the radio flushing what it stored).
+    case fromRadio(Meshtastic_FromRadio, raw: [UInt8], backlog: Bool)
+    /// A packet was written to the radio.
+    case sent(OutgoingPacket)
+    /// A line of the radio's debug console (bytes between frames).
+    case logLine(String)
+    /// A frame that is not a valid `FromRadio`; dropped and counted.
+    case undecodableFrame(length: Int)
+}
+
+/// What the handshake told about the radio.
+public struct LinkInfo: Sendable, Equatable {
+    public var myNodeNum: UInt32
+    public var firmware: String
+    public var nodeCount: Int
+    public var attempt: Int
+}
+
+/// The timing of one slot's link (design.md §5). Tests shrink these.
+public struct LinkTiming: Sendable, Equatable {
+    public var reconnectCooldown: Duration
+    public var interfaceInitTimeout: Duration
+    public var connectTimeout: Duration
+
+    public init(
+        reconnectCooldown: Duration = .seconds(3),
+        interfaceInitTimeout: Duration = .seconds(25),
+        connectTimeout: Duration = .seconds(10)
+    ) {
+        self.reconnectCooldown = reconnectCooldown
+        self.interfaceInitTimeout = interfaceInitTimeout
+        self.connectTimeout = connectTimeout
+    }
+}

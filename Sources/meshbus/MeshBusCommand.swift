@@ -1,0 +1,40 @@
+import ArgumentParser
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct MeshBusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "meshbus",
+        abstract: "Share Meshtastic radios between many programs over ZeroMQ.",
+        subcommands: [RunCommand.self, SimCommand.self, TailCommand.self, SendCommand.self],
+        defaultSubcommand: RunCommand.self
+    )
+
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// Writes one line to standard output at once (unbuffered), so that a pipe reader sees
+/// each line as it happens.
+func say(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let written = bytes[offset...].withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+        if written <= 0 { return }
+        offset += written
+    }
+}
