@@ -43,9 +43,9 @@ public enum Envelope {
     }
 
     /// UTC time with milliseconds, e.g. `2026-11-22T18:00:00.123Z`.
-    public static func timestamp(secondsSince1970 seconds: Double) -> String {
-        var whole = time_t(seconds.rounded(.down))
-        let millis = min(999, Int((seconds - Double(whole)) * 1000))
+    public static func timestamp(millisecondsSince1970 milliseconds: Int64) -> String {
+        var whole = time_t(milliseconds / 1000)
+        let millis = Int32(milliseconds % 1000)
         var parts = tm()
         gmtime_r(&whole, &parts)
         func pad(_ value: Int32, _ width: Int) -> String {
@@ -53,14 +53,14 @@ public enum Envelope {
             return String(repeating: "0", count: max(0, width - text.count)) + text
         }
         return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(millis), 3))Z"
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(millis, 3))Z"
     }
 
     /// The current time in envelope form.
     public static func now() -> String {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
-        return timestamp(secondsSince1970: Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9)
+        return timestamp(millisecondsSince1970: Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000)
     }
 
     /// A random 64-bit broker id as 16 hex digits.

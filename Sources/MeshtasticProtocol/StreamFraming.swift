@@ -39,6 +39,8 @@ public enum StreamFraming {
 /// A payload longer than ``StreamFraming/maxPayloadLength`` cannot be framed.
 public struct FrameTooLong: Error, Equatable, Sendable {
     public let length: Int
+
+    public init(length: Int) { self.length = length }
 }
 
 /// What the stream decoder yields: a frame's payload, or a line of text found between frames.

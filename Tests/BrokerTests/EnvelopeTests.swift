@@ -1,0 +1,36 @@
+import Broker
+import MeshtasticProtocol
+import Testing
+
+@Suite struct EnvelopeTests {
+    @Test func envelopeCarriesEveryContractFieldFirst() {
+        let envelope = Envelope.make(broker: "00112233aabbccdd", slot: "roof", topic: Topic.receive, seq: 7, time: "t", fields: ["backlog": .bool(false)])
+        #expect(envelope.objectValue?.keys == ["schema", "broker", "slot", "topic", "seq", "time", "backlog"])
+        #expect(envelope["schema"] == .number("1"))
+        #expect(envelope["seq"] == .number("7"))
+    }
+
+    @Test func topicFramesAllowPrefixSelection() {
+        #expect(Topic.frame(Topic.receive, slot: "roof", port: "TEXT_MESSAGE_APP") == "meshtastic.receive/roof/TEXT_MESSAGE_APP")
+        #expect(Topic.frame(Topic.lost, slot: "roof") == "meshtastic.connection.lost/roof")
+    }
+
+    @Test func timestampIsUTCWithMilliseconds() {
+        #expect(Envelope.timestamp(millisecondsSince1970: 1_795_370_400_123) == "2026-11-22T18:00:00.123Z")
+        #expect(Envelope.timestamp(millisecondsSince1970: 0) == "1970-01-01T00:00:00.000Z")
+    }
+
+    @Test func brokerIDIsSixteenHexDigitsAndFresh() {
+        let first = Envelope.makeBrokerID()
+        #expect(first.count == 16)
+        #expect(first.allSatisfy { $0.isHexDigit })
+        #expect(first != Envelope.makeBrokerID())
+    }
+
+    @Test func slotNamesFollowTheContract() {
+        #expect(SlotConfiguration.isValidName("roof_2-a"))
+        #expect(!SlotConfiguration.isValidName(""))
+        #expect(!SlotConfiguration.isValidName("a/b"))
+        #expect(!SlotConfiguration.isValidName(String(repeating: "a", count: 33)))
+    }
+}
