@@ -73,11 +73,8 @@ public final class Broker: Service, Sendable {
                     }
                 }
             }
-            await withGracefulShutdownHandler {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .seconds(3600))
-                }
-            } onGracefulShutdown: {}
+            // Returns on graceful shutdown (SIGTERM, SIGINT) or cancellation.
+            try? await gracefulShutdown()
             group.cancelAll()
         }
         await commands.stop()

@@ -1,0 +1,117 @@
+"""Fixtures: the real meshbus binary on ports it picks itself, and pyzmq clients."""
+import os
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+import zmq
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BINARY = os.environ.get("MESHBUS_BIN", os.path.join(ROOT, ".build", "debug", "meshbus"))
+
+
+def _start(args, pattern, timeout=30.0):
+    """Starts meshbus with args; waits for stdout lines matching pattern; returns (proc, matches)."""
+    proc = subprocess.Popen([BINARY, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    found = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(found) < len(pattern):
+        line = proc.stdout.readline()
+        if not line:
+            break
+        for key, regex in pattern.items():
+            m = re.match(regex, line.strip())
+            if m:
+                found[key] = m.group(1)
+    if len(found) < len(pattern):
+        proc.kill()
+        raise RuntimeError(f"meshbus {args} did not announce {list(pattern)}; saw {found}")
+    return proc, found
+
+
+def _stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def free_port():
+    """A loopback port that is free now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def start_broker():
+    """Starts brokers on the given (or OS-picked) endpoints; stops each with SIGTERM and checks exit 0."""
+    procs = []
+
+    def start(*radio_args):
+        proc, found = _start(
+            ["run", "--events", "tcp://127.0.0.1:*", "--commands", "tcp://127.0.0.1:*", "--sim-traffic", "240", *radio_args],
+            {"events": r"events: (\S+)", "commands": r"commands: (\S+)"},
+        )
+        procs.append(proc)
+        return found
+
+    yield start
+    for proc in procs:
+        _stop(proc)
+        assert proc.returncode == 0, f"broker exited with {proc.returncode} on SIGTERM"
+
+
+@pytest.fixture
+def broker(start_broker):
+    return start_broker()
+
+
+@pytest.fixture
+def start_simulator():
+    """Starts `meshbus sim` processes (port 0: OS-picked); returns the port each listens on."""
+    procs = []
+
+    def start(port=0):
+        proc, found = _start(
+            ["sim", "--port", str(port), "--nodes", "5", "--traffic", "120"],
+            {"port": r"simulator listening on [\d.]+:(\d+)"},
+        )
+        procs.append(proc)
+        return int(found["port"])
+
+    yield start
+    for proc in procs:
+        _stop(proc)
+
+
+@pytest.fixture
+def simulator(start_simulator):
+    return start_simulator()
+
+
+@pytest.fixture
+def context():
+    ctx = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)
+
+
+def subscriber(ctx, endpoint, prefix=b""):
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVTIMEO, 15000)
+    sub.connect(endpoint)
+    sub.subscribe(prefix)
+    return sub
+
+
+def requester(ctx, endpoint):
+    req = ctx.socket(zmq.REQ)
+    req.setsockopt(zmq.RCVTIMEO, 10000)
+    req.setsockopt(zmq.LINGER, 0)
+    req.connect(endpoint)
+    return req
