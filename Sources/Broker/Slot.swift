@@ -94,7 +94,7 @@ final class Slot: Sendable {
         switch message.payloadVariant {
         case .packet(let packet):
             let json = PacketJSON.packet(packet)
-            publish(Topic.receive, port: PacketJSON.portName(packet), ["packet": json, "backlog": .bool(backlog)], raw: (try? packet.serializedBytes()) ?? [])
+            publish(Topic.receive, port: PacketJSON.portName(ofPacketJSON: json), ["packet": json, "backlog": .bool(backlog)], raw: (try? packet.serializedBytes()) ?? [])
             updateNode(from: packet, json: json)
         case .nodeInfo(let info):
             if let node = PacketJSON.message(info).objectValue { mergeNode(info.num, node) }

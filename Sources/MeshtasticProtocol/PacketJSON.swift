@@ -33,6 +33,13 @@ public enum PacketJSON {
         return portName(data.portnum)
     }
 
+    /// The same name, read from a packet's JSON (``packet(_:)``) instead of encoding again.
+    public static func portName(ofPacketJSON json: JSONValue) -> String {
+        guard let port = json["decoded"]?["portnum"] else { return "ENCRYPTED" }
+        if case .number(let number) = port { return number }
+        return port.stringValue ?? "UNKNOWN_APP"
+    }
+
     public static func portName(_ port: Meshtastic_PortNum) -> String {
         if case .string(let name)? = message(enumHolder(port))["portnum"] { return name }
         return port.rawValue == 0 ? "UNKNOWN_APP" : String(port.rawValue)

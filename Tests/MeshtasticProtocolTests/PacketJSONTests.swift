@@ -87,6 +87,7 @@ import Testing
         #expect(json["decoded"] == nil)
         #expect(json["to"] == .number("0"))
         #expect(PacketJSON.portName(packet) == "ENCRYPTED")
+        #expect(PacketJSON.portName(ofPacketJSON: json) == "ENCRYPTED")
     }
 
     @Test func invalidUTF8TextKeepsPayloadButNoText() {
@@ -97,6 +98,7 @@ import Testing
 
     @Test func portNamesRoundTrip() {
         #expect(PacketJSON.portName(.textMessageApp) == "TEXT_MESSAGE_APP")
+        #expect(PacketJSON.portName(ofPacketJSON: PacketJSON.packet(packet(port: .telemetryApp, payload: Data()))) == "TELEMETRY_APP")
         #expect(PacketJSON.port(named: "TELEMETRY_APP") == .telemetryApp)
         #expect(PacketJSON.port(named: "67") == .telemetryApp)
         #expect(PacketJSON.port(named: "NOPE") == nil)
