@@ -184,16 +184,6 @@ final class Slot: Sendable {
     }
 }
 
-extension LinkStateMachine.State {
-    /// The attempt number of the state, 0 where there is none.
-    var attempt: Int {
-        switch self {
-        case .connecting(let attempt), .configuring(let attempt, _), .ready(let attempt), .cooldown(let attempt): attempt
-        case .idle, .stopped: 0
-        }
-    }
-}
-
 /// The built-in simulator reached over loopback TCP; `status` reports it as `simulator`.
 struct SimulatorTransport: RadioTransport {
     let tcp: TCPRadioTransport

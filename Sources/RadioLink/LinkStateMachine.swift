@@ -33,6 +33,14 @@ public struct LinkStateMachine: Sendable {
         case cooldown(attempt: Int)
         case stopped
 
+        /// The connection attempt the state belongs to, 0 where there is none.
+        public var attempt: Int {
+            switch self {
+            case .connecting(let attempt), .configuring(let attempt, _), .ready(let attempt), .cooldown(let attempt): attempt
+            case .idle, .stopped: 0
+            }
+        }
+
         /// The state's name as published in `connection.state`.
         public var name: String {
             switch self {
