@@ -120,20 +120,19 @@ public final class RadioSimulator: Sendable {
 
     /// Makes `channel` the one client, closing the previous one as firmware does.
     private func attach(_ channel: any Channel, _ outbound: AsyncStream<Meshtastic_FromRadio>.Continuation) -> Int {
-        let previous = client.withLock { slot in
-            defer {
-                slot.generation += 1
-                slot.outbound = outbound
-                slot.channel = channel
-            }
-            return (slot.outbound, slot.channel)
+        let (generation, previousOutbound, previousChannel) = client.withLock { slot in
+            let previous = (slot.outbound, slot.channel)
+            slot.generation += 1
+            slot.outbound = outbound
+            slot.channel = channel
+            return (slot.generation, previous.0, previous.1)
         }
-        if let channel = previous.1 {
+        if let previousChannel {
             logger.info("force close previous API client")
-            previous.0?.finish()
-            channel.close(promise: nil)
+            previousOutbound?.finish()
+            previousChannel.close(promise: nil)
         }
-        return client.withLock { $0.generation }
+        return generation
     }
 
     private func detach(generation: Int) {
