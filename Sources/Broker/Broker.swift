@@ -63,9 +63,16 @@ public final class Broker: Service, Sendable {
         slotOrder = configuration.slots.map(\.name)
     }
 
+    /// How long the radios get to close cleanly on shutdown before they are cut off.
+    static let radioCloseDeadline = Duration.seconds(8)
+
     public func run() async {
-        await withDiscardingTaskGroup { group in
-            for slot in slots.values { group.addTask { await slot.run() } }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withDiscardingTaskGroup { slotGroup in
+                    for slot in self.slots.values { slotGroup.addTask { await slot.run() } }
+                }
+            }
             group.addTask {
                 await withDiscardingTaskGroup { requests in
                     for await request in self.commands.requests {
@@ -73,8 +80,16 @@ public final class Broker: Service, Sendable {
                     }
                 }
             }
-            // Returns on graceful shutdown (SIGTERM, SIGINT) or cancellation.
-            try? await gracefulShutdown()
+            group.addTask {
+                // Graceful shutdown (SIGTERM, SIGINT): close every radio cleanly, within a deadline.
+                // Cancellation skips straight to the end.
+                guard (try? await gracefulShutdown()) != nil else { return }
+                for slot in self.slots.values { slot.link.shutdown() }
+                try? await Task.sleep(for: Self.radioCloseDeadline)
+                self.logger.warning("radios did not close within the deadline; cutting them off")
+            }
+            // The first to end: all slots stopped, the close deadline passed, or cancellation.
+            await group.next()
             group.cancelAll()
         }
         await commands.stop()
@@ -124,6 +139,14 @@ public final class Broker: Service, Sendable {
                 let id = requestID.flatMap { $0.stringValue ?? ($0 == .null ? nil : $0.jsonString) }
                 let packetID = try slot.sendText(send, requestID: id, outboxCapacity: configuration.outboxCapacity)
                 return ["packetId": .int(packetID), "status": .string("queued")]
+            case .reconnect(let name):
+                let slot = try slot(named: name)
+                slot.link.reconnect()
+                return ["slot": .string(slot.name), "state": .string(slot.link.state.name)]
+            case .disconnectForRestart(let name, let settle):
+                let slot = try slot(named: name)
+                slot.link.disconnectForRestart(settle: .milliseconds(Int64(settle * 1000)))
+                return ["slot": .string(slot.name), "settleSeconds": .double(settle)]
             }
         }
     }

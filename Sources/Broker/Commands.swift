@@ -31,9 +31,13 @@ public enum Command: Equatable, Sendable {
     case ping
     case status(slot: String?)
     case sendText(SendText)
+    /// Forces a reconnect cycle of the slot (or ends a `disconnectForRestart` hold).
+    case reconnect(slot: String)
+    /// Closes the slot's radio cleanly and holds it closed until `reconnect`.
+    case disconnectForRestart(slot: String, settleSeconds: Double)
 
     /// Every command this build answers.
-    public static let names = ["ping", "status", "sendText"]
+    public static let names = ["ping", "status", "sendText", "reconnect", "disconnectForRestart"]
 
     /// The arguments of `sendText`, with defaults applied.
     public struct SendText: Equatable, Sendable {
@@ -95,6 +99,10 @@ public struct CommandEnvelope: Sendable {
             if let ttl = try fields.number("ttlSeconds", in: 0...86_400) { send.ttlSeconds = ttl }
             send.requireReady = try fields.bool("requireReady") ?? false
             return .sendText(send)
+        case "reconnect":
+            return .reconnect(slot: try fields.requiredString("slot"))
+        case "disconnectForRestart":
+            return .disconnectForRestart(slot: try fields.requiredString("slot"), settleSeconds: try fields.number("settleSeconds", in: 0...3600) ?? 3)
         default:
             throw .unknownCommand(name)
         }

@@ -5,6 +5,8 @@ import RadioSimulator
 public enum RadioSource: Sendable, Equatable {
     /// A radio's TCP API.
     case tcp(host: String, port: Int)
+    /// A radio on a serial line (USB CDC), by device path; polled while absent.
+    case serial(path: String)
     /// The built-in virtual radio, run in-process and reached over loopback TCP like a real one.
     case simulator(SimulatorConfiguration)
 }

@@ -8,7 +8,7 @@ import Synchronization
 /// slots: each has its own `seq`, nodes and outbox.
 final class Slot: Sendable {
     let name: String
-    let link: RadioLink
+    let link: RadioLink<ContinuousClock>
     private let linkEvents: AsyncStream<RadioLinkEvent>
     private let simulator: RadioSimulator?
     private let sink: EventSink
@@ -29,7 +29,10 @@ final class Slot: Sendable {
         switch configuration.source {
         case .tcp(let host, let port):
             simulator = nil
-            transport = TCPRadioTransport(host: host, port: port, connectTimeout: configuration.timing.connectTimeout)
+            transport = TCPRadioTransport(host: host, port: port, connectTimeout: configuration.timing.connectTimeout, keepalive: configuration.timing.tcpKeepalive)
+        case .serial(let path):
+            simulator = nil
+            transport = SerialRadioTransport(path: path)
         case .simulator(let simulatorConfiguration):
             let simulator = try await RadioSimulator.start(simulatorConfiguration, logger: logger)
             self.simulator = simulator
@@ -39,6 +42,7 @@ final class Slot: Sendable {
             slot: name,
             transport: transport,
             timing: configuration.timing,
+            clock: ContinuousClock(),
             outboxCapacity: outboxCapacity,
             logger: logger
         )
@@ -67,7 +71,13 @@ final class Slot: Sendable {
     private func handle(_ event: RadioLinkEvent) {
         switch event {
         case .stateChanged(let current, let previous):
-            publish(Topic.state, ["state": .string(current.name), "previous": .string(previous.name), "strikes": .int(0), "attempt": .int(current.attempt), "retryInSeconds": .null])
+            publish(Topic.state, [
+                "state": .string(current.name),
+                "previous": .string(previous.name),
+                "strikes": .int(current.strikes),
+                "attempt": .int(current.attempt),
+                "retryInSeconds": current.retryIn.map { .double($0.inSeconds) } ?? .null,
+            ])
         case .established(let info):
             state.withLock { state in
                 state.myNodeNum = info.myNodeNum
@@ -144,19 +154,19 @@ final class Slot: Sendable {
     // MARK: Commands
 
     func status() -> JSONObject {
-        let linkState = link.state
+        let link = link.status
         return state.withLock { state in
-            var ready = false
-            if case .ready = linkState { ready = true }
-            return [
-                "state": .string(linkState.name),
-                "ready": .bool(ready),
-                "strikes": .int(0),
-                "lastProbeOkAgoSeconds": .null,
+            [
+                "state": .string(link.state.name),
+                "ready": .bool(link.state.isReady),
+                "strikes": .int(link.state.strikes),
+                "lastProbeOkAgoSeconds": link.sinceLastProbeSuccess.map { .double($0.inSeconds) } ?? .null,
+                "attempt": .int(link.state.attempt),
+                "retryInSeconds": link.state.retryIn.map { .double($0.inSeconds) } ?? .null,
                 "reconnects": .int(state.reconnects),
-                "transport": .string(link.transport.kind),
+                "transport": .string(self.link.transport.kind),
                 "myNodeNum": state.myNodeNum.map { .int($0) } ?? .null,
-                "queueDepth": .int(link.queueDepth),
+                "queueDepth": .int(self.link.queueDepth),
                 "lastSeq": .int(state.seq),
                 "nodeCount": .int(state.nodes.count),
             ]
@@ -166,7 +176,8 @@ final class Slot: Sendable {
     /// Accepts a text for the radio. Returns the packet id it will carry.
     func sendText(_ request: Command.SendText, requestID: String?, outboxCapacity: Int) throws(CommandError) -> UInt32 {
         if request.requireReady {
-            guard case .ready = link.state else { throw .notReady(name, state: link.state.name) }
+            let state = link.state
+            guard state.isReady else { throw .notReady(name, state: state.name) }
         }
         var packet = Meshtastic_MeshPacket()
         packet.to = request.to

@@ -3,47 +3,97 @@ import MeshtasticProtocol
 import NIOCore
 import Synchronization
 
-/// The supervisor of one slot's radio: opens the transport, runs the handshake, reads and
-/// writes, and after any loss closes the transport, cools down and tries again, until it is
-/// cancelled.
+/// The supervisor of one slot's radio: drives a ``ConnectionStateMachine`` by carrying out
+/// its actions (open a session, write, run timers) and feeding it what happens.
 ///
-/// ``run()`` cannot throw. Each session's children (reader, writer, init timer) run in one
-/// task group; whatever ends a child, an error included, becomes a ``LossReason`` handed to
-/// the ``LinkStateMachine``, and the loop goes on.
-public final class RadioLink: Sendable {
+/// ``run()`` is one task that owns every child: each session (transport open, reader,
+/// writers, its timers) and the retry timers. Children never throw to it: whatever ends
+/// a child, an error included, comes back as an input value, so nothing a child does can
+/// end the loop. It ends only on ``shutdown()`` or cancellation.
+public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
+    public typealias Machine = ConnectionStateMachine<C.Instant>
+
     public let slot: String
     public let transport: any RadioTransport
     public let timing: LinkTiming
     let outbox: Outbox
-    let events: AsyncStream<RadioLinkEvent>.Continuation
-    let logger: Logger
-    private let machine: Mutex<LinkStateMachine>
+    private let clock: C
+    private let events: AsyncStream<RadioLinkEvent>.Continuation
+    private let inputs: AsyncStream<Input>
+    private let input: AsyncStream<Input>.Continuation
+    private let machine: Mutex<Machine>
+    private let gate = SendGate()
+    private let logger: Logger
+
+    /// What reaches the supervisor loop: children's reports and commands.
+    private enum Input: Sendable {
+        case opened(attempt: Int)
+        case frame(attempt: Int, Meshtastic_FromRadio, raw: [UInt8])
+        case logLine(attempt: Int, String)
+        case undecodable(attempt: Int, length: Int)
+        case sent(attempt: Int, OutgoingPacket)
+        case ended(attempt: Int, SessionEnd)
+        case timer(Machine.Timer)
+        case reconnect
+        case disconnectForRestart(settle: Duration)
+        case shutdown
+    }
+
+    /// The supervisor's handle on its one live session.
+    private struct Session: Sendable {
+        let attempt: Int
+        let control: AsyncStream<Meshtastic_ToRadio>.Continuation
+        let timers: AsyncStream<(Machine.Timer, C.Instant)>.Continuation
+    }
 
     /// A link and the stream of its events; the broker consumes the stream.
+    /// `seed` feeds nonces and backoff jitter (random by default; fixed in tests).
     public static func make(
         slot: String,
         transport: any RadioTransport,
         timing: LinkTiming = LinkTiming(),
+        clock: C,
         outboxCapacity: Int = 64,
+        seed: UInt64 = .random(in: 0...UInt64.max),
         logger: Logger
     ) -> (RadioLink, AsyncStream<RadioLinkEvent>) {
         let (stream, continuation) = AsyncStream<RadioLinkEvent>.makeStream()
-        let link = RadioLink(slot: slot, transport: transport, timing: timing, outboxCapacity: outboxCapacity, events: continuation, logger: logger)
+        let link = RadioLink(
+            slot: slot, transport: transport, timing: timing, clock: clock, outboxCapacity: outboxCapacity,
+            seed: seed, events: continuation, logger: logger
+        )
         return (link, stream)
     }
 
-    private init(slot: String, transport: any RadioTransport, timing: LinkTiming, outboxCapacity: Int, events: AsyncStream<RadioLinkEvent>.Continuation, logger: Logger) {
+    private init(
+        slot: String, transport: any RadioTransport, timing: LinkTiming, clock: C, outboxCapacity: Int, seed: UInt64,
+        events: AsyncStream<RadioLinkEvent>.Continuation, logger: Logger
+    ) {
         self.slot = slot
         self.transport = transport
         self.timing = timing
+        self.clock = clock
         self.outbox = Outbox(capacity: outboxCapacity)
         self.events = events
         self.logger = logger
-        self.machine = Mutex(LinkStateMachine(cooldown: timing.reconnectCooldown))
+        self.machine = Mutex(Machine(timing: timing, seed: seed))
+        (inputs, input) = AsyncStream<Input>.makeStream()
     }
 
     /// The current state.
-    public var state: LinkStateMachine.State { machine.withLock { $0.state } }
+    public var state: LinkState { machine.withLock { $0.state } }
+
+    /// State, probe age and failures, for `status`.
+    public var status: LinkStatus {
+        let now = clock.now
+        return machine.withLock { machine in
+            LinkStatus(
+                state: machine.state,
+                sinceLastProbeSuccess: machine.state.isUp ? machine.lastProbeSuccess.map { $0.duration(to: now) } : nil,
+                failures: machine.failures
+            )
+        }
+    }
 
     /// Packets accepted but not yet written.
     public var queueDepth: Int { outbox.count }
@@ -51,168 +101,290 @@ public final class RadioLink: Sendable {
     /// Queues a packet for the radio; it is written once the link is ready. False if full.
     public func enqueue(_ packet: OutgoingPacket) -> Bool { outbox.enqueue(packet) }
 
-    /// Runs until cancelled. Never throws; ends with the state `stopped`.
+    /// Forces a reconnect cycle (or ends a `disconnectForRestart` hold).
+    public func reconnect() { input.yield(.reconnect) }
+
+    /// Closes the radio cleanly and holds it closed until ``reconnect()``, which waits out
+    /// `settle` first.
+    public func disconnectForRestart(settle: Duration) { input.yield(.disconnectForRestart(settle: settle)) }
+
+    /// Closes the radio cleanly (telling it with `ToRadio.disconnect`); ``run()`` returns once
+    /// the transport is closed.
+    public func shutdown() { input.yield(.shutdown) }
+
+    /// Runs until ``shutdown()`` or cancellation. Never throws; ends with the state `stopped`.
     public func run() async {
-        var action = transition { $0.start() }
-        while true {
-            if Task.isCancelled, !isStopAction(action) { action = transition { $0.stop() } }
-            switch action {
-            case .open(let attempt):
-                action = await connect(attempt: attempt)
-            case .closeAndWait(let reason, let wasReady, let cooldown):
-                if wasReady { events.yield(.lost(reason)) }
-                logger.info("link down", metadata: ["slot": "\(slot)", "reason": "\(reason.rawValue)", "retryIn": "\(cooldown)"])
-                do {
-                    try await ContinuousClock().sleep(for: cooldown)
-                    action = transition { $0.cooldownElapsed() }
-                } catch {
-                    action = transition { $0.stop() }
+        await withDiscardingTaskGroup { group in
+            var session: Session?
+            var info = LinkInfo(myNodeNum: 0, firmware: "", nodeCount: 0, attempt: 0)
+            perform(transition(now: clock.now) { $0.start() }, now: clock.now, group: &group, session: &session, info: info)
+            for await input in inputs {
+                let now = clock.now
+                let actions: [Machine.Action]
+                switch input {
+                case .opened(let attempt):
+                    info = LinkInfo(myNodeNum: 0, firmware: "", nodeCount: 0, attempt: attempt)
+                    actions = transition(now: now) { $0.transportOpened(attempt: attempt) }
+                case .frame(let attempt, let message, let raw):
+                    guard attempt == session?.attempt else { continue }
+                    let (frameActions, republish) = received(message, raw: raw, attempt: attempt, info: &info, now: now)
+                    perform(frameActions, now: now, group: &group, session: &session, info: info)
+                    if let republish { events.yield(republish) }
+                    continue
+                case .logLine(let attempt, let line):
+                    if attempt == session?.attempt { events.yield(.logLine(line)) }
+                    continue
+                case .undecodable(let attempt, let length):
+                    if attempt == session?.attempt { events.yield(.undecodableFrame(length: length)) }
+                    continue
+                case .sent(let attempt, let item):
+                    if attempt == session?.attempt { events.yield(.sent(item)) }
+                    continue
+                case .ended(let attempt, let end):
+                    if attempt == session?.attempt { session = nil }
+                    logger.debug("session ended", metadata: ["slot": "\(slot)", "attempt": "\(attempt)", "end": "\(end)"])
+                    actions = transition(now: now) { $0.sessionEnded(end, attempt: attempt, now: now) }
+                case .timer(let timer):
+                    actions = transition(now: now) { $0.timerFired(timer, now: now) }
+                case .reconnect:
+                    actions = transition(now: now) { $0.reconnect(now: now) }
+                case .disconnectForRestart(let settle):
+                    actions = transition(now: now) { $0.disconnectForRestart(settle: settle) }
+                case .shutdown:
+                    actions = transition(now: now) { $0.shutdown() }
                 }
-            case .closeAndStop(let wasReady):
-                if wasReady { events.yield(.lost(.shutdown)) }
-                events.finish()
-                return
-            case .requestConfig, .becomeReady, .none:
-                // Session actions are carried out inside `connect`; nothing else can be pending.
-                action = transition { $0.failed(.transportClosed) }
-                if action == .none { action = transition { $0.stop() } }
+                perform(actions, now: now, group: &group, session: &session, info: info)
+                if machine.withLock({ $0.isFinished }) { break }
+            }
+            if !machine.withLock({ $0.isFinished }) {
+                // Cancelled: the children are cancelled with us; report the end all the same.
+                perform(transition(now: clock.now) { $0.shutdown() }, now: clock.now, group: &group, session: &session, info: info)
+            }
+            group.cancelAll()
+        }
+        events.finish()
+    }
+
+    // MARK: Driving the machine
+
+    /// Applies one event and publishes the state change it caused.
+    private func transition(now: C.Instant, _ event: (inout Machine) -> [Machine.Action]) -> [Machine.Action] {
+        let (actions, previous, current) = machine.withLock { machine in
+            let previous = machine.state
+            let actions = event(&machine)
+            return (actions, previous, machine.state)
+        }
+        if previous != current {
+            gate.set(openFor: current.isReady ? current.attempt : nil)
+            events.yield(.stateChanged(current, previous: previous))
+            logger.log(
+                level: current.isUp || previous.isUp ? .info : .debug, "link state",
+                metadata: ["slot": "\(slot)", "state": "\(current.name)", "previous": "\(previous.name)", "attempt": "\(current.attempt)"]
+            )
+        }
+        return actions
+    }
+
+    /// Applies a frame; returns the actions and the event that republishes the frame (after
+    /// the actions, so `established` precedes the frame that completed the handshake).
+    private func received(
+        _ message: Meshtastic_FromRadio, raw: [UInt8], attempt: Int, info: inout LinkInfo, now: C.Instant
+    ) -> ([Machine.Action], RadioLinkEvent?) {
+        let frame: InboundFrame
+        switch message.payloadVariant {
+        case .myInfo(let myInfo):
+            info.myNodeNum = myInfo.myNodeNum
+            frame = .other
+        case .metadata(let metadata):
+            info.firmware = metadata.firmwareVersion
+            frame = .other
+        case .nodeInfo:
+            if !state.isUp { info.nodeCount += 1 }
+            frame = .other
+        case .configCompleteID(let id): frame = .configComplete(id: id)
+        case .rebooted(true): frame = .rebooted
+        default: frame = .other
+        }
+        let actions = transition(now: now) { $0.received(frame, attempt: attempt, now: now) }
+        // Frames of a session that is being closed are not republished.
+        switch state {
+        case .configuring: return (actions, .fromRadio(message, raw: raw, backlog: true))
+        case .ready, .degraded: return (actions, .fromRadio(message, raw: raw, backlog: false))
+        default: return (actions, nil)
+        }
+    }
+
+    private func perform(
+        _ actions: [Machine.Action], now: C.Instant, group: inout DiscardingTaskGroup, session: inout Session?, info: LinkInfo
+    ) {
+        for action in actions {
+            switch action {
+            case .connect(let attempt):
+                precondition(session == nil, "Internal inconsistency: a new session while one is open")
+                let (control, controlContinuation) = AsyncStream<Meshtastic_ToRadio>.makeStream()
+                let (timers, timersContinuation) = AsyncStream<(Machine.Timer, C.Instant)>.makeStream()
+                let next = Session(attempt: attempt, control: controlContinuation, timers: timersContinuation)
+                session = next
+                logger.debug("opening", metadata: ["slot": "\(slot)", "attempt": "\(attempt)", "transport": "\(transport)"])
+                group.addTask { await self.runSession(attempt: attempt, control: control, timers: timers) }
+            case .send(let request):
+                session?.control.yield(Self.message(for: request, myNodeNum: info.myNodeNum))
+            case .schedule(let timer):
+                let deadline = now.advanced(by: timer.delay)
+                if timer.kind.isSessionScoped {
+                    session?.timers.yield((timer, deadline))
+                } else {
+                    group.addTask { await self.fire(timer, at: deadline) }
+                }
+            case .established(let attempt):
+                var established = info
+                established.attempt = attempt
+                events.yield(.established(established))
+                logger.info("link ready", metadata: ["slot": "\(slot)", "attempt": "\(attempt)", "nodes": "\(info.nodeCount)"])
+            case .lost(let reason):
+                events.yield(.lost(reason))
+                logger.warning("link lost", metadata: ["slot": "\(slot)", "reason": "\(reason.rawValue)"])
+            case .closeSession(let goodbye):
+                if goodbye { session?.control.yield(.with { $0.disconnect = true }) }
+                session?.control.finish()
             }
         }
     }
 
-    private func isStopAction(_ action: LinkStateMachine.Action) -> Bool {
-        if case .closeAndStop = action { return true }
-        return false
-    }
-
-    /// Applies one event to the machine and publishes the state change it caused.
-    private func transition(_ event: (inout LinkStateMachine) -> LinkStateMachine.Action) -> LinkStateMachine.Action {
-        let (action, previous, current) = machine.withLock { machine in
-            let previous = machine.state
-            let action = event(&machine)
-            return (action, previous, machine.state)
+    static func message(for request: Machine.Request, myNodeNum: UInt32) -> Meshtastic_ToRadio {
+        switch request {
+        case .wantConfig(let nonce):
+            return .with { $0.wantConfigID = nonce }
+        case .heartbeat, .probe(.heartbeat):
+            return .with { $0.heartbeat = Meshtastic_Heartbeat() }
+        case .probe(.deviceMetadata(let packetID)):
+            var admin = Meshtastic_AdminMessage()
+            admin.getDeviceMetadataRequest = true
+            var packet = Meshtastic_MeshPacket()
+            packet.to = myNodeNum
+            packet.id = packetID
+            packet.decoded.portnum = .adminApp
+            packet.decoded.wantResponse = true
+            packet.decoded.payload = (try? admin.serializedData()) ?? .init()
+            return .with { $0.packet = packet }
         }
-        if previous != current { events.yield(.stateChanged(current, previous: previous)) }
-        return action
     }
 
-    /// One attempt: open, handshake, serve until the link is lost. Returns the next action.
-    private func connect(attempt: Int) async -> LinkStateMachine.Action {
+    private func fire(_ timer: Machine.Timer, at deadline: C.Instant) async {
+        do {
+            try await clock.sleep(until: deadline, tolerance: nil)
+            input.yield(.timer(timer))
+        } catch {
+            // Cancelled with its scope: the timer is moot.
+        }
+    }
+
+    // MARK: A session
+
+    /// One attempt: its timers, the transport open, and serving it until it ends. Reports
+    /// the end as an input; never throws.
+    private func runSession(attempt: Int, control: AsyncStream<Meshtastic_ToRadio>, timers: AsyncStream<(Machine.Timer, C.Instant)>) async {
+        let end = await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withDiscardingTaskGroup { timerGroup in
+                    for await (timer, deadline) in timers {
+                        timerGroup.addTask { await self.fire(timer, at: deadline) }
+                    }
+                    timerGroup.cancelAll()
+                }
+            }
+            let end = await openAndServe(attempt: attempt, control: control)
+            group.cancelAll()
+            return end
+        }
+        input.yield(.ended(attempt: attempt, end))
+    }
+
+    private func openAndServe(attempt: Int, control: AsyncStream<Meshtastic_ToRadio>) async -> SessionEnd {
         let channel: StreamChannel
         do {
             channel = try await transport.open()
+        } catch let error as RadioTransportError where error == .deviceAbsent {
+            logger.debug("device absent", metadata: ["slot": "\(slot)", "transport": "\(transport)"])
+            return .deviceAbsent
         } catch {
             logger.debug("open failed", metadata: ["slot": "\(slot)", "transport": "\(transport)", "error": "\(error)"])
-            return transition { $0.failed(.transportClosed) }
+            return .unreachable
         }
-        let nonce = Self.makeNonce()
-        guard case .requestConfig = transition({ $0.opened(nonce: nonce) }) else {
-            try? await channel.channel.close()
-            return transition { $0.stop() }
-        }
-        let reason = await serve(channel, nonce: nonce, attempt: attempt)
-        if Task.isCancelled { return transition { $0.stop() } }
-        return transition { $0.failed(reason) }
-    }
-
-    /// A random `want_config_id`, never 0 nor the firmware's special 69420/69421.
-    static func makeNonce() -> UInt32 {
-        var nonce: UInt32
-        repeat { nonce = UInt32.random(in: 1...UInt32.max) } while nonce == 69420 || nonce == 69421
-        return nonce
-    }
-
-    private func serve(_ channel: StreamChannel, nonce: UInt32, attempt: Int) async -> LossReason {
+        input.yield(.opened(attempt: attempt))
         do {
             return try await channel.executeThenClose { inbound, outbound in
-                try await outbound.write(.raw(ByteBuffer(bytes: StreamFraming.wakeSequence)))
-                var request = Meshtastic_ToRadio()
-                request.wantConfigID = nonce
-                try await outbound.write(.frame(ByteBuffer(bytes: try request.serializedBytes() as [UInt8])))
-                let (readySignal, readyContinuation) = AsyncStream<Void>.makeStream()
-                return await withTaskGroup(of: LossReason.self) { group in
-                    group.addTask { await self.read(inbound, attempt: attempt, ready: readyContinuation) }
-                    group.addTask { await self.write(outbound, after: readySignal) }
-                    group.addTask { await self.initTimer() }
-                    let first = await group.next() ?? .transportClosed
+                await withTaskGroup(of: SessionEnd.self) { group in
+                    group.addTask { await self.read(inbound, attempt: attempt) }
+                    group.addTask { await self.writeControl(control, to: outbound) }
+                    group.addTask { await self.writeOutbox(to: outbound, attempt: attempt) }
+                    let first = await group.next() ?? .lost(.transportClosed)
                     group.cancelAll()
                     return first
                 }
             }
         } catch {
-            return .writeFailed
+            return .lost(.transportClosed)
         }
     }
 
-    private func read(_ inbound: NIOAsyncChannelInboundStream<StreamItem>, attempt: Int, ready: AsyncStream<Void>.Continuation) async -> LossReason {
-        defer { ready.finish() }
-        var info = LinkInfo(myNodeNum: 0, firmware: "", nodeCount: 0, attempt: attempt)
-        var isReady = false
+    private func read(_ inbound: NIOAsyncChannelInboundStream<StreamItem>, attempt: Int) async -> SessionEnd {
         do {
             for try await item in inbound {
-                let payload: ByteBuffer
                 switch item {
                 case .logLine(let line):
-                    events.yield(.logLine(line))
-                    continue
-                case .frame(let frame):
-                    payload = frame
-                }
-                let raw = Array(payload.readableBytesView)
-                guard let message = try? Meshtastic_FromRadio(serializedBytes: raw) else {
-                    events.yield(.undecodableFrame(length: raw.count))
-                    continue
-                }
-                switch message.payloadVariant {
-                case .myInfo(let myInfo): info.myNodeNum = myInfo.myNodeNum
-                case .metadata(let metadata): info.firmware = metadata.firmwareVersion
-                case .nodeInfo: if !isReady { info.nodeCount += 1 }
-                case .rebooted(true): return .radioRebooted
-                case .configCompleteID(let id):
-                    if case .becomeReady = transition({ $0.configComplete(id: id) }) {
-                        isReady = true
-                        events.yield(.established(info))
-                        ready.yield()
-                        logger.info("link ready", metadata: ["slot": "\(slot)", "attempt": "\(attempt)", "nodes": "\(info.nodeCount)"])
+                    input.yield(.logLine(attempt: attempt, line))
+                case .frame(let payload):
+                    let raw = Array(payload.readableBytesView)
+                    if let message = try? Meshtastic_FromRadio(serializedBytes: raw) {
+                        input.yield(.frame(attempt: attempt, message, raw: raw))
+                    } else {
+                        input.yield(.undecodable(attempt: attempt, length: raw.count))
                     }
-                default: break
                 }
-                events.yield(.fromRadio(message, raw: raw, backlog: !isReady))
             }
         } catch {
             logger.debug("read failed", metadata: ["slot": "\(slot)", "error": "\(error)"])
         }
-        return .transportClosed
+        return .lost(.transportClosed)
     }
 
-    private func write(_ outbound: NIOAsyncChannelOutboundWriter<StreamOutbound>, after ready: AsyncStream<Void>) async -> LossReason {
-        var signal = ready.makeAsyncIterator()
-        guard await signal.next() != nil else { return .transportClosed }
-        while let item = await outbox.next() {
+    /// Wakes the radio, then writes what the machine asks for, in order. Ends when the
+    /// supervisor closes the session (or a write fails).
+    private func writeControl(_ control: AsyncStream<Meshtastic_ToRadio>, to outbound: NIOAsyncChannelOutboundWriter<StreamOutbound>) async -> SessionEnd {
+        do {
+            try await outbound.write(.raw(ByteBuffer(bytes: StreamFraming.wakeSequence)))
+            if transport.wakeDelay > .zero { try await Task.sleep(for: transport.wakeDelay) }
+            for await message in control {
+                try await outbound.write(.frame(ByteBuffer(bytes: try message.serializedBytes() as [UInt8])))
+            }
+            return .lost(.transportClosed)
+        } catch {
+            logger.debug("write failed", metadata: ["slot": "\(slot)", "error": "\(error)"])
+            return .lost(.writeFailed)
+        }
+    }
+
+    /// Writes queued packets while the link is ready; a packet whose write fails goes back
+    /// to the front of the outbox for the next session.
+    private func writeOutbox(to outbound: NIOAsyncChannelOutboundWriter<StreamOutbound>, attempt: Int) async -> SessionEnd {
+        while await gate.waitUntilOpen(for: attempt) {
+            guard let item = await outbox.next() else { break }
+            guard gate.isOpen(for: attempt) else {
+                outbox.requeueFront(item)
+                continue
+            }
             do {
                 var request = Meshtastic_ToRadio()
                 request.packet = item.packet
                 try await outbound.write(.frame(ByteBuffer(bytes: try request.serializedBytes() as [UInt8])))
-                events.yield(.sent(item))
+                input.yield(.sent(attempt: attempt, item))
             } catch {
                 outbox.requeueFront(item)
-                return .writeFailed
+                return .lost(.writeFailed)
             }
         }
-        return .transportClosed
-    }
-
-    private func initTimer() async -> LossReason {
-        do {
-            try await ContinuousClock().sleep(for: timing.interfaceInitTimeout)
-        } catch {
-            return .transportClosed
-        }
-        if case .ready = state {
-            // The handshake finished in time; stay out of the way until the session ends.
-            while !Task.isCancelled { try? await ContinuousClock().sleep(for: .seconds(3600)) }
-            return .transportClosed
-        }
-        return .initTimeout
+        // Cancelled: the session is ending for another reason, which is the one reported.
+        return .lost(.transportClosed)
     }
 }

@@ -3,7 +3,7 @@ import MeshtasticProtocol
 /// What a slot's link reports to the broker, in order.
 public enum RadioLinkEvent: Sendable {
     /// The manager changed state.
-    case stateChanged(LinkStateMachine.State, previous: LinkStateMachine.State)
+    case stateChanged(LinkState, previous: LinkState)
     /// The handshake completed with this attempt's nonce; the slot is ready.
     case established(LinkInfo)
     /// A ready link went down.
@@ -27,19 +27,11 @@ public struct LinkInfo: Sendable, Equatable {
     public var attempt: Int
 }
 
-/// The timing of one slot's link (design.md §5). Tests shrink these.
-public struct LinkTiming: Sendable, Equatable {
-    public var reconnectCooldown: Duration
-    public var interfaceInitTimeout: Duration
-    public var connectTimeout: Duration
-
-    public init(
-        reconnectCooldown: Duration = .seconds(3),
-        interfaceInitTimeout: Duration = .seconds(25),
-        connectTimeout: Duration = .seconds(10)
-    ) {
-        self.reconnectCooldown = reconnectCooldown
-        self.interfaceInitTimeout = interfaceInitTimeout
-        self.connectTimeout = connectTimeout
-    }
+/// A link's manager state for `status`.
+public struct LinkStatus: Sendable, Equatable {
+    public var state: LinkState
+    /// Time since the last successful probe (or frame answering one), nil before the first.
+    public var sinceLastProbeSuccess: Duration?
+    /// Consecutive failed attempts behind the current backoff.
+    public var failures: Int
 }

@@ -2,13 +2,44 @@ import MeshtasticProtocol
 import NIOCore
 import NIOPosix
 
-/// How a slot reaches its radio. TCP today; serial, BLE and WebSerial slot in behind the
-/// same requirement: open one framed channel, and nothing else (never a second connection).
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// How a slot reaches its radio: open one framed channel, and nothing else (never a second
+/// connection, not even to probe). TCP and serial today; a BLE or browser-held radio slots in
+/// by delivering its `FromRadio` messages as frames on such a channel.
 public protocol RadioTransport: Sendable, CustomStringConvertible {
-    /// Opens the link. Throws if the radio cannot be reached.
+    /// Opens the link. Throws ``RadioTransportError/deviceAbsent`` when there is nothing to
+    /// open yet (the manager then polls instead of backing off), anything else when the
+    /// radio cannot be reached.
     func open() async throws -> StreamChannel
     /// Short kind for `status`: `tcp`, `serial`, `simulator`.
     var kind: String { get }
+    /// Pause after the wake-up bytes, before the first frame (a sleeping serial device
+    /// needs it; TCP does not).
+    var wakeDelay: Duration { get }
+}
+
+extension RadioTransport {
+    public var wakeDelay: Duration { .zero }
+}
+
+/// Why a transport could not open, where the manager treats it specially.
+public struct RadioTransportError: Error, Hashable, CustomStringConvertible {
+    private enum Code: Hashable { case deviceAbsent }
+    private let code: Code
+
+    /// The device does not exist (yet): a serial path that is missing.
+    public static let deviceAbsent = RadioTransportError(code: .deviceAbsent)
+
+    public var description: String {
+        switch code {
+        case .deviceAbsent: "device absent"
+        }
+    }
 }
 
 /// A radio's TCP API (port 4403 on real radios), or the simulator's.
@@ -16,12 +47,20 @@ public struct TCPRadioTransport: RadioTransport {
     public let host: String
     public let port: Int
     public let connectTimeout: Duration
+    public let keepalive: LinkTiming.TCPKeepalive
     let group: any EventLoopGroup
 
-    public init(host: String, port: Int, connectTimeout: Duration = .seconds(10), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    public init(
+        host: String,
+        port: Int,
+        connectTimeout: Duration = .seconds(10),
+        keepalive: LinkTiming.TCPKeepalive = LinkTiming.TCPKeepalive(),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
         self.host = host
         self.port = port
         self.connectTimeout = connectTimeout
+        self.keepalive = keepalive
         self.group = group
     }
 
@@ -29,10 +68,93 @@ public struct TCPRadioTransport: RadioTransport {
     public var description: String { "tcp://\(host):\(port)" }
 
     public func open() async throws -> StreamChannel {
-        try await ClientBootstrap(group: group)
-            .connectTimeout(.milliseconds(Int64(connectTimeout.components.seconds * 1000)))
+        var bootstrap = ClientBootstrap(group: group)
+            .connectTimeout(.nanoseconds(Int64(connectTimeout.inSeconds * 1e9)))
             .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .connect(host: host, port: port) { channel in StreamChannel.configure(channel) }
+        #if os(Linux)
+        // A radio that vanishes without a FIN is noticed by the kernel within
+        // idle + interval × count, even between probes.
+        let tcp = NIOBSDSocket.OptionLevel(rawValue: CInt(IPPROTO_TCP))
+        bootstrap = bootstrap
+            .channelOption(ChannelOptions.tcpLevel(tcp, NIOBSDSocket.Option(rawValue: TCP_KEEPIDLE)), value: SocketOptionValue(max(1, keepalive.idle.components.seconds)))
+            .channelOption(ChannelOptions.tcpLevel(tcp, NIOBSDSocket.Option(rawValue: TCP_KEEPINTVL)), value: SocketOptionValue(max(1, keepalive.interval.components.seconds)))
+            .channelOption(ChannelOptions.tcpLevel(tcp, NIOBSDSocket.Option(rawValue: TCP_KEEPCNT)), value: SocketOptionValue(max(1, keepalive.count)))
+        #endif
+        return try await bootstrap.connect(host: host, port: port) { channel in StreamChannel.configure(channel) }
+    }
+}
+
+extension ChannelOptions {
+    fileprivate static func tcpLevel(_ level: NIOBSDSocket.OptionLevel, _ name: NIOBSDSocket.Option) -> Types.SocketOption {
+        Types.SocketOption(level: level, name: name)
+    }
+}
+
+/// A radio on a serial line (USB CDC): the tty at `path`, raw 115200 8N1, held exclusively.
+/// A path that does not exist is ``RadioTransportError/deviceAbsent``: the manager polls
+/// until the device appears.
+public struct SerialRadioTransport: RadioTransport {
+    public let path: String
+    public let baudRate: Int
+    let group: any EventLoopGroup
+
+    public init(path: String, baudRate: Int = 115_200, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.path = path
+        self.baudRate = baudRate
+        self.group = group
+    }
+
+    public var kind: String { "serial" }
+    public var description: String { "serial://\(path)" }
+    /// The official client waits about 100 ms after the wake-up bytes.
+    public var wakeDelay: Duration { .milliseconds(100) }
+
+    public func open() async throws -> StreamChannel {
+        let descriptor = Glibc.open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            let code = errno
+            if code == ENOENT || code == ENODEV || code == ENXIO { throw RadioTransportError.deviceAbsent }
+            throw IOError(errnoCode: code, reason: "open \(path)")
+        }
+        do {
+            try Self.configureRaw(descriptor, baudRate: baudRate)
+        } catch {
+            _ = Glibc.close(descriptor)
+            throw error
+        }
+        return try await NIOPipeBootstrap(group: group).takingOwnershipOfDescriptor(inputOutput: descriptor) { channel in
+            StreamChannel.configure(channel)
+        }
+    }
+
+    /// Raw mode, 8 data bits, no parity, 1 stop bit, no flow control, receiver on, modem
+    /// lines ignored; exclusive, so no second opener can steal bytes.
+    static func configureRaw(_ descriptor: CInt, baudRate: Int) throws {
+        var settings = termios()
+        guard tcgetattr(descriptor, &settings) == 0 else { throw IOError(errnoCode: errno, reason: "tcgetattr") }
+        cfmakeraw(&settings)
+        let speed = Self.speed(for: baudRate)
+        cfsetispeed(&settings, speed)
+        cfsetospeed(&settings, speed)
+        settings.c_cflag &= ~(tcflag_t(PARENB) | tcflag_t(CSTOPB) | tcflag_t(CSIZE) | tcflag_t(CRTSCTS))
+        settings.c_cflag |= tcflag_t(CS8 | CLOCAL | CREAD)
+        settings.c_iflag &= ~tcflag_t(IXON | IXOFF | IXANY)
+        guard tcsetattr(descriptor, TCSANOW, &settings) == 0 else { throw IOError(errnoCode: errno, reason: "tcsetattr") }
+        _ = tcflush(descriptor, TCIOFLUSH)
+        _ = ioctl(descriptor, UInt(TIOCEXCL))
+    }
+
+    static func speed(for baudRate: Int) -> speed_t {
+        switch baudRate {
+        case 9600: speed_t(B9600)
+        case 19200: speed_t(B19200)
+        case 38400: speed_t(B38400)
+        case 57600: speed_t(B57600)
+        case 230_400: speed_t(B230400)
+        case 460_800: speed_t(B460800)
+        case 921_600: speed_t(B921600)
+        default: speed_t(B115200)
+        }
     }
 }

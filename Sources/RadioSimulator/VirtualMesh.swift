@@ -3,21 +3,6 @@ import MeshtasticProtocol
 import struct Foundation.Data
 import struct Foundation.Date
 
-/// A small deterministic PRNG (SplitMix64), so a seed gives the same mesh every run.
-public struct SeededGenerator: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// The simulated world behind the virtual radio: the local node, its neighbours, and the
 /// traffic they send. Pure value logic; the server around it does the I/O.
 public struct VirtualMesh: Sendable {
@@ -226,6 +211,25 @@ public struct VirtualMesh: Sendable {
         reply.priority = .ack
         reply.decoded.portnum = .routingApp
         reply.decoded.payload = (try? routing.serializedBytes()) ?? Data()
+        reply.decoded.requestID = packet.id
+        return reply
+    }
+
+    /// The answer to an admin packet for the local node, if it is one the radio answers:
+    /// `get_device_metadata_request` gets the metadata, with `request_id` = the packet's id.
+    public mutating func adminReply(to packet: Meshtastic_MeshPacket, now: UInt32) -> Meshtastic_MeshPacket? {
+        guard packet.to == localNode.num || packet.to == 0, case .decoded(let data)? = packet.payloadVariant, data.portnum == .adminApp,
+            let request = try? Meshtastic_AdminMessage(serializedBytes: data.payload), request.getDeviceMetadataRequest
+        else { return nil }
+        var response = Meshtastic_AdminMessage()
+        response.getDeviceMetadataResponse = Self.metadata
+        var reply = Meshtastic_MeshPacket()
+        reply.from = localNode.num
+        reply.to = localNode.num
+        reply.id = packetID()
+        reply.rxTime = now
+        reply.decoded.portnum = .adminApp
+        reply.decoded.payload = (try? response.serializedBytes()) ?? Data()
         reply.decoded.requestID = packet.id
         return reply
     }

@@ -1,0 +1,82 @@
+import Synchronization
+
+/// A clock that moves only when a test says so. Sleepers wake in deadline order when
+/// ``advance(by:)`` passes their deadline; ``nextSleep()`` waits until something sleeps,
+/// so a test waits on a real event instead of yielding in loops.
+final class MockClock: Clock, Sendable {
+    struct Instant: InstantProtocol, CustomStringConvertible {
+        var offset: Duration
+
+        func advanced(by duration: Duration) -> Instant { Instant(offset: offset + duration) }
+        func duration(to other: Instant) -> Duration { other.offset - offset }
+        static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.offset < rhs.offset }
+        var description: String { "t+\(offset)" }
+    }
+
+    private struct Sleeper {
+        var deadline: Instant
+        var continuation: CheckedContinuation<Void, any Error>
+    }
+
+    private struct State {
+        var now = Instant(offset: .zero)
+        var sleepers: [Int: Sleeper] = [:]
+        var nextID = 0
+        var sleepWaiters: [CheckedContinuation<Instant, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    var now: Instant { state.withLock { $0.now } }
+    var minimumResolution: Duration { .zero }
+
+    /// Deadlines of everything sleeping now, soonest first.
+    var pendingDeadlines: [Instant] { state.withLock { $0.sleepers.values.map(\.deadline).sorted() } }
+
+    func sleep(until deadline: Instant, tolerance: Duration?) async throws {
+        let id = state.withLock { state in
+            state.nextID += 1
+            return state.nextID
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let outcome: (Result<Void, any Error>?, [CheckedContinuation<Instant, Never>]) = state.withLock { state in
+                    if Task.isCancelled { return (.failure(CancellationError()), []) }
+                    if deadline <= state.now { return (.success(()), []) }
+                    state.sleepers[id] = Sleeper(deadline: deadline, continuation: continuation)
+                    defer { state.sleepWaiters = [] }
+                    return (nil, state.sleepWaiters)
+                }
+                for waiter in outcome.1 { waiter.resume(returning: deadline) }
+                if let result = outcome.0 { continuation.resume(with: result) }
+            }
+        } onCancel: {
+            let sleeper = state.withLock { $0.sleepers.removeValue(forKey: id) }
+            sleeper?.continuation.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Waits until some task sleeps (returns at once if one already does); returns its deadline.
+    @discardableResult
+    func nextSleep() async -> Instant {
+        await withCheckedContinuation { continuation in
+            let pending: Instant? = state.withLock { state in
+                if let soonest = state.sleepers.values.map(\.deadline).min() { return soonest }
+                state.sleepWaiters.append(continuation)
+                return nil
+            }
+            if let pending { continuation.resume(returning: pending) }
+        }
+    }
+
+    /// Moves time forward and wakes every sleeper whose deadline is reached.
+    func advance(by duration: Duration) {
+        let woken = state.withLock { state in
+            state.now = state.now.advanced(by: duration)
+            let due = state.sleepers.filter { $0.value.deadline <= state.now }
+            for key in due.keys { state.sleepers[key] = nil }
+            return due.values.sorted { $0.deadline < $1.deadline }.map(\.continuation)
+        }
+        for continuation in woken { continuation.resume() }
+    }
+}
