@@ -145,7 +145,7 @@ struct LinkHarness<C: Clock>: Sendable where C.Duration == Duration {
         _ body: (LinkHarness) async throws -> Void
     ) async throws {
         let transport = transport ?? TCPRadioTransport(host: "127.0.0.1", port: simulator.port, connectTimeout: timing.connectTimeout)
-        let (link, events) = RadioLink.make(slot: "test", transport: transport, timing: timing, clock: clock, seed: seed, logger: Logger(label: "test"))
+        let (link, events) = RadioLink.make(slot: "test", transport: transport, timing: timing, clock: clock, seed: seed, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
         let log = EventLog()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await simulator.run() }

@@ -23,6 +23,7 @@ final class MockClock: Clock, Sendable {
         var sleepers: [Int: Sleeper] = [:]
         var nextID = 0
         var sleepWaiters: [CheckedContinuation<Instant, Never>] = []
+        var deadlineWaiters: [(deadline: Instant, continuation: CheckedContinuation<Void, Never>)] = []
     }
 
     private let state = Mutex(State())
@@ -40,14 +41,17 @@ final class MockClock: Clock, Sendable {
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let outcome: (Result<Void, any Error>?, [CheckedContinuation<Instant, Never>]) = state.withLock { state in
-                    if Task.isCancelled { return (.failure(CancellationError()), []) }
-                    if deadline <= state.now { return (.success(()), []) }
+                let outcome: (Result<Void, any Error>?, [CheckedContinuation<Instant, Never>], [CheckedContinuation<Void, Never>]) = state.withLock { state in
+                    if Task.isCancelled { return (.failure(CancellationError()), [], []) }
+                    if deadline <= state.now { return (.success(()), [], []) }
                     state.sleepers[id] = Sleeper(deadline: deadline, continuation: continuation)
+                    let (matching, others) = state.deadlineWaiters.partitioned { $0.deadline == deadline }
+                    state.deadlineWaiters = others
                     defer { state.sleepWaiters = [] }
-                    return (nil, state.sleepWaiters)
+                    return (nil, state.sleepWaiters, matching.map(\.continuation))
                 }
                 for waiter in outcome.1 { waiter.resume(returning: deadline) }
+                for waiter in outcome.2 { waiter.resume() }
                 if let result = outcome.0 { continuation.resume(with: result) }
             }
         } onCancel: {
@@ -67,6 +71,24 @@ final class MockClock: Clock, Sendable {
             }
             if let pending { continuation.resume(returning: pending) }
         }
+    }
+
+    /// Waits until some task sleeps until exactly `deadline` (returns at once if one does).
+    func sleeperScheduled(at deadline: Instant) async {
+        await withCheckedContinuation { continuation in
+            let present = state.withLock { state in
+                if state.sleepers.values.contains(where: { $0.deadline == deadline }) { return true }
+                state.deadlineWaiters.append((deadline, continuation))
+                return false
+            }
+            if present { continuation.resume() }
+        }
+    }
+
+    /// Waits for a sleeper at `now + duration`, then moves time there.
+    func advance(toSleeperIn duration: Duration) async {
+        await sleeperScheduled(at: now.advanced(by: duration))
+        advance(by: duration)
     }
 
     /// Moves time forward and wakes every sleeper whose deadline is reached.

@@ -1,0 +1,179 @@
+import Foundation
+import Logging
+import MeshtasticProtocol
+import RadioLink
+import RadioSimulator
+import Synchronization
+import Testing
+
+/// Seeded random faults against several slots at once, over real sockets and real time.
+///
+/// After every fault the slot must be ready again within the bound its timings imply, and
+/// at the end every supervisor must still be running. `MESHBUS_CHAOS_FAULTS` (default 300)
+/// and `MESHBUS_CHAOS_SEED` (default random, always printed) steer it; `scripts/chaos` runs
+/// a long version.
+@Suite(.timeLimit(.minutes(10))) struct ChaosTests {
+    enum Fault: CaseIterable {
+        case drop, stall, reboot, offline, garbage, slowAnswers, neverFinishHandshake, evict, reconnect, disconnectForRestart
+
+        var losesTheLink: Bool {
+            switch self {
+            case .garbage, .slowAnswers: false
+            default: true
+            }
+        }
+    }
+
+    struct Slot: Sendable {
+        let simulator: RadioSimulator
+        let link: RadioLink<ContinuousClock>
+        let log: EventLog
+        let events: AsyncStream<RadioLinkEvent>
+        /// Cleared when the supervisor's `run()` returns.
+        let alive: Flag
+    }
+
+    final class Worst: Sendable {
+        private let state = Mutex(Duration.zero)
+        var value: Duration { state.withLock { $0 } }
+        func record(_ duration: Duration) { state.withLock { $0 = max($0, duration) } }
+    }
+
+    final class Flag: Sendable {
+        private let value = Mutex(true)
+        var isSet: Bool { value.withLock { $0 } }
+        func clear() { value.withLock { $0 = false } }
+    }
+
+    static let slotCount = 4
+    static let timing = LinkTiming.fast
+    /// Recovery bound once the radio answers again: the longest wait (max backoff plus
+    /// jitter) plus a full open and handshake deadline, plus 1 s for a loaded CI machine.
+    static let recoveryBound: Duration = timing.maxBackoff + timing.backoffJitter + timing.interfaceInitTimeout + .seconds(1)
+
+    @Test func slotsAlwaysComeBackFromRandomFaults() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let faultCount = environment["MESHBUS_CHAOS_FAULTS"].flatMap(Int.init) ?? 300
+        let seed = environment["MESHBUS_CHAOS_SEED"].flatMap(UInt64.init) ?? .random(in: 0...UInt64.max)
+        print("chaos: \(faultCount) faults over \(Self.slotCount) slots, seed \(seed) (MESHBUS_CHAOS_SEED=\(seed) repeats it)")
+
+        var slots: [Slot] = []
+        for index in 0..<Self.slotCount {
+            // Every slot's virtual mesh has the same seed: same node numbers, same packet ids.
+            let simulator = try await RadioSimulator.start(.quiet)
+            let (link, events) = RadioLink.make(
+                slot: "chaos\(index)", transport: TCPRadioTransport(host: "127.0.0.1", port: simulator.port, connectTimeout: Self.timing.connectTimeout),
+                timing: Self.timing, clock: ContinuousClock(), seed: seed &+ UInt64(index), logger: Logger(label: "chaos", factory: { _ in SwiftLogNoOpLogHandler() })
+            )
+            slots.append(Slot(simulator: simulator, link: link, log: EventLog(), events: events, alive: Flag()))
+        }
+        let slotList = slots
+        let worstRecovery = Worst()
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for slot in slotList {
+                group.addTask { await slot.simulator.run() }
+                group.addTask {
+                    await slot.link.run()
+                    slot.alive.clear()
+                }
+                group.addTask { for await event in slot.events { slot.log.append(event) } }
+            }
+            try await withThrowingTaskGroup(of: Void.self) { drivers in
+                for (index, slot) in slotList.enumerated() {
+                    let share = faultCount / Self.slotCount + (index < faultCount % Self.slotCount ? 1 : 0)
+                    drivers.addTask {
+                        var generator = SeededGenerator(seed: seed &+ 1000 &+ UInt64(index))
+                        await slot.log.waitForEstablished(1)
+                        for number in 1...max(share, 1) {
+                            let fault = Fault.allCases.randomElement(using: &generator)!
+                            let recovery = try await Self.inject(fault, into: slot, generator: &generator)
+                            try #require(recovery <= Self.recoveryBound, "slot \(index) fault \(number) \(fault): ready again after \(recovery)")
+                            worstRecovery.record(recovery)
+                        }
+                    }
+                }
+                try await drivers.waitForAll()
+            }
+            for (index, slot) in slotList.enumerated() {
+                #expect(slot.alive.isSet, "supervisor \(index) is alive")
+                #expect(slot.link.state.isUp, "slot \(index) ends up: \(slot.link.state)")
+                Self.checkInvariants(slot.log.events, slot: index)
+                slot.link.shutdown()
+                await slot.log.wait { $0.stateNames.last == "stopped" }
+            }
+            group.cancelAll()
+        }
+        let losses = slotList.map { $0.log.events.losses.count }.reduce(0, +)
+        print("chaos: \(faultCount) faults, \(losses) link losses, all slots ready again; worst recovery \(worstRecovery.value) (bound \(Self.recoveryBound))")
+    }
+
+    /// Applies one fault, ends it, and returns how long the slot took to be ready again
+    /// once the radio was healthy (zero for faults the link rides out).
+    static func inject(_ fault: Fault, into slot: Slot, generator: inout SeededGenerator) async throws -> Duration {
+        let simulator = slot.simulator
+        let lossesBefore = slot.log.events.losses.count
+        let establishedBefore = slot.log.events.established.count
+        switch fault {
+        case .drop: simulator.dropClient()
+        case .stall: simulator.faults.stalled = true
+        case .reboot: simulator.reboot()
+        case .offline: simulator.goOffline(for: .milliseconds(Int64.random(in: 20...300, using: &generator)))
+        case .evict:
+            let intruder = try await TCPRadioTransport(host: "127.0.0.1", port: simulator.port).open()
+            try await intruder.channel.close()
+        case .neverFinishHandshake:
+            simulator.faults.withholdConfigComplete = true
+            simulator.dropClient()
+        case .reconnect: slot.link.reconnect()
+        case .disconnectForRestart: slot.link.disconnectForRestart(settle: .milliseconds(Int64.random(in: 0...50, using: &generator)))
+        case .garbage:
+            simulator.sendGarbage((0..<Int.random(in: 1...600, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        case .slowAnswers:
+            simulator.faults.answerDelay = .milliseconds(Int64.random(in: 10...(timing.probeTimeout.components.attoseconds / 2_000_000_000_000_000), using: &generator))
+        }
+        if fault.losesTheLink {
+            await slot.log.wait { $0.losses.count > lossesBefore }
+            if fault == .neverFinishHandshake {
+                // Let at least one handshake time out before the radio finishes them again.
+                await slot.log.wait { $0.after(established: establishedBefore).stateNames.filter { $0 == "backoff" }.count >= 1 }
+            }
+        } else {
+            let answers = slot.log.events.filter(\.isQueueStatus).count
+            await slot.log.wait(forCount: answers + 3) { $0.isQueueStatus }
+        }
+        simulator.faults = SimulatorFaults()
+        if fault == .disconnectForRestart { slot.link.reconnect() }
+        let healthy = ContinuousClock.now
+        if fault.losesTheLink {
+            await slot.log.waitForEstablished(establishedBefore + 1)
+        } else {
+            #expect(slot.log.events.losses.count == lossesBefore, "\(fault) must not cost the link")
+        }
+        return healthy.duration(to: .now)
+    }
+
+    /// What the event log must show whatever happened: packets republished only while the
+    /// link was up, `established` only on entering ready, `lost` only from up, and the two
+    /// alternating.
+    static func checkInvariants(_ events: [RadioLinkEvent], slot: Int) {
+        var state: LinkState = .idle
+        var up = false
+        for event in events {
+            switch event {
+            case .stateChanged(let current, _): state = current
+            case .fromRadio(let message, _, let backlog):
+                if case .packet = message.payloadVariant, !backlog {
+                    #expect(state.isUp, "slot \(slot): a packet republished while \(state.name)")
+                }
+            case .established:
+                #expect(state.isReady && !up, "slot \(slot): established while \(state.name)")
+                up = true
+            case .lost:
+                #expect(up, "slot \(slot): lost without established")
+                up = false
+            default: break
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+import Logging
+import MeshtasticProtocol
+import RadioLink
+import RadioSimulator
+import Testing
+
+/// The supervisor with its timers on a ``MockClock`` and its I/O real (the simulator over
+/// loopback TCP): design.md §5's default timings, run in milliseconds.
+@Suite(.timeLimit(.minutes(1))) struct RadioLinkSupervisorTests {
+    @Test func stalledRadioIsDeclaredDeadAfterTwoUnansweredProbesAtDefaultTimings() async throws {
+        let clock = MockClock()
+        let simulator = try await RadioSimulator.start(.quiet)
+        let timing = LinkTiming()
+        try await LinkHarness.run(simulator: simulator, timing: timing, clock: clock) { harness in
+            await harness.log.waitForEstablished(1)
+            simulator.faults.stalled = true
+            await clock.advance(toSleeperIn: .seconds(12))
+            await clock.advance(toSleeperIn: .seconds(8))
+            await harness.log.wait { $0.states.contains(.degraded(attempt: 1, strikes: 1)) }
+            await clock.advance(toSleeperIn: .seconds(8))
+            await harness.log.wait { $0.losses == [.probeStrikes] }
+            #expect(clock.now.offset == .seconds(28), "healthCheckInterval + maxStrikes × probeTimeout")
+            simulator.faults.stalled = false
+            let retryIn = try #require(harness.log.events.states.last?.retryIn)
+            #expect(retryIn >= .seconds(3) && retryIn <= .seconds(4), "a link that died young backs off, at least the cooldown")
+            await clock.advance(toSleeperIn: retryIn)
+            await harness.log.waitForEstablished(2)
+            #expect(harness.log.events.after(established: 1).stateNames == ["degraded", "backoff", "connecting", "configuring", "ready"])
+        }
+    }
+
+    @Test func answeredProbesKeepTheLinkReadyAndStampTheLastSuccess() async throws {
+        let clock = MockClock()
+        let simulator = try await RadioSimulator.start(.quiet)
+        try await LinkHarness.run(simulator: simulator, timing: LinkTiming(), clock: clock) { harness in
+            await harness.log.waitForEstablished(1)
+            for round in 1...3 {
+                await clock.advance(toSleeperIn: .seconds(12))
+                await harness.log.wait(forCount: round) { $0.isQueueStatus }
+            }
+            #expect(simulator.counters.heartbeats == 3)
+            #expect(harness.link.state == .ready(attempt: 1))
+            await clock.sleeperScheduled(at: clock.now.advanced(by: .seconds(12)))
+            #expect(harness.link.status.sinceLastProbeSuccess == .zero)
+        }
+    }
+
+    @Test func heartbeatIsSentEveryHeartbeatInterval() async throws {
+        let clock = MockClock()
+        let simulator = try await RadioSimulator.start(.quiet)
+        let timing = LinkTiming(healthCheckInterval: .seconds(3600), heartbeatInterval: .seconds(300))
+        try await LinkHarness.run(simulator: simulator, timing: timing, clock: clock) { harness in
+            await harness.log.waitForEstablished(1)
+            await clock.advance(toSleeperIn: .seconds(300))
+            await harness.log.wait(forCount: 1) { $0.isQueueStatus }
+            await clock.advance(toSleeperIn: .seconds(300))
+            await harness.log.wait(forCount: 2) { $0.isQueueStatus }
+            #expect(simulator.counters.heartbeats == 2)
+        }
+    }
+
+    /// The seed failure: a heartbeat task that threw during a disconnect escaped its loop's
+    /// cleanup and left the process disconnected for good. Here the heartbeat, the probe and
+    /// a queued write all hit a link that is dropping, over and over; each time the link
+    /// must be reported lost once and come back.
+    @Test func heartbeatProbeAndWriteFailingAsTheLinkDropsNeverEndTheSupervisor() async throws {
+        let clock = MockClock()
+        let simulator = try await RadioSimulator.start(.quiet)
+        let timing = LinkTiming(healthCheckInterval: .seconds(10), heartbeatInterval: .seconds(10), stableAfter: .zero)
+        try await LinkHarness.run(simulator: simulator, timing: timing, clock: clock) { harness in
+            let rounds = 20
+            for round in 1...rounds {
+                await harness.log.waitForEstablished(round)
+                var packet = Meshtastic_MeshPacket()
+                packet.id = UInt32(round)
+                packet.decoded.portnum = .textMessageApp
+                #expect(harness.link.enqueue(OutgoingPacket(packet: packet, requestID: nil)))
+                simulator.dropClient()
+                await clock.advance(toSleeperIn: .seconds(10))
+                await harness.log.wait { $0.losses.count == round }
+                let retryIn = try #require(harness.log.events.states.last?.retryIn)
+                await clock.advance(toSleeperIn: retryIn)
+            }
+            await harness.log.waitForEstablished(rounds + 1)
+            let losses = harness.log.events.losses
+            #expect(losses.count == rounds)
+            #expect(losses.allSatisfy { $0 == .transportClosed || $0 == .writeFailed }, "\(losses)")
+            #expect(harness.log.events.established.count == rounds + 1)
+        }
+    }
+
+    @Test func shutdownClosesCleanlyReportsTheLossAndEndsTheSupervisor() async throws {
+        let simulator = try await RadioSimulator.start(.quiet)
+        let (link, events) = RadioLink.make(
+            slot: "t", transport: TCPRadioTransport(host: "127.0.0.1", port: simulator.port), clock: MockClock(), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        )
+        let log = EventLog()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await simulator.run() }
+            group.addTask { for await event in events { log.append(event) } }
+            async let supervisor: Void = link.run()
+            await log.waitForEstablished(1)
+            link.shutdown()
+            await supervisor
+            await log.wait { $0.stateNames.last == "stopped" }
+            group.cancelAll()
+        }
+        #expect(log.events.losses == [.shutdown])
+        #expect(link.state == .stopped)
+        #expect(simulator.counters.connections == 1)
+    }
+}
