@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -10,7 +12,7 @@ import Darwin
 /// The simulator keeps one descriptor of the device side open in raw mode, as a real radio's
 /// USB port stays powered whether or not a host has it open: a client may close and reopen
 /// the device without the simulator noticing.
-final class PseudoTerminal {
+final class PseudoTerminal: Sendable {
     struct Failure: Error, CustomStringConvertible {
         let call: String
         let code: CInt
@@ -24,8 +26,8 @@ final class PseudoTerminal {
     /// The pseudo-terminal's own device path (`/dev/pts/N`).
     let devicePath: String
     let linkPath: String
-    private var controller: CInt
-    private var heldDevice: CInt
+    /// The controller side (until NIO takes it) and the held device side; -1 once released.
+    private let descriptors: Mutex<(controller: CInt, device: CInt)>
 
     init(linkedAt linkPath: String) throws {
         // posix_openpt/unlockpt/ptsname spelled as the Linux calls they are (the C library's
@@ -59,23 +61,26 @@ final class PseudoTerminal {
         }
         self.devicePath = devicePath
         self.linkPath = linkPath
-        self.controller = controller
-        self.heldDevice = device
+        self.descriptors = Mutex((controller, device))
     }
 
     /// Hands the controller descriptor over (to NIO, which closes it).
     func takeController() -> CInt {
-        defer { controller = -1 }
-        return controller
+        descriptors.withLock { descriptors in
+            defer { descriptors.controller = -1 }
+            return descriptors.controller
+        }
     }
 
     /// Removes the device node and releases the pseudo-terminal.
     func close() {
         _ = Self.unlink(linkPath)
+        let (controller, device) = descriptors.withLock { descriptors in
+            defer { descriptors = (-1, -1) }
+            return descriptors
+        }
         if controller >= 0 { _ = Glibc.close(controller) }
-        controller = -1
-        if heldDevice >= 0 { _ = Glibc.close(heldDevice) }
-        heldDevice = -1
+        if device >= 0 { _ = Glibc.close(device) }
     }
 
     @discardableResult

@@ -63,6 +63,8 @@ public final class RadioSimulator: Sendable {
     public let devicePath: String?
     private let initialServer: Mutex<NIOAsyncChannel<StreamChannel, Never>?>
     private let listener = Mutex<(any Channel)?>(nil)
+    /// Serial mode: the pseudo-terminal made at start, served first by ``run()``.
+    private let pendingTerminal = Mutex<PseudoTerminal?>(nil)
     private let mesh: Mutex<VirtualMesh>
     private let client = Mutex(ClientSlot())
     private let received = Mutex<[Meshtastic_MeshPacket]>([])
@@ -100,10 +102,13 @@ public final class RadioSimulator: Sendable {
         return RadioSimulator(configuration: configuration, port: port, devicePath: nil, server: server, logger: logger)
     }
 
-    /// A simulator behind a pseudo-terminal: ``run()`` creates it and links `devicePath` to
-    /// it, as a USB radio's device node appears; ``goOffline(for:)`` makes the node vanish.
-    public static func startSerial(_ configuration: SimulatorConfiguration, devicePath: String, logger: Logger = Logger(label: "meshbus.sim")) -> RadioSimulator {
-        RadioSimulator(configuration: configuration, port: 0, devicePath: devicePath, server: nil, logger: logger)
+    /// A simulator behind a pseudo-terminal linked at `devicePath` (the link exists when this
+    /// returns), as a USB radio's device node appears; ``goOffline(for:)`` makes it vanish.
+    public static func startSerial(_ configuration: SimulatorConfiguration, devicePath: String, logger: Logger = Logger(label: "meshbus.sim")) throws -> RadioSimulator {
+        let terminal = try PseudoTerminal(linkedAt: devicePath)
+        let simulator = RadioSimulator(configuration: configuration, port: 0, devicePath: devicePath, server: nil, logger: logger)
+        simulator.pendingTerminal.withLock { $0 = terminal }
+        return simulator
     }
 
     private init(configuration: SimulatorConfiguration, port: Int, devicePath: String?, server: NIOAsyncChannel<StreamChannel, Never>?, logger: Logger) {
@@ -158,6 +163,7 @@ public final class RadioSimulator: Sendable {
     /// closes), a serial device node vanishes. The current client is dropped.
     public func goOffline(for duration: Duration) {
         offlineUntil.withLock { $0 = .now + duration }
+        pendingTerminal.withLock { $0.take() }?.close()
         if let devicePath { removeDeviceNode(devicePath) }
         let current = listener.withLock { $0 }
         current?.close(promise: nil)
@@ -232,7 +238,7 @@ public final class RadioSimulator: Sendable {
     private func serveSerial(at devicePath: String) async {
         while await waitWhileOffline() {
             do {
-                let terminal = try PseudoTerminal(linkedAt: devicePath)
+                let terminal = try pendingTerminal.withLock { $0.take() } ?? PseudoTerminal(linkedAt: devicePath)
                 defer { terminal.close() }
                 let channel = try await NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                     .takingOwnershipOfDescriptor(inputOutput: terminal.takeController()) { channel in StreamChannel.configure(channel) }

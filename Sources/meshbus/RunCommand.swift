@@ -3,6 +3,8 @@ import Broker
 import Logging
 import RadioSimulator
 import ServiceLifecycle
+import MeshtasticProtocol
+import ZeroMQ
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,6 +20,9 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("tcp"), help: "A radio's TCP API as NAME=HOST:PORT (repeatable).")
     var tcpSlots: [String] = []
+
+    @Option(name: .customLong("serial"), help: "A radio on a serial line as NAME=PATH (repeatable); polled while the path is absent.")
+    var serialSlots: [String] = []
 
     @Option(help: "Virtual nodes of the default simulated slot.")
     var simNodes = 6
@@ -38,11 +43,15 @@ struct RunCommand: AsyncParsableCommand {
         var configuration = BrokerConfiguration()
         if !events.isEmpty { configuration.events = events }
         if !commands.isEmpty { configuration.commands = commands }
-        if tcpSlots.isEmpty {
+        if tcpSlots.isEmpty && serialSlots.isEmpty {
             let simulator = SimulatorConfiguration(nodeCount: simNodes, trafficPerMinute: simTraffic)
             configuration.slots = [SlotConfiguration(name: "sim", source: .simulator(simulator))]
         } else {
-            configuration.slots = try tcpSlots.map(Self.parseTCPSlot)
+            configuration.slots = try tcpSlots.map(Self.parseTCPSlot) + serialSlots.map(Self.parseSerialSlot)
+            let names = configuration.slots.map(\.name)
+            if let duplicate = names.first(where: { name in names.filter { $0 == name }.count > 1 }) {
+                throw ValidationError("slot '\(duplicate)' is given twice")
+            }
         }
         let broker = try await Broker(configuration: configuration, logger: logger)
         say("meshbus \(Broker.version) broker \(broker.brokerID)")
@@ -60,12 +69,23 @@ struct RunCommand: AsyncParsableCommand {
         try await group.run()
     }
 
-    static func parseTCPSlot(_ text: String) throws -> SlotConfiguration {
+    /// Splits `NAME=VALUE` of a slot flag, checking the name.
+    static func slotArgument(_ text: String, flag: String, value: String) throws -> (name: String, value: String) {
         let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
-        guard parts.count == 2, SlotConfiguration.isValidName(parts[0]) else {
-            throw ValidationError("--tcp expects NAME=HOST:PORT with NAME of [A-Za-z0-9_-]{1,32}, got '\(text)'")
+        guard parts.count == 2, SlotConfiguration.isValidName(parts[0]), !parts[1].isEmpty else {
+            throw ValidationError("--\(flag) expects NAME=\(value) with NAME of [A-Za-z0-9_-]{1,32}, got '\(text)'")
         }
-        let address = parts[1]
+        return (parts[0], parts[1])
+    }
+
+    static func parseSerialSlot(_ text: String) throws -> SlotConfiguration {
+        let (name, path) = try slotArgument(text, flag: "serial", value: "PATH")
+        return SlotConfiguration(name: name, source: .serial(path: path))
+    }
+
+    static func parseTCPSlot(_ text: String) throws -> SlotConfiguration {
+        let (name, address) = try slotArgument(text, flag: "tcp", value: "HOST:PORT")
+        let parts = [name, address]
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
             (1...65535).contains(port)
         else {
@@ -96,14 +116,36 @@ struct SimCommand: AsyncParsableCommand {
     @Option(help: "Seed for node numbers and traffic.")
     var seed: UInt64 = 0x4D45_5348
 
+    @Option(help: "Serve on a pseudo-terminal linked at PATH (a stand-in USB serial radio) instead of TCP.")
+    var serial: String?
+
+    @Option(help: "ZeroMQ REP endpoint taking fault-injection requests, e.g. tcp://127.0.0.1:7799 (JSON: {\"fault\": \"drop\"}).")
+    var control: String?
+
+    @Flag(help: "Start stalled: the radio never answers until a control request says otherwise.")
+    var stalled = false
+
     func run() async throws {
         let configuration = SimulatorConfiguration(host: host, port: port, nodeCount: nodes, trafficPerMinute: traffic, seed: seed)
-        let simulator = try await RadioSimulator.start(configuration)
-        say("simulator listening on \(host):\(simulator.port) with \(simulator.nodes.count) nodes")
+        let simulator: RadioSimulator
+        if let serial {
+            simulator = try RadioSimulator.startSerial(configuration, devicePath: serial)
+            say("simulator on serial device \(serial) with \(simulator.nodes.count) nodes")
+        } else {
+            simulator = try await RadioSimulator.start(configuration)
+            say("simulator listening on \(host):\(simulator.port) with \(simulator.nodes.count) nodes")
+        }
+        simulator.faults.stalled = stalled
+        var controlServer: SimulatorControlServer?
+        if let control {
+            controlServer = try SimulatorControlServer(endpoint: control, simulator: simulator)
+            say("control: \(controlServer!.endpoint)")
+        }
         let group = ServiceGroup(
             configuration: .init(services: [SimulatorService(simulator: simulator)], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "meshbus.sim"))
         )
         try await group.run()
+        await controlServer?.stop()
     }
 }
 
@@ -113,5 +155,41 @@ struct SimulatorService: Service {
 
     func run() async throws {
         await cancelWhenGracefulShutdown { await simulator.run() }
+    }
+}
+
+/// A ZeroMQ REP socket on its own thread applying ``RadioSimulator/control(_:)`` requests.
+final class SimulatorControlServer: Sendable {
+    let endpoint: String
+    private let context: ZMQContext
+    private let thread: ZMQSocketThread
+
+    init(endpoint: String, simulator: RadioSimulator) throws {
+        let context = try ZMQContext()
+        self.context = context
+        (thread, self.endpoint) = try ZMQSocketThread.start(name: "meshbus-sim-control", wakeup: try ZMQWakeup()) { thread, ready in
+            let socket = try ZMQSocket(context: context, type: .rep)
+            defer { socket.close() }
+            try socket.setLinger(milliseconds: 0)
+            try socket.bind(endpoint)
+            ready(try socket.lastEndpoint)
+            let poller = ZMQPoller([.socket(socket), .descriptor(thread.wakeup.descriptor)])
+            while !thread.isStopRequested {
+                guard let readable = try? poller.poll(timeoutMilliseconds: -1), readable[0] else { continue }
+                guard let frames = try? socket.receiveMultipart(dontWait: true) else { continue }
+                let reply: JSONValue
+                if let body = frames.last, let request = try? JSONValue(parsing: body) {
+                    reply = simulator.control(request)
+                } else {
+                    reply = .object(["ok": .bool(false), "error": .string("request is not JSON")])
+                }
+                _ = try? socket.send(reply.jsonBytes)
+            }
+        }
+    }
+
+    func stop() async {
+        await thread.stop()
+        context.terminate()
     }
 }

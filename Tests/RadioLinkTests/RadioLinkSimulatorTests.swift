@@ -167,7 +167,7 @@ import Testing
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("ttyMESH0").path
-        let simulator = RadioSimulator.startSerial(.quiet, devicePath: path)
+        let simulator = try RadioSimulator.startSerial(.quiet, devicePath: path)
         try await LinkHarness.run(simulator: simulator, transport: SerialRadioTransport(path: path)) { harness in
             await harness.log.waitForEstablished(1)
             #expect(harness.log.events.contains { $0.isLogLine }, "debug text between frames becomes log lines")
@@ -188,7 +188,7 @@ import Testing
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("ttyMESH1").path
-        let simulator = RadioSimulator.startSerial(.quiet, devicePath: path)
+        let simulator = try RadioSimulator.startSerial(.quiet, devicePath: path)
         simulator.goOffline(for: .milliseconds(300))
         try await LinkHarness.run(simulator: simulator, transport: SerialRadioTransport(path: path)) { harness in
             await harness.log.waitForEstablished(1)

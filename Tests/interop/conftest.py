@@ -58,6 +58,7 @@ def start_broker():
             {"events": r"events: (\S+)", "commands": r"commands: (\S+)"},
         )
         procs.append(proc)
+        found["process"] = proc
         return found
 
     yield start
@@ -87,6 +88,41 @@ def start_simulator():
     yield start
     for proc in procs:
         _stop(proc)
+
+
+@pytest.fixture
+def start_controlled_simulator():
+    """Starts `meshbus sim` with a fault-control REP socket, on TCP (OS-picked port) or on a
+    pseudo-terminal linked at `serial`; returns {"port"?, "control"}."""
+    procs = []
+
+    def start(serial=None, port=0, traffic=0):
+        args = ["sim", "--nodes", "5", "--traffic", str(traffic), "--control", "tcp://127.0.0.1:*"]
+        pattern = {"control": r"control: (\S+)"}
+        if serial:
+            args += ["--serial", serial]
+        else:
+            args += ["--port", str(port)]
+            pattern["port"] = r"simulator listening on [\d.]+:(\d+)"
+        proc, found = _start(args, pattern)
+        procs.append(proc)
+        return found
+
+    yield start
+    for proc in procs:
+        _stop(proc)
+
+
+def control(ctx, endpoint, request):
+    """Sends one fault-control request to a simulator; returns its reply."""
+    req = requester(ctx, endpoint)
+    try:
+        req.send_json(request)
+        reply = req.recv_json()
+    finally:
+        req.close()
+    assert reply["ok"], reply
+    return reply
 
 
 @pytest.fixture
