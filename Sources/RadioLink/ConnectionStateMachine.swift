@@ -114,9 +114,9 @@ public enum LinkState: Equatable, Sendable {
 
 /// The connection manager of one slot, as a pure value (design.md §5).
 ///
-/// Each event is a `mutating func` that returns the actions its driver (``RadioLink``)
-/// carries out: open a transport, write a request, schedule a timer, close the session,
-/// report the link up or down. It never sleeps, reads a clock or does I/O; the current
+/// One transition function, ``handle(_:)``, takes an ``Event`` and returns the actions its
+/// driver (``RadioLink``) carries out: open a transport, write a request, schedule a timer,
+/// close the session, report the link up or down. It never sleeps, reads a clock or does I/O; the current
 /// time comes in with the events that need it and randomness from its own seeded
 /// generator, so every edge is a plain, exact unit test.
 ///
@@ -219,15 +219,48 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
     /// Whether the driver may end: stopped, and the last session closed.
     public var isFinished: Bool { state == .stopped && !sessionActive }
 
+    /// Everything that can happen to a slot's connection.
+    public enum Event: Sendable {
+        case start
+        /// The session of `attempt` opened its transport.
+        case transportOpened(attempt: Int)
+        /// A frame arrived on the session of `attempt`.
+        case received(InboundFrame, attempt: Int, now: Instant)
+        /// The session of `attempt` ended (or never opened).
+        case sessionEnded(SessionEnd, attempt: Int, now: Instant)
+        case timerFired(Timer, now: Instant)
+        /// The `reconnect` command.
+        case reconnect
+        /// The `disconnectForRestart` command.
+        case disconnectForRestart(settle: Duration)
+        /// Shutdown: close cleanly and stop for good.
+        case shutdown
+    }
+
+    /// The transition function: applies `event` to the state and returns what the driver
+    /// must do, in order.
+    public mutating func handle(_ event: Event) -> [Action] {
+        switch event {
+        case .start: start()
+        case .transportOpened(let attempt): transportOpened(attempt: attempt)
+        case .received(let frame, let attempt, let now): received(frame, attempt: attempt, now: now)
+        case .sessionEnded(let end, let attempt, let now): sessionEnded(end, attempt: attempt, now: now)
+        case .timerFired(let timer, let now): timerFired(timer, now: now)
+        case .reconnect: reconnect()
+        case .disconnectForRestart(let settle): disconnectForRestart(settle: settle)
+        case .shutdown: shutdown()
+        }
+    }
+
     // MARK: Events
 
-    public mutating func start() -> [Action] {
+    private mutating func start() -> [Action] {
         guard case .idle = state else { return [] }
         return connect(attempt: 1)
     }
 
     /// The session of `attempt` opened its transport.
-    public mutating func transportOpened(attempt: Int) -> [Action] {
+    private mutating func transportOpened(attempt: Int) -> [Action] {
         guard case .connecting(attempt) = state else { return [] }
         var nonce: UInt32
         repeat { nonce = UInt32.random(in: 1...UInt32.max, using: &generator) } while nonce == 69420 || nonce == 69421
@@ -236,7 +269,7 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
     }
 
     /// A frame arrived on the session of `attempt`. Any frame proves the link alive.
-    public mutating func received(_ frame: InboundFrame, attempt: Int, now: Instant) -> [Action] {
+    private mutating func received(_ frame: InboundFrame, attempt: Int, now: Instant) -> [Action] {
         guard attempt == state.attempt else { return [] }
         switch (state, frame) {
         case (.configuring(_, let nonce), .configComplete(let id)) where id == nonce:
@@ -262,7 +295,7 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
     }
 
     /// The session of `attempt` ended (or never opened).
-    public mutating func sessionEnded(_ end: SessionEnd, attempt: Int, now: Instant) -> [Action] {
+    private mutating func sessionEnded(_ end: SessionEnd, attempt: Int, now: Instant) -> [Action] {
         guard sessionActive, attempt == sessionAttempt else { return [] }
         sessionActive = false
         switch (state, end) {
@@ -285,7 +318,7 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
         }
     }
 
-    public mutating func timerFired(_ timer: Timer, now: Instant) -> [Action] {
+    private mutating func timerFired(_ timer: Timer, now: Instant) -> [Action] {
         guard timerIDs[timer.kind] == timer.id else { return [] }
         timerIDs[timer.kind] = nil
         switch (timer.kind, state) {
@@ -319,7 +352,7 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
 
     /// The `reconnect` command: a ready or opening link is closed and reopened after the
     /// cooldown; a waiting one is opened now; a held one is opened once settled.
-    public mutating func reconnect(now: Instant) -> [Action] {
+    private mutating func reconnect() -> [Action] {
         switch state {
         case .idle:
             return start()
@@ -350,7 +383,7 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
 
     /// The `disconnectForRestart` command: close cleanly, then hold closed until
     /// `reconnect`, which waits out `settle` first.
-    public mutating func disconnectForRestart(settle: Duration) -> [Action] {
+    private mutating func disconnectForRestart(settle: Duration) -> [Action] {
         guard state != .stopped else { return [] }
         var actions: [Action] = state.isUp ? [.lost(.manual)] : []
         if sessionActive { actions.append(.closeSession(goodbye: true)) }
@@ -365,7 +398,7 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
     }
 
     /// Shutdown: close cleanly and stop for good.
-    public mutating func shutdown() -> [Action] {
+    private mutating func shutdown() -> [Action] {
         guard state != .stopped else { return [] }
         var actions: [Action] = state.isUp ? [.lost(.shutdown)] : []
         if sessionActive { actions.append(.closeSession(goodbye: true)) }

@@ -117,14 +117,14 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
         await withDiscardingTaskGroup { group in
             var session: Session?
             var info = LinkInfo(myNodeNum: 0, firmware: "", nodeCount: 0, attempt: 0)
-            perform(transition(now: clock.now) { $0.start() }, now: clock.now, group: &group, session: &session, info: info)
+            perform(transition(now: clock.now) { $0.handle(.start) }, now: clock.now, group: &group, session: &session, info: info)
             for await input in inputs {
                 let now = clock.now
                 let actions: [Machine.Action]
                 switch input {
                 case .opened(let attempt):
                     info = LinkInfo(myNodeNum: 0, firmware: "", nodeCount: 0, attempt: attempt)
-                    actions = transition(now: now) { $0.transportOpened(attempt: attempt) }
+                    actions = transition(now: now) { $0.handle(.transportOpened(attempt: attempt)) }
                 case .frame(let attempt, let message, let raw):
                     guard attempt == session?.attempt else { continue }
                     let (frameActions, republish) = received(message, raw: raw, attempt: attempt, info: &info, now: now)
@@ -143,22 +143,22 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
                 case .ended(let attempt, let end):
                     if attempt == session?.attempt { session = nil }
                     logger.debug("session ended", metadata: ["slot": "\(slot)", "attempt": "\(attempt)", "end": "\(end)"])
-                    actions = transition(now: now) { $0.sessionEnded(end, attempt: attempt, now: now) }
+                    actions = transition(now: now) { $0.handle(.sessionEnded(end, attempt: attempt, now: now)) }
                 case .timer(let timer):
-                    actions = transition(now: now) { $0.timerFired(timer, now: now) }
+                    actions = transition(now: now) { $0.handle(.timerFired(timer, now: now)) }
                 case .reconnect:
-                    actions = transition(now: now) { $0.reconnect(now: now) }
+                    actions = transition(now: now) { $0.handle(.reconnect) }
                 case .disconnectForRestart(let settle):
-                    actions = transition(now: now) { $0.disconnectForRestart(settle: settle) }
+                    actions = transition(now: now) { $0.handle(.disconnectForRestart(settle: settle)) }
                 case .shutdown:
-                    actions = transition(now: now) { $0.shutdown() }
+                    actions = transition(now: now) { $0.handle(.shutdown) }
                 }
                 perform(actions, now: now, group: &group, session: &session, info: info)
                 if machine.withLock({ $0.isFinished }) { break }
             }
             if !machine.withLock({ $0.isFinished }) {
                 // Cancelled: the children are cancelled with us; report the end all the same.
-                perform(transition(now: clock.now) { $0.shutdown() }, now: clock.now, group: &group, session: &session, info: info)
+                perform(transition(now: clock.now) { $0.handle(.shutdown) }, now: clock.now, group: &group, session: &session, info: info)
             }
             group.cancelAll()
         }
@@ -205,7 +205,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
         case .rebooted(true): frame = .rebooted
         default: frame = .other
         }
-        let actions = transition(now: now) { $0.received(frame, attempt: attempt, now: now) }
+        let actions = transition(now: now) { $0.handle(.received(frame, attempt: attempt, now: now)) }
         // Frames of a session that is being closed are not republished.
         switch state {
         case .configuring: return (actions, .fromRadio(message, raw: raw, backlog: true))

@@ -28,9 +28,9 @@ import Testing
     /// Drives the machine from idle through one handshake; returns the ready actions.
     @discardableResult
     mutating func becomeReady(attempt: Int = 1) -> [Machine.Action] {
-        if attempt == 1 { _ = machine.start() }
-        let nonce = nonce(in: machine.transportOpened(attempt: attempt))!
-        return machine.received(.configComplete(id: nonce), attempt: attempt, now: now)
+        if attempt == 1 { _ = machine.handle(.start) }
+        let nonce = nonce(in: machine.handle(.transportOpened(attempt: attempt)))!
+        return machine.handle(.received(.configComplete(id: nonce), attempt: attempt, now: now))
     }
 
     mutating func elapse(_ duration: Duration) {
@@ -41,30 +41,30 @@ import Testing
     mutating func missProbe(after readyActions: [Machine.Action]) -> [Machine.Action] {
         let probe = timer(.probe, in: readyActions)!
         elapse(probe.delay)
-        let sent = machine.timerFired(probe, now: now)
+        let sent = machine.handle(.timerFired(probe, now: now))
         #expect(sent.contains(.send(.probe(.heartbeat))))
         let timeout = timer(.probeTimeout, in: sent)!
         elapse(timeout.delay)
-        return machine.timerFired(timeout, now: now)
+        return machine.handle(.timerFired(timeout, now: now))
     }
 
     // MARK: Handshake
 
     @Test mutating func startOpensTheFirstAttemptUnderTheInitTimeout() {
-        let actions = machine.start()
+        let actions = machine.handle(.start)
         #expect(actions.first == .connect(attempt: 1))
         #expect(timer(.initTimeout, in: actions)?.delay == .seconds(25))
         #expect(machine.state == .connecting(attempt: 1))
-        #expect(machine.start().isEmpty, "a second start is ignored")
+        #expect(machine.handle(.start).isEmpty, "a second start is ignored")
     }
 
     @Test mutating func readyOnlyOnTheMatchingNonce() {
-        _ = machine.start()
-        let nonce = nonce(in: machine.transportOpened(attempt: 1))!
+        _ = machine.handle(.start)
+        let nonce = nonce(in: machine.handle(.transportOpened(attempt: 1)))!
         #expect(nonce != 0 && nonce != 69420 && nonce != 69421)
-        #expect(machine.received(.configComplete(id: nonce &+ 1), attempt: 1, now: now).isEmpty, "a stale config_complete_id is ignored")
+        #expect(machine.handle(.received(.configComplete(id: nonce &+ 1), attempt: 1, now: now)).isEmpty, "a stale config_complete_id is ignored")
         #expect(machine.state == .configuring(attempt: 1, nonce: nonce))
-        let actions = machine.received(.configComplete(id: nonce), attempt: 1, now: now)
+        let actions = machine.handle(.received(.configComplete(id: nonce), attempt: 1, now: now))
         #expect(actions.first == .established(attempt: 1))
         #expect(timer(.probe, in: actions)?.delay == .seconds(12))
         #expect(timer(.heartbeat, in: actions)?.delay == .seconds(300))
@@ -72,10 +72,10 @@ import Testing
     }
 
     @Test mutating func initTimeoutCountsAsFailedAttempt() {
-        let start = machine.start()
-        _ = machine.transportOpened(attempt: 1)
+        let start = machine.handle(.start)
+        _ = machine.handle(.transportOpened(attempt: 1))
         elapse(.seconds(25))
-        let actions = machine.timerFired(timer(.initTimeout, in: start)!, now: now)
+        let actions = machine.handle(.timerFired(timer(.initTimeout, in: start)!, now: now))
         #expect(actions.contains(.closeSession(goodbye: false)))
         #expect(!actions.contains { if case .lost = $0 { true } else { false } }, "a link that never was ready is not reported lost")
         #expect(machine.failures == 1)
@@ -84,19 +84,34 @@ import Testing
     }
 
     @Test mutating func initTimeoutIsCancelledByReadiness() {
-        let start = machine.start()
+        let start = machine.handle(.start)
         becomeReady()
         elapse(.seconds(25))
-        #expect(machine.timerFired(timer(.initTimeout, in: start)!, now: now).isEmpty)
+        #expect(machine.handle(.timerFired(timer(.initTimeout, in: start)!, now: now)).isEmpty)
         #expect(machine.state == .ready(attempt: 1))
     }
 
     @Test mutating func rebootDuringHandshakeIsAFailedAttempt() {
-        _ = machine.start()
-        _ = machine.transportOpened(attempt: 1)
-        let actions = machine.received(.rebooted, attempt: 1, now: now)
+        _ = machine.handle(.start)
+        _ = machine.handle(.transportOpened(attempt: 1))
+        let actions = machine.handle(.received(.rebooted, attempt: 1, now: now))
         #expect(actions.contains(.closeSession(goodbye: false)))
         #expect(machine.state.name == "backoff")
+    }
+
+    @Test mutating func transportClosedDuringHandshakeIsAFailedAttempt() {
+        _ = machine.handle(.start)
+        _ = machine.handle(.transportOpened(attempt: 1))
+        let actions = machine.handle(.sessionEnded(.lost(.transportClosed), attempt: 1, now: now))
+        #expect(!actions.contains(.closeSession(goodbye: false)), "the session already ended")
+        #expect(machine.failures == 1)
+        #expect(machine.state.name == "backoff")
+    }
+
+    @Test mutating func openedEventOfAnotherAttemptIsIgnored() {
+        _ = machine.handle(.start)
+        #expect(machine.handle(.transportOpened(attempt: 2)).isEmpty)
+        #expect(machine.state == .connecting(attempt: 1))
     }
 
     // MARK: Probes
@@ -115,7 +130,7 @@ import Testing
         let ready = becomeReady()
         let first = missProbe(after: ready)
         elapse(.seconds(8))
-        let actions = machine.timerFired(timer(.probeTimeout, in: first)!, now: now)
+        let actions = machine.handle(.timerFired(timer(.probeTimeout, in: first)!, now: now))
         #expect(actions.first == .lost(.probeStrikes))
         #expect(actions.contains(.closeSession(goodbye: false)))
         #expect(machine.state.name == "backoff", "a link that died within stableAfter backs off")
@@ -126,7 +141,7 @@ import Testing
         _ = missProbe(after: ready)
         #expect(machine.state.strikes == 1)
         elapse(.seconds(1))
-        let actions = machine.received(.other, attempt: 1, now: now)
+        let actions = machine.handle(.received(.other, attempt: 1, now: now))
         #expect(machine.state == .ready(attempt: 1))
         #expect(machine.lastProbeSuccess == now)
         #expect(timer(.probe, in: actions)?.delay == .seconds(12), "the next probe follows the interval")
@@ -136,10 +151,10 @@ import Testing
         let ready = becomeReady()
         let probe = timer(.probe, in: ready)!
         elapse(probe.delay)
-        let sent = machine.timerFired(probe, now: now)
-        _ = machine.received(.other, attempt: 1, now: now)
+        let sent = machine.handle(.timerFired(probe, now: now))
+        _ = machine.handle(.received(.other, attempt: 1, now: now))
         elapse(.seconds(8))
-        #expect(machine.timerFired(timer(.probeTimeout, in: sent)!, now: now).isEmpty, "a stale timeout is ignored")
+        #expect(machine.handle(.timerFired(timer(.probeTimeout, in: sent)!, now: now)).isEmpty, "a stale timeout is ignored")
         #expect(machine.state == .ready(attempt: 1))
     }
 
@@ -149,7 +164,7 @@ import Testing
         for strike in 2...3 {
             #expect(machine.state.strikes == strike - 1)
             elapse(.seconds(8))
-            actions = machine.timerFired(timer(.probeTimeout, in: actions)!, now: now)
+            actions = machine.handle(.timerFired(timer(.probeTimeout, in: actions)!, now: now))
         }
         #expect(actions.first == .lost(.probeStrikes))
     }
@@ -158,16 +173,16 @@ import Testing
         let ready = becomeReady()
         let heartbeat = timer(.heartbeat, in: ready)!
         elapse(heartbeat.delay)
-        let actions = machine.timerFired(heartbeat, now: now)
+        let actions = machine.handle(.timerFired(heartbeat, now: now))
         #expect(actions.first == .send(.heartbeat))
         #expect(timer(.heartbeat, in: actions)?.delay == .seconds(300))
     }
 
     @Test mutating func framesOfAnOldSessionAreIgnored() {
         becomeReady()
-        _ = machine.sessionEnded(.lost(.transportClosed), attempt: 1, now: now)
-        #expect(machine.received(.rebooted, attempt: 1, now: now).isEmpty)
-        #expect(machine.sessionEnded(.lost(.transportClosed), attempt: 1, now: now).isEmpty)
+        _ = machine.handle(.sessionEnded(.lost(.transportClosed), attempt: 1, now: now))
+        #expect(machine.handle(.received(.rebooted, attempt: 1, now: now)).isEmpty)
+        #expect(machine.handle(.sessionEnded(.lost(.transportClosed), attempt: 1, now: now)).isEmpty)
     }
 
     // MARK: Losses, cooldown, backoff
@@ -175,19 +190,19 @@ import Testing
     @Test mutating func lossAfterAStableLinkCoolsDownAndReconnects() {
         becomeReady()
         elapse(.seconds(31))
-        let actions = machine.sessionEnded(.lost(.transportClosed), attempt: 1, now: now)
+        let actions = machine.handle(.sessionEnded(.lost(.transportClosed), attempt: 1, now: now))
         #expect(actions.first == .lost(.transportClosed))
         #expect(!actions.contains(.closeSession(goodbye: false)), "the session already ended")
         #expect(machine.state == .cooldown(attempt: 1, retryIn: .seconds(3)))
         #expect(machine.failures == 0)
         let retry = timer(.retry, in: actions)!
         elapse(retry.delay)
-        #expect(machine.timerFired(retry, now: now).first == .connect(attempt: 2))
+        #expect(machine.handle(.timerFired(retry, now: now)).first == .connect(attempt: 2))
     }
 
     @Test mutating func rebootedRadioIsALossWithItsReason() {
         becomeReady()
-        let actions = machine.received(.rebooted, attempt: 1, now: now)
+        let actions = machine.handle(.received(.rebooted, attempt: 1, now: now))
         #expect(actions.first == .lost(.radioRebooted))
         #expect(actions.contains(.closeSession(goodbye: false)))
     }
@@ -196,12 +211,12 @@ import Testing
         let ready = becomeReady()
         var actions = missProbe(after: ready)
         elapse(.seconds(8))
-        actions = machine.timerFired(timer(.probeTimeout, in: actions)!, now: now)
+        actions = machine.handle(.timerFired(timer(.probeTimeout, in: actions)!, now: now))
         #expect(machine.sessionActive, "the session is still closing")
         let retry = timer(.retry, in: actions)!
         elapse(retry.delay)
-        #expect(machine.timerFired(retry, now: now).isEmpty, "no new attempt while the old transport is open")
-        #expect(machine.sessionEnded(.lost(.transportClosed), attempt: 1, now: now).first == .connect(attempt: 2))
+        #expect(machine.handle(.timerFired(retry, now: now)).isEmpty, "no new attempt while the old transport is open")
+        #expect(machine.handle(.sessionEnded(.lost(.transportClosed), attempt: 1, now: now)).first == .connect(attempt: 2))
     }
 
     @Test func backoffDoublesUntilCapWithJitterBounds() {
@@ -221,38 +236,38 @@ import Testing
 
     @Test mutating func sameSeedGivesTheSameDelays() {
         var other = Machine(timing: Self.timing, seed: 7)
-        _ = machine.start()
-        _ = other.start()
-        _ = machine.sessionEnded(.unreachable, attempt: 1, now: now)
-        _ = other.sessionEnded(.unreachable, attempt: 1, now: now)
+        _ = machine.handle(.start)
+        _ = other.handle(.start)
+        _ = machine.handle(.sessionEnded(.unreachable, attempt: 1, now: now))
+        _ = other.handle(.sessionEnded(.unreachable, attempt: 1, now: now))
         #expect(machine.state == other.state)
         #expect(machine.state.retryIn != nil)
     }
 
     @Test mutating func failedAttemptsGrowTheBackoffAndNeverGiveUp() {
-        _ = machine.start()
+        _ = machine.handle(.start)
         var delays: [Duration] = []
         for attempt in 1...12 {
-            let actions = machine.sessionEnded(.unreachable, attempt: attempt, now: now)
+            let actions = machine.handle(.sessionEnded(.unreachable, attempt: attempt, now: now))
             let retry = timer(.retry, in: actions)!
             delays.append(retry.delay)
             elapse(retry.delay)
-            #expect(machine.timerFired(retry, now: now).first == .connect(attempt: attempt + 1))
+            #expect(machine.handle(.timerFired(retry, now: now)).first == .connect(attempt: attempt + 1))
         }
         #expect(machine.failures == 12)
         #expect(delays[0] <= .seconds(3) && delays[3] >= .seconds(14) && delays.last! <= .seconds(16))
     }
 
     @Test mutating func stableLinkResetsTheBackoff() {
-        _ = machine.start()
+        _ = machine.handle(.start)
         for attempt in 1...3 {
-            let retry = timer(.retry, in: machine.sessionEnded(.unreachable, attempt: attempt, now: now))!
-            _ = machine.timerFired(retry, now: now)
+            let retry = timer(.retry, in: machine.handle(.sessionEnded(.unreachable, attempt: attempt, now: now)))!
+            _ = machine.handle(.timerFired(retry, now: now))
         }
         #expect(machine.failures == 3)
         becomeReady(attempt: 4)
         elapse(.seconds(30))
-        _ = machine.sessionEnded(.lost(.transportClosed), attempt: 4, now: now)
+        _ = machine.handle(.sessionEnded(.lost(.transportClosed), attempt: 4, now: now))
         #expect(machine.failures == 0)
         #expect(machine.state == .cooldown(attempt: 4, retryIn: .seconds(3)))
     }
@@ -260,27 +275,27 @@ import Testing
     @Test mutating func flappingRadioBacksOffThenStormGuardHoldsAtMaximum() {
         var states: [String] = []
         var delays: [Duration] = []
-        _ = machine.start()
+        _ = machine.handle(.start)
         for attempt in 1...8 {
             becomeReady(attempt: attempt)
             elapse(.seconds(1))
-            let actions = machine.sessionEnded(.lost(.transportClosed), attempt: attempt, now: now)
+            let actions = machine.handle(.sessionEnded(.lost(.transportClosed), attempt: attempt, now: now))
             states.append(machine.state.name)
             let retry = timer(.retry, in: actions)!
             delays.append(retry.delay)
             elapse(.milliseconds(100))
-            _ = machine.timerFired(retry, now: now)
+            _ = machine.handle(.timerFired(retry, now: now))
         }
         #expect(states.allSatisfy { $0 == "backoff" }, "a link that dies at once is never given a plain cooldown")
         #expect(delays.dropFirst(4).allSatisfy { $0 >= .seconds(14) }, "after stormLimit losses in the window: \(delays)")
     }
 
     @Test mutating func absentDeviceIsPolledWithoutGrowingTheBackoff() {
-        _ = machine.start()
+        _ = machine.handle(.start)
         for attempt in 1...5 {
-            let actions = machine.sessionEnded(.deviceAbsent, attempt: attempt, now: now)
+            let actions = machine.handle(.sessionEnded(.deviceAbsent, attempt: attempt, now: now))
             #expect(machine.state == .backoff(attempt: attempt, retryIn: .seconds(5)))
-            _ = machine.timerFired(timer(.retry, in: actions)!, now: now)
+            _ = machine.handle(.timerFired(timer(.retry, in: actions)!, now: now))
         }
         #expect(machine.failures == 0)
     }
@@ -289,48 +304,66 @@ import Testing
 
     @Test mutating func reconnectOfAReadyLinkReportsManualLossAndCoolsDown() {
         becomeReady()
-        let actions = machine.reconnect(now: now)
+        let actions = machine.handle(.reconnect)
         #expect(actions.prefix(2) == [.lost(.manual), .closeSession(goodbye: true)])
         #expect(machine.state == .cooldown(attempt: 1, retryIn: .seconds(3)))
     }
 
+    @Test mutating func reconnectDuringHandshakeClosesAndCoolsDownWithoutALoss() {
+        _ = machine.handle(.start)
+        _ = machine.handle(.transportOpened(attempt: 1))
+        let actions = machine.handle(.reconnect)
+        #expect(actions.first == .closeSession(goodbye: true))
+        #expect(!actions.contains { if case .lost = $0 { true } else { false } })
+        #expect(machine.state == .cooldown(attempt: 1, retryIn: .seconds(3)))
+        let retry = timer(.retry, in: actions)!
+        #expect(machine.handle(.timerFired(retry, now: now)).isEmpty, "waits for the session to close")
+        #expect(machine.handle(.sessionEnded(.lost(.transportClosed), attempt: 1, now: now)).first == .connect(attempt: 2))
+    }
+
+    @Test mutating func degradedLinkWhoseTransportClosesIsLostWithThatReason() {
+        _ = missProbe(after: becomeReady())
+        let actions = machine.handle(.sessionEnded(.lost(.writeFailed), attempt: 1, now: now))
+        #expect(actions.first == .lost(.writeFailed))
+    }
+
     @Test mutating func reconnectDuringBackoffConnectsOnceTheSessionClosed() {
-        _ = machine.start()
-        _ = machine.sessionEnded(.unreachable, attempt: 1, now: now)
-        let actions = machine.reconnect(now: now)
+        _ = machine.handle(.start)
+        _ = machine.handle(.sessionEnded(.unreachable, attempt: 1, now: now))
+        let actions = machine.handle(.reconnect)
         #expect(actions.first == .connect(attempt: 2))
         #expect(timer(.initTimeout, in: actions) != nil)
     }
 
     @Test mutating func disconnectForRestartHoldsUntilReconnectAfterSettle() {
         becomeReady()
-        let actions = machine.disconnectForRestart(settle: .seconds(3))
+        let actions = machine.handle(.disconnectForRestart(settle: .seconds(3)))
         #expect(actions.prefix(2) == [.lost(.manual), .closeSession(goodbye: true)])
         #expect(machine.state == .disconnectedForRestart(attempt: 1))
-        #expect(machine.sessionEnded(.lost(.transportClosed), attempt: 1, now: now).isEmpty, "held closed")
-        #expect(machine.reconnect(now: now).isEmpty, "not before settle")
+        #expect(machine.handle(.sessionEnded(.lost(.transportClosed), attempt: 1, now: now)).isEmpty, "held closed")
+        #expect(machine.handle(.reconnect).isEmpty, "not before settle")
         elapse(.seconds(3))
-        #expect(machine.timerFired(timer(.settle, in: actions)!, now: now).first == .connect(attempt: 2))
+        #expect(machine.handle(.timerFired(timer(.settle, in: actions)!, now: now)).first == .connect(attempt: 2))
     }
 
     @Test mutating func disconnectForRestartIgnoresTheOldRetryTimer() {
-        _ = machine.start()
-        let failed = machine.sessionEnded(.unreachable, attempt: 1, now: now)
-        _ = machine.disconnectForRestart(settle: .zero)
-        #expect(machine.timerFired(timer(.retry, in: failed)!, now: now).isEmpty)
+        _ = machine.handle(.start)
+        let failed = machine.handle(.sessionEnded(.unreachable, attempt: 1, now: now))
+        _ = machine.handle(.disconnectForRestart(settle: .zero))
+        #expect(machine.handle(.timerFired(timer(.retry, in: failed)!, now: now)).isEmpty)
         #expect(machine.state == .disconnectedForRestart(attempt: 1))
     }
 
     @Test mutating func shutdownFromReadyReportsTheLossClosesCleanlyAndEndsForGood() {
         let ready = becomeReady()
-        #expect(machine.shutdown() == [.lost(.shutdown), .closeSession(goodbye: true)])
+        #expect(machine.handle(.shutdown) == [.lost(.shutdown), .closeSession(goodbye: true)])
         #expect(machine.state == .stopped)
         #expect(!machine.isFinished, "finished once the session closed")
-        _ = machine.sessionEnded(.lost(.transportClosed), attempt: 1, now: now)
+        _ = machine.handle(.sessionEnded(.lost(.transportClosed), attempt: 1, now: now))
         #expect(machine.isFinished)
-        #expect(machine.timerFired(timer(.probe, in: ready)!, now: now).isEmpty)
-        #expect(machine.reconnect(now: now).isEmpty)
-        #expect(machine.shutdown().isEmpty)
+        #expect(machine.handle(.timerFired(timer(.probe, in: ready)!, now: now)).isEmpty)
+        #expect(machine.handle(.reconnect).isEmpty)
+        #expect(machine.handle(.shutdown).isEmpty)
     }
 
     @Test func publishedNamesMatchTheDesign() {

@@ -211,3 +211,35 @@ import Testing
         }
     }
 }
+
+/// The simulator's fault-control language (what `meshbus sim --control` accepts).
+@Suite struct SimulatorControlTests {
+    @Test func controlSwitchesFaultsAndReportsThem() async throws {
+        let simulator = try await RadioSimulator.start(.quiet)
+        let reply = simulator.control(.object(["fault": .string("slow"), "ms": .int(250)]))
+        #expect(reply["ok"] == .bool(true))
+        #expect(reply["faults"]?["answerDelayMs"] == .int(250))
+        #expect(simulator.faults.answerDelay == .milliseconds(250))
+        _ = simulator.control(.object(["fault": .string("stall")]))
+        #expect(simulator.faults.stalled)
+        _ = simulator.control(.object(["fault": .string("clear")]))
+        #expect(simulator.faults == SimulatorFaults())
+    }
+
+    @Test(arguments: [
+        (JSONValue.string("drop"), "JSON object"),
+        (.object([:]), "missing 'fault'"),
+        (.object(["fault": .string("melt")]), "unknown fault 'melt'"),
+        (.object(["fault": .string("offline")]), "'seconds'"),
+        (.object(["fault": .string("slow"), "ms": .string("lots")]), "'ms'"),
+        (.object(["fault": .string("garbage"), "bytes": .int(0)]), "'bytes'"),
+        (.object(["emit": .string("spam")]), "'emit' must be one of"),
+    ])
+    func badControlRequestsAreRefusedByName(request: JSONValue, message: String) async throws {
+        let simulator = try await RadioSimulator.start(.quiet)
+        let reply = simulator.control(request)
+        #expect(reply["ok"] == .bool(false))
+        #expect(reply["error"]?.stringValue?.contains(message) == true, "\(reply.jsonString)")
+        #expect(simulator.faults == SimulatorFaults(), "a refused request changes nothing")
+    }
+}

@@ -45,6 +45,30 @@ import Testing
         }
     }
 
+    @Test func sendsWaitWhileDegradedAndFlowOnceTheRadioAnswers() async throws {
+        let clock = MockClock()
+        let simulator = try await RadioSimulator.start(.quiet)
+        try await LinkHarness.run(simulator: simulator, timing: LinkTiming(), clock: clock) { harness in
+            await harness.log.waitForEstablished(1)
+            simulator.faults.stalled = true
+            await clock.advance(toSleeperIn: .seconds(12))
+            await clock.advance(toSleeperIn: .seconds(8))
+            await harness.log.wait { $0.states.last == .degraded(attempt: 1, strikes: 1) }
+            var packet = Meshtastic_MeshPacket()
+            packet.id = 77
+            packet.decoded.portnum = .textMessageApp
+            #expect(harness.link.enqueue(OutgoingPacket(packet: packet, requestID: "degraded")))
+            simulator.faults.stalled = false
+            simulator.emit(.text)
+            await harness.log.wait { $0.contains { if case .sent = $0 { true } else { false } } }
+            let events = harness.log.events
+            let readyAgain = try #require(events.lastIndex { if case .stateChanged(.ready, .degraded) = $0 { true } else { false } })
+            let sent = try #require(events.firstIndex { if case .sent = $0 { true } else { false } })
+            #expect(sent > readyAgain, "written only after the link answered again")
+            #expect(events.losses.isEmpty)
+        }
+    }
+
     @Test func heartbeatIsSentEveryHeartbeatInterval() async throws {
         let clock = MockClock()
         let simulator = try await RadioSimulator.start(.quiet)
