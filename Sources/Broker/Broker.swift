@@ -9,11 +9,14 @@ struct EventSink: Sendable {
     let brokerID: String
     let publisher: EventPublisher
 
-    func publish(slot: String, topic: String, port: String?, seq: UInt64, fields: JSONObject, raw: [UInt8]?) {
+    /// Publishes one event; returns it as the replay ring keeps it.
+    func publish(slot: String, topic: String, port: String?, seq: UInt64, fields: JSONObject, raw: [UInt8]?) -> ReplayRing.Entry {
         let envelope = Envelope.make(broker: brokerID, slot: slot, topic: topic, seq: seq, time: Envelope.now(), fields: fields)
-        var frames = [Array(Topic.frame(topic, slot: slot, port: port).utf8), envelope.jsonBytes]
+        let entry = ReplayRing.Entry(seq: seq, topic: Array(Topic.frame(topic, slot: slot, port: port).utf8), envelope: envelope.jsonBytes, raw: raw)
+        var frames = [entry.topic, entry.envelope]
         if let raw { frames.append(raw) }
         publisher.publish(frames)
+        return entry
     }
 }
 
@@ -55,6 +58,7 @@ public final class Broker: Service, Sendable {
             slots[slotConfiguration.name] = try await Slot(
                 configuration: slotConfiguration,
                 outboxCapacity: configuration.outboxCapacity,
+                replayCapacity: configuration.replayCapacity,
                 sink: sink,
                 logger: logger
             )
@@ -134,10 +138,16 @@ public final class Broker: Service, Sendable {
                     result[slotName] = .object(slots[slotName]!.status())
                 }
                 return ["slots": .object(result)]
-            case .sendText(let send):
+            case .nodes(let name):
+                return try slot(named: name).nodes()
+            case .snapshot(let name):
+                return try slot(named: name).snapshot()
+            case .replay(let name, let since, let limit):
+                return try slot(named: name).replay(sinceSeq: since, limit: limit)
+            case .send(let send):
                 let slot = try slot(named: send.slot)
                 let id = requestID.flatMap { $0.stringValue ?? ($0 == .null ? nil : $0.jsonString) }
-                let packetID = try slot.sendText(send, requestID: id, outboxCapacity: configuration.outboxCapacity)
+                let packetID = try slot.send(send, requestID: id)
                 return ["packetId": .int(packetID), "status": .string("queued")]
             case .reconnect(let name):
                 let slot = try slot(named: name)

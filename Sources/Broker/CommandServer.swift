@@ -2,12 +2,21 @@ import MeshtasticProtocol
 import Synchronization
 import ZeroMQ
 
-/// One request taken off a ROUTER socket: the routing envelope to answer through, and the body.
+/// One request taken off a ROUTER socket: the routing envelope to answer through, and the
+/// body frames (one, in a well-formed request).
 struct CommandRequest: Sendable {
     let socketIndex: Int
-    /// Every frame before the body: the peer identity and, from REQ clients, the empty delimiter.
+    /// The peer identity and, from REQ clients, the empty delimiter.
     let envelope: [[UInt8]]
-    let body: [UInt8]
+    let body: [[UInt8]]
+
+    /// Splits what a ROUTER received: identity, then (REQ) an empty delimiter, then the body.
+    init(socketIndex: Int, frames: [[UInt8]]) {
+        self.socketIndex = socketIndex
+        let split = frames.count >= 2 && frames[1].isEmpty ? 2 : 1
+        envelope = Array(frames.prefix(split))
+        body = Array(frames.dropFirst(split))
+    }
 }
 
 /// The ROUTER side: takes requests from REQ and DEALER clients and sends each its reply.
@@ -43,6 +52,8 @@ final class CommandServer: Sendable {
                 let socket = try ZMQSocket(context: context, type: .router)
                 sockets.append(socket)
                 try socket.setRouterMandatory(true)
+                // Past this libzmq drops the peer; up to it a request too large gets a reply.
+                try socket.setMaxMessageSize(CommandEnvelope.maxSocketMessageBytes)
                 try socket.setLinger(milliseconds: 500)
                 try socket.bind(endpoint)
                 bound.append(try socket.lastEndpoint)
@@ -53,11 +64,7 @@ final class CommandServer: Sendable {
                 guard let readable = try? poller.poll(timeoutMilliseconds: -1) else { continue }
                 for (index, socket) in sockets.enumerated() where readable[index] {
                     while let frames = try? socket.receiveMultipart(dontWait: true) {
-                        // A message without a body frame after the identity is not a request.
-                        guard frames.count >= 2 else { continue }
-                        requestContinuation.yield(
-                            CommandRequest(socketIndex: index, envelope: Array(frames.dropLast()), body: frames.last!)
-                        )
+                        requestContinuation.yield(CommandRequest(socketIndex: index, frames: frames))
                     }
                 }
                 if readable.last == true {

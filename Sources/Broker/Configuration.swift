@@ -43,16 +43,20 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public var slots: [SlotConfiguration]
     /// Packets a slot accepts before `queue_full`.
     public var outboxCapacity: Int
+    /// Events each slot keeps for `replay`.
+    public var replayCapacity: Int
 
     public init(
         events: [String] = [defaultEventEndpoint],
         commands: [String] = [defaultCommandEndpoint],
         slots: [SlotConfiguration] = [SlotConfiguration(name: "sim", source: .simulator(SimulatorConfiguration()))],
-        outboxCapacity: Int = 64
+        outboxCapacity: Int = 64,
+        replayCapacity: Int = 10_000
     ) {
         self.events = events
         self.commands = commands
         self.slots = slots
         self.outboxCapacity = outboxCapacity
+        self.replayCapacity = replayCapacity
     }
 }

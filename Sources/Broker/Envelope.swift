@@ -10,6 +10,7 @@ import Darwin
 public enum Topic {
     public static let receive = "meshtastic.receive"
     public static let sent = "meshtastic.sent"
+    public static let sendStatus = "meshtastic.send.status"
     public static let established = "meshtastic.connection.established"
     public static let lost = "meshtastic.connection.lost"
     public static let state = "meshtastic.connection.state"

@@ -4,32 +4,59 @@ import RadioLink
 import RadioSimulator
 import Synchronization
 
-/// One radio slot: its link, its node DB, its event sequence. Nothing is shared between
-/// slots: each has its own `seq`, nodes and outbox.
+import struct Foundation.Data
+
+/// One radio slot: its link, node DB, event sequence, replay ring, duplicate window and
+/// send ledger. Nothing is shared between slots.
+///
+/// Every change of the slot's state and the event that reports it happen under one lock,
+/// together with the `seq` the event gets and its hand-over to the publisher, so events go
+/// out in `seq` order and a snapshot is exactly current at the `seq` it reports.
 final class Slot: Sendable {
     let name: String
     let link: RadioLink<ContinuousClock>
     private let linkEvents: AsyncStream<RadioLinkEvent>
     private let simulator: RadioSimulator?
     private let sink: EventSink
-    private let state = Mutex(State())
+    private let outboxCapacity: Int
+    private let state: Mutex<State>
+    private let logger: Logger
 
     private struct State {
         var seq: UInt64 = 0
+        var ring: ReplayRing
         var nodes: [UInt32: JSONObject] = [:]
+        var myInfo: JSONValue = .null
+        var metadata: JSONValue = .null
+        var channels: [Int: JSONValue] = [:]
+        var config = JSONObject()
+        var moduleConfig = JSONObject()
         var myNodeNum: UInt32?
         var reconnects = 0
         var established = false
+        var duplicates = DuplicateWindow<ContinuousClock.Instant>()
+        var duplicateCount = 0
+        var undecodableFrames = 0
+        var ledger = SendLedger<ContinuousClock.Instant>()
+        var sendOutcomes: [String: Int] = [:]
     }
 
-    init(configuration: SlotConfiguration, outboxCapacity: Int, sink: EventSink, logger: Logger) async throws {
+    /// How often sends past their `ttlSeconds` are looked for.
+    static let expiryInterval = Duration.milliseconds(250)
+
+    init(configuration: SlotConfiguration, outboxCapacity: Int, replayCapacity: Int, sink: EventSink, logger: Logger) async throws {
         name = configuration.name
         self.sink = sink
+        self.outboxCapacity = outboxCapacity
+        self.logger = logger
+        state = Mutex(State(ring: ReplayRing(capacity: replayCapacity)))
         let transport: any RadioTransport
         switch configuration.source {
         case .tcp(let host, let port):
             simulator = nil
-            transport = TCPRadioTransport(host: host, port: port, connectTimeout: configuration.timing.connectTimeout, keepalive: configuration.timing.tcpKeepalive)
+            transport = TCPRadioTransport(
+                host: host, port: port, connectTimeout: configuration.timing.connectTimeout, keepalive: configuration.timing.tcpKeepalive
+            )
         case .serial(let path):
             simulator = nil
             transport = SerialRadioTransport(path: path)
@@ -48,24 +75,53 @@ final class Slot: Sendable {
         )
     }
 
-    /// Runs the link (and the in-process simulator) and publishes what it reports, until cancelled.
+    /// Runs the link (and the in-process simulator) and publishes what it reports, until the
+    /// link stops. Sends still in flight then end `failed` (`shutdown`).
     func run() async {
         await withDiscardingTaskGroup { group in
             if let simulator { group.addTask { await simulator.run() } }
             group.addTask { await self.link.run() }
+            group.addTask { await self.expireSends() }
             for await event in linkEvents { handle(event) }
+            state.withLock { state in
+                for update in state.ledger.failAll(error: "shutdown") { publishStatus(update, in: &state) }
+            }
             group.cancelAll()
+        }
+    }
+
+    private func expireSends() async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: Self.expiryInterval) } catch { return }
+            state.withLock { state in
+                let updates = state.ledger.expire(now: .now) { link.removeFromOutbox(packetID: $0) }
+                for update in updates { publishStatus(update, in: &state) }
+            }
         }
     }
 
     // MARK: Events
 
+    /// Gives the event the next `seq`, hands it to the publisher and keeps it for replay.
+    private func publish(_ topic: String, port: String? = nil, _ fields: JSONObject, raw: [UInt8]? = nil, in state: inout State) {
+        state.seq += 1
+        let entry = sink.publish(slot: name, topic: topic, port: port, seq: state.seq, fields: fields, raw: raw)
+        state.ring.append(entry)
+    }
+
     private func publish(_ topic: String, port: String? = nil, _ fields: JSONObject, raw: [UInt8]? = nil) {
-        let seq = state.withLock { state in
-            state.seq += 1
-            return state.seq
-        }
-        sink.publish(slot: name, topic: topic, port: port, seq: seq, fields: fields, raw: raw)
+        state.withLock { publish(topic, port: port, fields, raw: raw, in: &$0) }
+    }
+
+    private func publishStatus(_ update: SendLedger<ContinuousClock.Instant>.Update, in state: inout State) {
+        var fields: JSONObject = [
+            "packetId": .int(update.packetID),
+            "requestId": update.requestID.map(JSONValue.string) ?? .null,
+            "status": .string(update.status.rawValue),
+        ]
+        if let error = update.error { fields["error"] = .string(error) }
+        if update.status.isTerminal { state.sendOutcomes[update.status.rawValue, default: 0] += 1 }
+        publish(Topic.sendStatus, fields, in: &state)
     }
 
     private func handle(_ event: RadioLinkEvent) {
@@ -83,8 +139,10 @@ final class Slot: Sendable {
                 state.myNodeNum = info.myNodeNum
                 if state.established { state.reconnects += 1 }
                 state.established = true
+                publish(Topic.established, [
+                    "myNodeNum": .int(info.myNodeNum), "firmware": .string(info.firmware), "nodeCount": .int(info.nodeCount), "attempt": .int(info.attempt),
+                ], in: &state)
             }
-            publish(Topic.established, ["myNodeNum": .int(info.myNodeNum), "firmware": .string(info.firmware), "nodeCount": .int(info.nodeCount), "attempt": .int(info.attempt)])
         case .lost(let reason):
             publish(Topic.lost, ["reason": .string(reason.rawValue)])
         case .fromRadio(let message, _, let backlog):
@@ -92,27 +150,60 @@ final class Slot: Sendable {
         case .sent(let item):
             var fields: JSONObject = ["packet": PacketJSON.packet(item.packet)]
             fields["requestId"] = item.requestID.map(JSONValue.string) ?? .null
-            publish(Topic.sent, fields, raw: (try? item.packet.serializedBytes()) ?? [])
+            state.withLock { state in
+                publish(Topic.sent, fields, raw: (try? item.packet.serializedBytes()) ?? [], in: &state)
+                if let update = state.ledger.written(packetID: item.packet.id) { publishStatus(update, in: &state) }
+            }
         case .logLine(let line):
             publish(Topic.log, ["line": .string(line), "level": .null])
-        case .undecodableFrame:
-            break
+        case .undecodableFrame(let length):
+            state.withLock { $0.undecodableFrames += 1 }
+            logger.debug("undecodable frame dropped", metadata: ["slot": "\(name)", "length": "\(length)"])
         }
     }
 
     private func handle(_ message: Meshtastic_FromRadio, backlog: Bool) {
         switch message.payloadVariant {
         case .packet(let packet):
-            let json = PacketJSON.packet(packet)
-            publish(Topic.receive, port: PacketJSON.portName(ofPacketJSON: json), ["packet": json, "backlog": .bool(backlog)], raw: (try? packet.serializedBytes()) ?? [])
-            updateNode(from: packet, json: json)
+            state.withLock { state in
+                guard !state.duplicates.isDuplicate(from: packet.from, id: packet.id, now: .now) else {
+                    state.duplicateCount += 1
+                    return
+                }
+                let json = PacketJSON.packet(packet)
+                publish(Topic.receive, port: PacketJSON.portName(ofPacketJSON: json), ["packet": json, "backlog": .bool(backlog)],
+                        raw: (try? packet.serializedBytes()) ?? [], in: &state)
+                settleSend(from: packet, json: json, in: &state)
+                updateNode(from: packet, json: json, in: &state)
+            }
+        case .myInfo(let info):
+            state.withLock { $0.myInfo = PacketJSON.message(info) }
+        case .metadata(let metadata):
+            state.withLock { $0.metadata = PacketJSON.message(metadata) }
+        case .channel(let channel):
+            state.withLock { $0.channels[Int(channel.index)] = PacketJSON.message(channel) }
+        case .config(let config):
+            state.withLock { state in
+                for entry in PacketJSON.message(config).objectValue?.entries ?? [] { state.config[entry.key] = entry.value }
+            }
+        case .moduleConfig(let config):
+            state.withLock { state in
+                for entry in PacketJSON.message(config).objectValue?.entries ?? [] { state.moduleConfig[entry.key] = entry.value }
+            }
         case .nodeInfo(let info):
-            if let node = PacketJSON.message(info).objectValue { mergeNode(info.num, node) }
+            if let node = PacketJSON.message(info).objectValue { state.withLock { mergeNode(info.num, node, in: &$0) } }
         case .logRecord(let record):
             let level = PacketJSON.message(record)["level"] ?? .null
             publish(Topic.log, ["line": .string(record.message), "level": level])
         case .queueStatus(let status):
-            publish(Topic.queueStatus, PacketJSON.message(status).objectValue ?? JSONObject())
+            state.withLock { state in
+                publish(Topic.queueStatus, PacketJSON.message(status).objectValue ?? JSONObject(), in: &state)
+                if status.res != 0, status.meshPacketID != 0,
+                    let update = state.ledger.refused(packetID: status.meshPacketID, error: "queue_status_res_\(status.res)")
+                {
+                    publishStatus(update, in: &state)
+                }
+            }
         case .clientNotification(let notification):
             publish(Topic.clientNotification, PacketJSON.message(notification).objectValue ?? JSONObject())
         default:
@@ -120,8 +211,15 @@ final class Slot: Sendable {
         }
     }
 
+    /// A Routing reply to one of our sends settles it: ACK or NAK with the error's name.
+    private func settleSend(from packet: Meshtastic_MeshPacket, json: JSONValue, in state: inout State) {
+        guard case .decoded(let data)? = packet.payloadVariant, data.portnum == .routingApp, data.requestID != 0 else { return }
+        let error = json["decoded"]?["routing"]?["errorReason"]?.stringValue
+        if let update = state.ledger.routingReply(requestID: data.requestID, error: error) { publishStatus(update, in: &state) }
+    }
+
     /// Folds what a packet says about its sender into the node DB, like the Python library.
-    private func updateNode(from packet: Meshtastic_MeshPacket, json: JSONValue) {
+    private func updateNode(from packet: Meshtastic_MeshPacket, json: JSONValue, in state: inout State) {
         guard packet.from != 0, packet.from != NodeNumber.broadcast else { return }
         var update: JSONObject = ["num": .int(packet.from)]
         if packet.rxTime != 0 { update["lastHeard"] = .int(packet.rxTime) }
@@ -136,19 +234,16 @@ final class Slot: Sendable {
         default:
             break
         }
-        mergeNode(packet.from, update)
+        mergeNode(packet.from, update, in: &state)
     }
 
-    private func mergeNode(_ num: UInt32, _ update: JSONObject) {
-        let merged: JSONObject? = state.withLock { state in
-            var node = state.nodes[num] ?? ["num": .int(num)]
-            let before = node
-            for entry in update.entries { node[entry.key] = entry.value }
-            guard node != before || state.nodes[num] == nil else { return nil }
-            state.nodes[num] = node
-            return node
-        }
-        if let merged { publish(Topic.nodeUpdated, ["node": .object(merged)]) }
+    private func mergeNode(_ num: UInt32, _ update: JSONObject, in state: inout State) {
+        var node = state.nodes[num] ?? ["num": .int(num)]
+        let before = node
+        for entry in update.entries where entry.value != .null { node[entry.key] = entry.value }
+        guard node != before || state.nodes[num] == nil else { return }
+        state.nodes[num] = node
+        publish(Topic.nodeUpdated, ["node": .object(node)], in: &state)
     }
 
     // MARK: Commands
@@ -167,31 +262,94 @@ final class Slot: Sendable {
                 "transport": .string(self.link.transport.kind),
                 "myNodeNum": state.myNodeNum.map { .int($0) } ?? .null,
                 "queueDepth": .int(self.link.queueDepth),
+                "pendingSends": .int(state.ledger.pending),
+                "sends": .object(JSONObject(uniqueKeysWithValues: state.sendOutcomes.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
                 "lastSeq": .int(state.seq),
+                "replayHeld": .int(state.ring.count),
                 "nodeCount": .int(state.nodes.count),
+                "duplicates": .int(state.duplicateCount),
+                "undecodableFrames": .int(state.undecodableFrames),
             ]
         }
     }
 
-    /// Accepts a text for the radio. Returns the packet id it will carry.
-    func sendText(_ request: Command.SendText, requestID: String?, outboxCapacity: Int) throws(CommandError) -> UInt32 {
+    /// The node DB keyed by node id (`!%08x`), like the Python library's `nodes`.
+    private static func nodeTable(_ nodes: [UInt32: JSONObject]) -> JSONValue {
+        .object(JSONObject(uniqueKeysWithValues: nodes.sorted { $0.key < $1.key }.map { (NodeNumber.id($0.key), .object($0.value)) }))
+    }
+
+    func nodes() -> JSONObject {
+        state.withLock { ["nodes": Self.nodeTable($0.nodes), "seq": .int($0.seq)] }
+    }
+
+    /// Everything a consumer needs to start from, current at `seq`: apply events with a
+    /// greater `seq` on top.
+    func snapshot() -> JSONObject {
+        let linkState = link.state
+        return state.withLock { state in
+            [
+                "seq": .int(state.seq),
+                "state": .string(linkState.name),
+                "myInfo": state.myInfo,
+                "metadata": state.metadata,
+                "nodes": Self.nodeTable(state.nodes),
+                "channels": .array(state.channels.sorted { $0.key < $1.key }.map(\.value)),
+                "config": .object(state.config),
+                "moduleConfig": .object(state.moduleConfig),
+            ]
+        }
+    }
+
+    /// The events after `sinceSeq` still held, each as its frames: `topic`, `envelope`, and
+    /// `raw` (base64 of frame 3) where the event has one.
+    func replay(sinceSeq: UInt64, limit: Int) throws(CommandError) -> JSONObject {
+        let (entries, lastSeq): ([ReplayRing.Entry], UInt64) = try state.withLock { state throws(CommandError) in
+            do {
+                return (try state.ring.events(after: sinceSeq, limit: limit), state.seq)
+            } catch let gap as ReplayRing.GapTooOld {
+                throw .gapTooOld(name, sinceSeq: sinceSeq, oldest: gap.oldestSeq)
+            } catch {
+                throw .internalError("replay failed: \(error)")
+            }
+        }
+        let events: [JSONValue] = entries.map { entry in
+            var event: JSONObject = [
+                "topic": .string(String(decoding: entry.topic, as: UTF8.self)),
+                "envelope": (try? JSONValue(parsing: entry.envelope)) ?? .null,
+            ]
+            if let raw = entry.raw { event["raw"] = .string(Data(raw).base64EncodedString()) }
+            return .object(event)
+        }
+        let through = entries.last?.seq ?? max(sinceSeq, lastSeq)
+        return ["events": .array(events), "lastSeq": .int(lastSeq), "complete": .bool(through >= lastSeq)]
+    }
+
+    /// Accepts a packet for the radio: queued now, written when the slot is ready.
+    func send(_ request: Command.Send, requestID: String?) throws(CommandError) -> UInt32 {
         if request.requireReady {
-            let state = link.state
-            guard state.isReady else { throw .notReady(name, state: state.name) }
+            let linkState = link.state
+            guard linkState.isReady else { throw .notReady(name, state: linkState.name) }
         }
-        var packet = Meshtastic_MeshPacket()
-        packet.to = request.to
-        packet.channel = request.channel
-        packet.id = UInt32.random(in: 1...UInt32.max)
-        packet.wantAck = request.wantAck
-        packet.hopLimit = request.hopLimit
-        packet.decoded.portnum = .textMessageApp
-        packet.decoded.payload = .init(request.text.utf8)
-        packet.decoded.replyID = request.replyID
-        guard link.enqueue(OutgoingPacket(packet: packet, requestID: requestID)) else {
-            throw .queueFull(name, capacity: outboxCapacity)
+        return try state.withLock { state throws(CommandError) -> UInt32 in
+            var packetID: UInt32
+            repeat { packetID = UInt32.random(in: 1...UInt32.max) } while state.ledger.contains(packetID)
+            var packet = Meshtastic_MeshPacket()
+            packet.to = request.to
+            packet.channel = request.channel
+            packet.id = packetID
+            packet.wantAck = request.wantAck
+            packet.hopLimit = request.hopLimit
+            packet.decoded.portnum = request.portnum
+            packet.decoded.payload = Data(request.payload)
+            packet.decoded.replyID = request.replyID
+            guard link.enqueue(OutgoingPacket(packet: packet, requestID: requestID)) else {
+                throw .queueFull(name, capacity: outboxCapacity)
+            }
+            let ttl = Duration.milliseconds(Int64((request.ttlSeconds * 1000).rounded()))
+            let update = state.ledger.accept(packetID: packetID, requestID: requestID, wantAck: request.wantAck, ttl: ttl, now: .now)
+            publishStatus(update, in: &state)
+            return packetID
         }
-        return packet.id
     }
 }
 

@@ -68,6 +68,11 @@ public struct JSONObject: Sendable, Equatable, ExpressibleByDictionaryLiteral {
 
     public init() {}
 
+    /// An object from pairs whose keys are known to be distinct (no search per key).
+    public init(uniqueKeysWithValues pairs: some Sequence<(String, JSONValue)>) {
+        entries = pairs.map { (key: $0.0, value: $0.1) }
+    }
+
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
         for (key, value) in elements { self[key] = value }
     }

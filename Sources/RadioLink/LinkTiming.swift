@@ -1,3 +1,5 @@
+import MeshtasticProtocol
+
 /// The timing of one slot's connection manager. Defaults are design.md §5; tests and the
 /// chaos run shrink them.
 public struct LinkTiming: Sendable, Equatable {
@@ -31,6 +33,19 @@ public struct LinkTiming: Sendable, Equatable {
     public var stormLimit: Int
     /// TCP keepalive (TCP transports only): idle time, probe interval, probe count.
     public var tcpKeepalive: TCPKeepalive
+    /// Minimum time between two packets of one port written to the radio. Firmware 2.7
+    /// drops a text sent within 2 s of the previous one (`RATE_LIMIT_EXCEEDED`), and
+    /// position/waypoint/alert within 10 s, traceroute within 30 s; the defaults keep a
+    /// margin above those.
+    public var sendSpacing: [Meshtastic_PortNum: Duration]
+
+    public static let defaultSendSpacing: [Meshtastic_PortNum: Duration] = [
+        .textMessageApp: .milliseconds(2500),
+        .positionApp: .milliseconds(10_500),
+        .waypointApp: .milliseconds(10_500),
+        .alertApp: .milliseconds(10_500),
+        .tracerouteApp: .milliseconds(30_500),
+    ]
 
     /// The kernel's TCP keepalive settings for a radio socket.
     public struct TCPKeepalive: Sendable, Equatable {
@@ -60,7 +75,8 @@ public struct LinkTiming: Sendable, Equatable {
         stableAfter: Duration = .seconds(30),
         stormWindow: Duration = .seconds(60),
         stormLimit: Int = 4,
-        tcpKeepalive: TCPKeepalive = TCPKeepalive()
+        tcpKeepalive: TCPKeepalive = TCPKeepalive(),
+        sendSpacing: [Meshtastic_PortNum: Duration] = defaultSendSpacing
     ) {
         self.healthCheckInterval = healthCheckInterval
         self.probeTimeout = probeTimeout
@@ -77,6 +93,7 @@ public struct LinkTiming: Sendable, Equatable {
         self.stormWindow = stormWindow
         self.stormLimit = max(1, stormLimit)
         self.tcpKeepalive = tcpKeepalive
+        self.sendSpacing = sendSpacing
     }
 
     /// The delay before attempt `failures + 1` after `failures` consecutive failed attempts

@@ -47,6 +47,16 @@ final class Outbox: Sendable {
         return outcome.accepted
     }
 
+    /// Takes the packet with `packetID` out if it is still waiting; false if it is not (the
+    /// writer holds it, or it was written).
+    func remove(packetID: UInt32) -> Bool {
+        state.withLock { state in
+            guard let index = state.items.firstIndex(where: { $0.packet.id == packetID }) else { return false }
+            state.items.remove(at: index)
+            return true
+        }
+    }
+
     /// Puts back a packet whose write failed, ahead of everything else.
     func requeueFront(_ item: OutgoingPacket) {
         state.withLock { $0.items.prepend(item) }

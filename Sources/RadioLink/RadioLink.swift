@@ -23,6 +23,11 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     private let input: AsyncStream<Input>.Continuation
     private let machine: Mutex<Machine>
     private let gate = SendGate()
+    /// The radio said its TX queue is full (`queueStatus.free == 0`): writes wait.
+    private let radioQueueFull = Mutex(false)
+    /// When a packet of each port was last written, for ``LinkTiming/sendSpacing``; kept
+    /// across sessions, as the firmware's own limiter is.
+    private let lastWrite = Mutex<[Meshtastic_PortNum: C.Instant]>([:])
     private let logger: Logger
 
     /// What reaches the supervisor loop: children's reports and commands.
@@ -101,6 +106,9 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     /// Queues a packet for the radio; it is written once the link is ready. False if full.
     public func enqueue(_ packet: OutgoingPacket) -> Bool { outbox.enqueue(packet) }
 
+    /// Takes a packet out of the outbox if it is still waiting there.
+    public func removeFromOutbox(packetID: UInt32) -> Bool { outbox.remove(packetID: packetID) }
+
     /// Forces a reconnect cycle (or ends a `disconnectForRestart` hold).
     public func reconnect() { input.yield(.reconnect) }
 
@@ -175,7 +183,8 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
             return (actions, previous, machine.state)
         }
         if previous != current {
-            gate.set(openFor: current.isReady ? current.attempt : nil)
+            if !current.isUp { radioQueueFull.withLock { $0 = false } }
+            refreshGate(current)
             events.yield(.stateChanged(current, previous: previous))
             logger.log(
                 level: current.isUp || previous.isUp ? .info : .debug, "link state",
@@ -183,6 +192,12 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
             )
         }
         return actions
+    }
+
+    /// Sends flow while the link is ready and the radio's TX queue has room.
+    private func refreshGate(_ state: LinkState) {
+        let open = state.isReady && !radioQueueFull.withLock { $0 }
+        gate.set(openFor: open ? state.attempt : nil)
     }
 
     /// Applies a frame; returns the actions and the event that republishes the frame (after
@@ -203,6 +218,10 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
             frame = .other
         case .configCompleteID(let id): frame = .configComplete(id: id)
         case .rebooted(true): frame = .rebooted
+        case .queueStatus(let status):
+            let full = status.maxlen > 0 && status.free == 0
+            if radioQueueFull.withLock({ flag in defer { flag = full }; return flag != full }) { refreshGate(state) }
+            frame = .other
         default: frame = .other
         }
         let actions = transition(now: now) { $0.handle(.received(frame, attempt: attempt, now: now)) }
@@ -365,11 +384,19 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
         }
     }
 
-    /// Writes queued packets while the link is ready; a packet whose write fails goes back
-    /// to the front of the outbox for the next session.
+    /// Writes queued packets while the link is ready and the radio has room, spaced per port
+    /// (``LinkTiming/sendSpacing``); a packet whose write fails goes back to the front of
+    /// the outbox for the next session.
     private func writeOutbox(to outbound: NIOAsyncChannelOutboundWriter<StreamOutbound>, attempt: Int) async -> SessionEnd {
         while await gate.waitUntilOpen(for: attempt) {
             guard let item = await outbox.next() else { break }
+            let port = item.packet.decoded.portnum
+            if let spacing = timing.sendSpacing[port], let last = lastWrite.withLock({ $0[port] }), last.advanced(by: spacing) > clock.now {
+                // Too soon for this port: the packet waits in the outbox (where it can still expire).
+                outbox.requeueFront(item)
+                do { try await clock.sleep(until: last.advanced(by: spacing), tolerance: nil) } catch { break }
+                continue
+            }
             guard gate.isOpen(for: attempt) else {
                 outbox.requeueFront(item)
                 continue
@@ -378,6 +405,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
                 var request = Meshtastic_ToRadio()
                 request.packet = item.packet
                 try await outbound.write(.frame(ByteBuffer(bytes: try request.serializedBytes() as [UInt8])))
+                lastWrite.withLock { $0[port] = clock.now }
                 input.yield(.sent(attempt: attempt, item))
             } catch {
                 outbox.requeueFront(item)

@@ -14,6 +14,9 @@ public struct SimulatorConfiguration: Sendable, Equatable {
     public var seed: UInt64
     /// How long the virtual radio takes to report an ACK for a `want_ack` packet.
     public var ackDelay: Duration
+    /// Like firmware 2.7: a text from the client within this time of the previous one is
+    /// dropped and answered with a `RATE_LIMIT_EXCEEDED` NAK. Zero turns the limit off.
+    public var textRateLimit: Duration
 
     public init(
         host: String = "127.0.0.1",
@@ -21,7 +24,8 @@ public struct SimulatorConfiguration: Sendable, Equatable {
         nodeCount: Int = 6,
         trafficPerMinute: Double = 30,
         seed: UInt64 = 0x4D45_5348,
-        ackDelay: Duration = .milliseconds(300)
+        ackDelay: Duration = .milliseconds(300),
+        textRateLimit: Duration = .seconds(2)
     ) {
         self.host = host
         self.port = port
@@ -29,6 +33,7 @@ public struct SimulatorConfiguration: Sendable, Equatable {
         self.trafficPerMinute = trafficPerMinute
         self.seed = seed
         self.ackDelay = ackDelay
+        self.textRateLimit = textRateLimit
     }
 }
 
@@ -71,6 +76,7 @@ public final class RadioSimulator: Sendable {
     private let faultState = Mutex(SimulatorFaults())
     private let offlineUntil = Mutex<ContinuousClock.Instant?>(nil)
     private let counterState = Mutex(Counters())
+    private let lastText = Mutex<ContinuousClock.Instant?>(nil)
     private let logger: Logger
 
     /// What the simulator has seen, for tests.
@@ -79,6 +85,8 @@ public final class RadioSimulator: Sendable {
         public var handshakes = 0
         public var heartbeats = 0
         public var adminRequests = 0
+        /// Texts dropped by the rate limit.
+        public var rateLimited = 0
     }
 
     private enum Outgoing: Sendable {
@@ -364,15 +372,29 @@ public final class RadioSimulator: Sendable {
             }
             return (burst, [])
         case .packet(let packet):
-            received.withLock { $0.append(packet) }
             var answers: [Outgoing] = [.message(.with { $0.queueStatus = Self.queueStatus(packetID: packet.id) })]
+            if packet.decoded.portnum == .textMessageApp, configuration.textRateLimit > .zero {
+                let clock = ContinuousClock.now
+                let tooSoon = lastText.withLock { last in
+                    if let last, last.duration(to: clock) < configuration.textRateLimit { return true }
+                    last = clock
+                    return false
+                }
+                if tooSoon {
+                    counterState.withLock { $0.rateLimited += 1 }
+                    let nak = mesh.withLock { $0.ack(for: packet, error: .rateLimitExceeded, now: now) }
+                    return (answers + [.message(.with { $0.packet = nak })], [])
+                }
+            }
+            received.withLock { $0.append(packet) }
             if let reply = mesh.withLock({ $0.adminReply(to: packet, now: now) }) {
                 counterState.withLock { $0.adminRequests += 1 }
                 answers.append(.message(.with { $0.packet = reply }))
                 return (answers, [])
             }
             guard packet.wantAck else { return (answers, []) }
-            let ack = mesh.withLock { $0.ack(for: packet, now: now) }
+            // A destination outside the mesh is retried by firmware until it gives up.
+            let ack = mesh.withLock { $0.ack(for: packet, error: $0.canReach(packet.to) ? .none : .maxRetransmit, now: now) }
             return (answers, [.message(.with { $0.packet = ack })])
         case .heartbeat:
             counterState.withLock { $0.heartbeats += 1 }

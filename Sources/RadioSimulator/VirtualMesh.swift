@@ -199,10 +199,16 @@ public struct VirtualMesh: Sendable {
         return packet
     }
 
-    /// The Routing reply the local radio gives to a packet sent with `want_ack`.
-    public mutating func ack(for packet: Meshtastic_MeshPacket, now: UInt32) -> Meshtastic_MeshPacket {
+    /// Whether a packet to `destination` can be delivered: broadcast, or a node of the mesh.
+    public func canReach(_ destination: UInt32) -> Bool {
+        destination == NodeNumber.broadcast || destination == 0 || allNodes.contains { $0.num == destination }
+    }
+
+    /// The Routing reply the local radio gives to a packet sent with `want_ack`: an ACK
+    /// (`error` NONE) or a NAK with the error.
+    public mutating func ack(for packet: Meshtastic_MeshPacket, error: Meshtastic_Routing.Error = .none, now: UInt32) -> Meshtastic_MeshPacket {
         var routing = Meshtastic_Routing()
-        routing.errorReason = .none
+        routing.errorReason = error
         var reply = Meshtastic_MeshPacket()
         reply.from = localNode.num
         reply.to = localNode.num

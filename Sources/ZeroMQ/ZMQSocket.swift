@@ -172,6 +172,14 @@ public final class ZMQSocket {
     }
 
     /// ROUTER only: fail with `EHOSTUNREACH` instead of dropping a reply to a gone peer.
+    /// The largest message a peer may send; a peer that sends more is disconnected by libzmq.
+    public func setMaxMessageSize(_ bytes: Int64) throws {
+        var value = bytes
+        guard zmq_setsockopt(handle, ZMQ_MAXMSGSIZE, &value, MemoryLayout<Int64>.size) == 0 else {
+            throw ZMQError.last("setsockopt(MAXMSGSIZE)")
+        }
+    }
+
     public func setRouterMandatory(_ on: Bool) throws { try setOption(ZMQ_ROUTER_MANDATORY, on ? 1 : 0, "ROUTER_MANDATORY") }
 
     /// TCP keepalive on this socket's connections: idle seconds, probe interval, probe count.

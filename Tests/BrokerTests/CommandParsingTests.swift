@@ -1,4 +1,5 @@
 import Broker
+import Foundation
 import MeshtasticProtocol
 import Testing
 
@@ -13,11 +14,13 @@ import Testing
     @Test func sendTextWithEveryFieldParses() throws {
         let envelope = parse(#"{"id":"a1","cmd":"sendText","slot":"roof","text":"hi","to":"!abcd1234","channel":2,"wantAck":true,"hopLimit":5,"replyId":7,"ttlSeconds":30,"requireReady":true}"#)
         #expect(envelope.id == .string("a1"))
-        guard case .success(.sendText(let send)) = envelope.command else {
+        guard case .success(.send(let send)) = envelope.command else {
             Issue.record("expected sendText, got \(envelope.command)")
             return
         }
         #expect(send.slot == "roof")
+        #expect(send.portnum == .textMessageApp)
+        #expect(send.payload == Array("hi".utf8))
         #expect(send.to == 0xABCD_1234)
         #expect(send.channel == 2)
         #expect(send.wantAck)
@@ -28,7 +31,7 @@ import Testing
     }
 
     @Test func sendTextDefaultsToBroadcastOnChannelZero() {
-        guard case .success(.sendText(let send)) = parse(#"{"cmd":"sendText","slot":"s","text":"x"}"#).command else {
+        guard case .success(.send(let send)) = parse(#"{"cmd":"sendText","slot":"s","text":"x"}"#).command else {
             Issue.record("expected sendText")
             return
         }
@@ -72,5 +75,62 @@ import Testing
         #expect(error(#"{"cmd":"sendText","slot":"s","text":"\#(text)"}"#) == .textTooLong(bytes: 234))
         let fits = String(repeating: "é", count: 116)
         #expect(error(#"{"cmd":"sendText","slot":"s","text":"\#(fits)"}"#) == nil)
+    }
+
+    @Test func sendDataTakesAPortByNameOrNumberAndABase64Payload() {
+        guard case .success(.send(let byName)) = parse(#"{"cmd":"sendData","slot":"s","portnum":"PRIVATE_APP","payload":"AQID","wantAck":true}"#).command,
+            case .success(.send(let byNumber)) = parse(#"{"cmd":"sendData","slot":"s","portnum":256,"payload":""}"#).command
+        else {
+            Issue.record("expected two sends")
+            return
+        }
+        #expect(byName.portnum == .privateApp && byName.payload == [1, 2, 3] && byName.wantAck)
+        #expect(byNumber.portnum == .privateApp && byNumber.payload.isEmpty)
+    }
+
+    @Test func sendDataRefusesBadPortsPayloadsAndOversizeData() {
+        #expect(error(#"{"cmd":"sendData","slot":"s","payload":"AA=="}"#) == .badRequest("missing field 'portnum'"))
+        #expect(error(#"{"cmd":"sendData","slot":"s","portnum":"NOPE_APP","payload":"AA=="}"#)?.message.contains("'portnum'") == true)
+        #expect(error(#"{"cmd":"sendData","slot":"s","portnum":0,"payload":"AA=="}"#)?.message.contains("from 1 to 511") == true)
+        #expect(error(#"{"cmd":"sendData","slot":"s","portnum":256,"payload":"***"}"#) == .badRequest("field 'payload' must be base64"))
+        let big = Data(repeating: 7, count: 234).base64EncodedString()
+        #expect(error(#"{"cmd":"sendData","slot":"s","portnum":256,"payload":"\#(big)"}"#) == .badRequest("field 'payload' is 234 bytes; the limit is 233"))
+    }
+
+    @Test func unknownFieldsAreRefusedByName() {
+        let refused = error(#"{"cmd":"sendText","slot":"s","text":"x","wantack":true}"#)
+        #expect(refused?.code == "bad_request")
+        #expect(refused?.message.contains("unknown field 'wantack' for sendText") == true)
+        #expect(refused?.message.contains("wantAck") == true, "lists the accepted fields")
+        #expect(error(#"{"cmd":"ping","slot":"s"}"#)?.message.contains("unknown field 'slot' for ping") == true)
+    }
+
+    @Test func replayNeedsSinceSeqAndCapsItsLimit() {
+        #expect(parse(#"{"cmd":"replay","slot":"s","sinceSeq":5}"#).command == .success(.replay(slot: "s", sinceSeq: 5, limit: Command.replayLimit)))
+        #expect(parse(#"{"cmd":"replay","slot":"s","sinceSeq":0,"limit":10}"#).command == .success(.replay(slot: "s", sinceSeq: 0, limit: 10)))
+        #expect(error(#"{"cmd":"replay","slot":"s"}"#) == .badRequest("missing field 'sinceSeq'"))
+        #expect(error(#"{"cmd":"replay","slot":"s","sinceSeq":-1}"#)?.message.contains("'sinceSeq'") == true)
+        #expect(error(#"{"cmd":"replay","slot":"s","sinceSeq":1,"limit":100000}"#)?.message.contains("'limit'") == true)
+    }
+
+    @Test func nodesSnapshotReconnectAndDisconnectForRestartNeedASlot() {
+        for name in ["nodes", "snapshot", "reconnect", "disconnectForRestart"] {
+            #expect(error(#"{"cmd":"\#(name)"}"#) == .badRequest("missing field 'slot'"), "\(name)")
+        }
+        #expect(parse(#"{"cmd":"disconnectForRestart","slot":"s"}"#).command == .success(.disconnectForRestart(slot: "s", settleSeconds: 3)))
+    }
+
+    @Test func malformedFramesGetSpecificErrors() {
+        #expect(CommandEnvelope(parsing: [[UInt8]]()).command == .failure(.badRequest("empty request: no body frame")))
+        #expect(CommandEnvelope(parsing: [Array("{}".utf8), Array("{}".utf8)]).command == .failure(.badRequest("a request is one frame; got 2")))
+        #expect(CommandEnvelope(parsing: [[]]).command == .failure(.badRequest("empty request")))
+        let huge = [UInt8](repeating: UInt8(ascii: " "), count: 1 << 20)
+        #expect(CommandEnvelope(parsing: [huge]).command == .failure(.badRequest("request is 1048576 bytes; the limit is 65536")))
+        let invalidUTF8: [UInt8] = Array(#"{"cmd":"ping","id":""#.utf8) + [0xC3, 0x28] + Array(#""}"#.utf8)
+        guard case .failure(let failure) = CommandEnvelope(parsing: invalidUTF8).command else {
+            Issue.record("invalid UTF-8 must be refused")
+            return
+        }
+        #expect(failure.code == "bad_request")
     }
 }

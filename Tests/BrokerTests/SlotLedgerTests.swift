@@ -1,0 +1,163 @@
+@testable import Broker
+import Testing
+
+/// A time value for the pure types: seconds from an arbitrary origin.
+struct TestInstant: InstantProtocol {
+    var offset: Duration
+    func advanced(by duration: Duration) -> TestInstant { TestInstant(offset: offset + duration) }
+    func duration(to other: TestInstant) -> Duration { other.offset - offset }
+    static func < (lhs: TestInstant, rhs: TestInstant) -> Bool { lhs.offset < rhs.offset }
+    static func at(_ seconds: Int64) -> TestInstant { TestInstant(offset: .seconds(seconds)) }
+}
+
+@Suite struct ReplayRingTests {
+    func ring(capacity: Int, events: ClosedRange<UInt64>) -> ReplayRing {
+        var ring = ReplayRing(capacity: capacity)
+        for seq in events { ring.append(ReplayRing.Entry(seq: seq, topic: [], envelope: Array("\(seq)".utf8), raw: nil)) }
+        return ring
+    }
+
+    @Test func returnsEverythingAfterTheGivenSeqInOrder() throws {
+        let ring = ring(capacity: 10, events: 1...6)
+        #expect(try ring.events(after: 3, limit: 100).map(\.seq) == [4, 5, 6])
+        #expect(try ring.events(after: 0, limit: 100).map(\.seq) == [1, 2, 3, 4, 5, 6])
+        #expect(try ring.events(after: 6, limit: 100).isEmpty, "nothing newer")
+        #expect(try ring.events(after: 60, limit: 100).isEmpty)
+    }
+
+    @Test func keepsOnlyTheNewestCapacityEvents() throws {
+        let ring = ring(capacity: 4, events: 1...10)
+        #expect(ring.count == 4)
+        #expect(ring.oldestSeq == 7)
+        #expect(try ring.events(after: 6, limit: 100).map(\.seq) == [7, 8, 9, 10])
+        #expect(try ring.events(after: 8, limit: 100).map(\.seq) == [9, 10])
+    }
+
+    @Test func askingBeyondTheRingIsAGapTooOld() {
+        let ring = ring(capacity: 4, events: 1...10)
+        #expect(throws: ReplayRing.GapTooOld(oldestSeq: 7)) { try ring.events(after: 5, limit: 100) }
+    }
+
+    @Test func limitCutsFromTheOldestSide() throws {
+        let ring = ring(capacity: 5, events: 1...12)
+        #expect(try ring.events(after: 8, limit: 2).map(\.seq) == [9, 10])
+    }
+}
+
+/// Lets `#expect` call the mutating check (the macro cannot mutate a local).
+final class WindowBox {
+    var window: DuplicateWindow<TestInstant>
+    init(_ window: DuplicateWindow<TestInstant>) { self.window = window }
+    func isDuplicate(from: UInt32, id: UInt32, now: TestInstant) -> Bool { window.isDuplicate(from: from, id: id, now: now) }
+    var count: Int { window.count }
+}
+
+@Suite struct DuplicateWindowTests {
+    @Test func samePacketWithinTenMinutesIsADuplicate() {
+        let window = WindowBox(DuplicateWindow<TestInstant>())
+        #expect(!window.isDuplicate(from: 1, id: 42, now: .at(0)))
+        #expect(window.isDuplicate(from: 1, id: 42, now: .at(599)))
+    }
+
+    @Test func samePacketAfterTheWindowIsNew() {
+        let window = WindowBox(DuplicateWindow<TestInstant>())
+        #expect(!window.isDuplicate(from: 1, id: 42, now: .at(0)))
+        #expect(!window.isDuplicate(from: 1, id: 42, now: .at(600)))
+        #expect(window.isDuplicate(from: 1, id: 42, now: .at(601)))
+    }
+
+    @Test func sameIDFromAnotherNodeIsNotADuplicate() {
+        let window = WindowBox(DuplicateWindow<TestInstant>())
+        #expect(!window.isDuplicate(from: 1, id: 42, now: .at(0)))
+        #expect(!window.isDuplicate(from: 2, id: 42, now: .at(1)))
+    }
+
+    @Test func packetsWithoutIDAreNeverDuplicates() {
+        let window = WindowBox(DuplicateWindow<TestInstant>())
+        #expect(!window.isDuplicate(from: 1, id: 0, now: .at(0)))
+        #expect(!window.isDuplicate(from: 1, id: 0, now: .at(0)))
+    }
+
+    @Test func memoryStaysBoundedByCapacity() {
+        let window = WindowBox(DuplicateWindow<TestInstant>(capacity: 100))
+        for id in 1...1000 { _ = window.isDuplicate(from: 1, id: UInt32(id), now: .at(0)) }
+        #expect(window.count == 100)
+        #expect(window.isDuplicate(from: 1, id: 1000, now: .at(1)), "the newest are kept")
+    }
+
+    @Test func expiredEntriesAreForgotten() {
+        let window = WindowBox(DuplicateWindow<TestInstant>())
+        for id in 1...50 { _ = window.isDuplicate(from: 9, id: UInt32(id), now: .at(Int64(id))) }
+        _ = window.isDuplicate(from: 9, id: 999, now: .at(625))
+        #expect(window.count == 26, "ids heard at 25…50 s are still within 600 s of 625 s, plus the new one")
+    }
+}
+
+@Suite struct SendLedgerTests {
+    typealias Ledger = SendLedger<TestInstant>
+    var ledger = Ledger()
+
+    @Test mutating func sendWithAckGoesQueuedSentAcked() {
+        #expect(ledger.accept(packetID: 7, requestID: "a", wantAck: true, ttl: .seconds(60), now: .at(0)).status == .queued)
+        #expect(ledger.written(packetID: 7)?.status == .sent)
+        #expect(ledger.routingReply(requestID: 7, error: nil) == .init(packetID: 7, requestID: "a", status: .acked))
+        #expect(ledger.pending == 0)
+        #expect(ledger.routingReply(requestID: 7, error: nil) == nil, "one terminal status only")
+    }
+
+    @Test mutating func routingErrorIsANakWithItsName() {
+        _ = ledger.accept(packetID: 7, requestID: nil, wantAck: true, ttl: .seconds(60), now: .at(0))
+        _ = ledger.written(packetID: 7)
+        #expect(ledger.routingReply(requestID: 7, error: "MAX_RETRANSMIT") == .init(packetID: 7, status: .nak, error: "MAX_RETRANSMIT"))
+    }
+
+    @Test mutating func explicitNoneIsAnAck() {
+        _ = ledger.accept(packetID: 7, requestID: nil, wantAck: true, ttl: .seconds(60), now: .at(0))
+        _ = ledger.written(packetID: 7)
+        #expect(ledger.routingReply(requestID: 7, error: "NONE")?.status == .acked)
+    }
+
+    @Test mutating func sendWithoutAckEndsAtSent() {
+        _ = ledger.accept(packetID: 7, requestID: nil, wantAck: false, ttl: .seconds(60), now: .at(0))
+        #expect(ledger.written(packetID: 7)?.status == .sent)
+        #expect(ledger.pending == 0)
+        #expect(ledger.expire(now: .at(3600)) { _ in true }.isEmpty)
+    }
+
+    @Test mutating func queuedSendPastItsTTLExpiresAndLeavesTheOutbox() {
+        _ = ledger.accept(packetID: 7, requestID: "r", wantAck: true, ttl: .seconds(5), now: .at(0))
+        var removed: [UInt32] = []
+        #expect(ledger.expire(now: .at(4)) { removed.append($0); return true }.isEmpty)
+        #expect(ledger.expire(now: .at(5)) { removed.append($0); return true } == [.init(packetID: 7, requestID: "r", status: .expired)])
+        #expect(removed == [7])
+        #expect(ledger.written(packetID: 7) == nil, "a write after expiry changes nothing")
+    }
+
+    @Test mutating func sendHeldByTheWriterIsNotExpiredUnderIt() {
+        _ = ledger.accept(packetID: 7, requestID: nil, wantAck: true, ttl: .seconds(5), now: .at(0))
+        #expect(ledger.expire(now: .at(6)) { _ in false }.isEmpty)
+        #expect(ledger.written(packetID: 7)?.status == .sent)
+        #expect(ledger.expire(now: .at(7)) { _ in false }.map(\.status) == [.expired], "sent, never answered")
+    }
+
+    @Test mutating func ackForAnUnknownOrUnwrittenPacketIsIgnored() {
+        #expect(ledger.routingReply(requestID: 99, error: nil) == nil)
+        _ = ledger.accept(packetID: 7, requestID: nil, wantAck: true, ttl: .seconds(5), now: .at(0))
+        #expect(ledger.routingReply(requestID: 7, error: nil) == nil, "not written yet: not ours to settle")
+    }
+
+    @Test mutating func refusedPacketFails() {
+        _ = ledger.accept(packetID: 7, requestID: nil, wantAck: true, ttl: .seconds(5), now: .at(0))
+        _ = ledger.written(packetID: 7)
+        #expect(ledger.refused(packetID: 7, error: "queue_status_res_3")?.status == .failed)
+    }
+
+    @Test mutating func shutdownFailsEverySendInFlightOnce() {
+        for id in 1...3 { _ = ledger.accept(packetID: UInt32(id), requestID: nil, wantAck: true, ttl: .seconds(5), now: .at(0)) }
+        _ = ledger.written(packetID: 2)
+        let updates = ledger.failAll(error: "shutdown")
+        #expect(updates.map(\.packetID) == [1, 2, 3])
+        #expect(updates.allSatisfy { $0.status == .failed && $0.error == "shutdown" })
+        #expect(ledger.failAll(error: "shutdown").isEmpty)
+    }
+}
