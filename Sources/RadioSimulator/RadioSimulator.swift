@@ -77,6 +77,7 @@ public final class RadioSimulator: Sendable {
     private let offlineUntil = Mutex<ContinuousClock.Instant?>(nil)
     private let counterState = Mutex(Counters())
     private let lastText = Mutex<ContinuousClock.Instant?>(nil)
+    private let lastEmitted = Mutex<Meshtastic_MeshPacket?>(nil)
     private let logger: Logger
 
     /// What the simulator has seen, for tests.
@@ -182,6 +183,15 @@ public final class RadioSimulator: Sendable {
     @discardableResult
     public func emit(_ kind: VirtualMesh.TrafficKind? = nil) -> Meshtastic_MeshPacket {
         let packet = mesh.withLock { $0.trafficPacket(now: VirtualMesh.unixNow(), kind: kind) }
+        lastEmitted.withLock { $0 = packet }
+        deliver(.message(.with { $0.packet = packet }))
+        return packet
+    }
+
+    /// Delivers the last emitted packet again, as a radio hears a rebroadcast; nil if none yet.
+    @discardableResult
+    public func repeatLast() -> Meshtastic_MeshPacket? {
+        guard let packet = lastEmitted.withLock({ $0 }) else { return nil }
         deliver(.message(.with { $0.packet = packet }))
         return packet
     }

@@ -14,6 +14,7 @@ import MeshtasticProtocol
 /// {"fault": "ignoreHeartbeats", "on": true}
 /// {"fault": "clear"}                     end every standing fault
 /// {"emit": "text"}                       a virtual node sends now (text, position, telemetry, nodeInfo)
+/// {"emit": "repeat"}                     the last emitted packet is heard again
 /// ```
 /// The reply is `{"ok": true, "faults": {...}}` with the standing faults, or
 /// `{"ok": false, "error": "..."}` naming what was wrong.
@@ -42,10 +43,14 @@ extension RadioSimulator {
 
     private func apply(_ request: JSONValue) throws(ControlError) {
         guard let object = request.objectValue else { throw ControlError(message: "request must be a JSON object") }
+        if object["emit"]?.stringValue == "repeat" {
+            guard repeatLast() != nil else { throw ControlError(message: "nothing emitted yet to repeat") }
+            return
+        }
         if let kind = object["emit"] {
             let kinds: [String: VirtualMesh.TrafficKind] = ["text": .text, "position": .position, "telemetry": .telemetry, "nodeInfo": .nodeInfo]
             guard let name = kind.stringValue, let traffic = kinds[name] else {
-                throw ControlError(message: "'emit' must be one of \(kinds.keys.sorted().joined(separator: ", "))")
+                throw ControlError(message: "'emit' must be one of \(kinds.keys.sorted().joined(separator: ", ")), repeat")
             }
             emit(traffic)
             return

@@ -30,6 +30,12 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Packets per minute the default simulated slot's nodes send.")
     var simTraffic: Double = 30
 
+    @Option(help: "Packets a slot's outbox holds before sends are refused with queue_full.")
+    var outboxCapacity = 64
+
+    @Option(help: "Events each slot keeps for the replay command.")
+    var replayCapacity = 10_000
+
     @Flag(help: "Log every link event.")
     var verbose = false
 
@@ -43,6 +49,9 @@ struct RunCommand: AsyncParsableCommand {
         var configuration = BrokerConfiguration()
         if !events.isEmpty { configuration.events = events }
         if !commands.isEmpty { configuration.commands = commands }
+        guard outboxCapacity > 0, replayCapacity > 0 else { throw ValidationError("--outbox-capacity and --replay-capacity must be positive") }
+        configuration.outboxCapacity = outboxCapacity
+        configuration.replayCapacity = replayCapacity
         if tcpSlots.isEmpty && serialSlots.isEmpty {
             let simulator = SimulatorConfiguration(nodeCount: simNodes, trafficPerMinute: simTraffic)
             configuration.slots = [SlotConfiguration(name: "sim", source: .simulator(simulator))]

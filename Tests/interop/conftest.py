@@ -1,4 +1,5 @@
 """Fixtures: the real meshbus binary on ports it picks itself, and pyzmq clients."""
+import json
 import os
 import re
 import socket
@@ -151,3 +152,25 @@ def requester(ctx, endpoint):
     req.setsockopt(zmq.LINGER, 0)
     req.connect(endpoint)
     return req
+
+
+def collect(sub, until, timeout=30.0):
+    """Receives events as (topic, envelope, frames) until `until(events)` holds; returns them all."""
+    events = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frames = sub.recv_multipart()
+        events.append((frames[0].decode(), json.loads(frames[1]), frames))
+        if until(events):
+            return events
+    raise AssertionError(f"condition not met; saw {[e[0] for e in events]}")
+
+
+def command(ctx, endpoint, request):
+    """One request on a fresh REQ socket; returns the reply."""
+    req = requester(ctx, endpoint)
+    try:
+        req.send_json(request)
+        return req.recv_json()
+    finally:
+        req.close()

@@ -1,23 +1,13 @@
 """The connection manager seen from outside: pyzmq clients watch a real radio link
 (`meshbus sim` over TCP or a pseudo-terminal) fail and recover, at design.md's default timings."""
-import json
-import time
-
-from conftest import control, free_port, requester, subscriber
+from conftest import collect, command, control, free_port, subscriber
 
 STATE_FIELDS = {"state", "previous", "strikes", "attempt", "retryInSeconds"}
 
 
 def link_events(sub, until, timeout=30.0):
     """Collects (topic, envelope) pairs until `until(events)` holds."""
-    events = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        frames = sub.recv_multipart()
-        events.append((frames[0].decode(), json.loads(frames[1])))
-        if until(events):
-            return events
-    raise AssertionError(f"condition not met; saw {[t for t, _ in events]}")
+    return [(t, e) for t, e, _ in collect(sub, lambda ev: until([(t, e) for t, e, _ in ev]), timeout)]
 
 
 def count(prefix):
@@ -34,15 +24,6 @@ def states(events):
 
 def of(events, topic):
     return [e for t, e in events if t == topic]
-
-
-def command(ctx, endpoint, request):
-    req = requester(ctx, endpoint)
-    try:
-        req.send_json(request)
-        return req.recv_json()
-    finally:
-        req.close()
 
 
 def status(ctx, endpoint):
