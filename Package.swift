@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "meshbus", targets: ["meshbus"]),
         .library(name: "ZeroMQ", targets: ["ZeroMQ"]),
         .library(name: "MeshtasticProtocol", targets: ["MeshtasticProtocol"]),
+        .library(name: "Broker", targets: ["Broker"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

@@ -1,0 +1,22 @@
+// swift-tools-version: 6.0
+// libFuzzer targets for MeshBus's input parsers. Not part of the main build: build and run
+// them with `scripts/fuzz` (it passes -sanitize=fuzzer to every module, so that the code
+// under test is instrumented).
+import PackageDescription
+
+let package = Package(
+    name: "MeshBusFuzz",
+    platforms: [.macOS(.v15)],
+    dependencies: [.package(name: "MeshBus", path: "..")],
+    targets: [
+        .target(name: "FuzzSupport"),
+        .executableTarget(
+            name: "CommandFuzzer",
+            dependencies: [
+                "FuzzSupport",
+                .product(name: "Broker", package: "MeshBus"),
+                .product(name: "MeshtasticProtocol", package: "MeshBus"),
+            ]
+        )
+    ]
+)
