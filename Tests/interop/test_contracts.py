@@ -288,3 +288,15 @@ def test_a_flood_of_malformed_requests_does_not_starve_a_well_behaved_client(bro
         pass
     assert answered > 0, "the flooder itself gets bad_request replies (or counted drops once its queue is full)"
     flooder.close()
+
+
+def test_sends_still_waiting_at_shutdown_end_failed(start_broker, start_controlled_simulator, context):
+    endpoints, sim, sub = radio_behind_subscriber(start_broker, start_controlled_simulator, context)
+    control(context, sim["control"], {"fault": "offline", "seconds": 30})
+    collect(sub, topic_is("meshtastic.connection.lost/radio"))
+    packet_id = command(context, endpoints["commands"], {"cmd": "sendText", "slot": "radio", "text": "never"})["result"]["packetId"]
+    endpoints["process"].terminate()
+    events = collect(sub, lambda ev: "failed" in statuses(ev, packet_id))
+    failed = next(e for t, e, _ in events if t.startswith("meshtastic.send.status/") and e["status"] == "failed")
+    assert failed["error"] == "shutdown" and statuses(events, packet_id) == ["queued", "failed"]
+    assert endpoints["process"].wait(timeout=15) == 0
