@@ -9,7 +9,7 @@ struct MeshBusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meshbus",
         abstract: "Share Meshtastic radios between many programs over ZeroMQ.",
-        subcommands: [RunCommand.self, SimCommand.self, TailCommand.self, SendCommand.self],
+        subcommands: [RunCommand.self, SimCommand.self, TailCommand.self, SendCommand.self, DecodeCommand.self],
         defaultSubcommand: RunCommand.self
     )
 

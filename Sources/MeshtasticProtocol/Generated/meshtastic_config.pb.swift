@@ -284,11 +284,65 @@ public nonisolated struct Meshtastic_Config: Sendable {
 
     public var fixedPosition: Bool = false
 
+    public var gpsEnabled: Bool = false
+
     public var gpsUpdateInterval: UInt32 = 0
+
+    public var gpsAttemptTime: UInt32 = 0
 
     public var positionFlags: UInt32 = 0
 
+    public var rxGpio: UInt32 = 0
+
+    public var txGpio: UInt32 = 0
+
+    public var broadcastSmartMinimumDistance: UInt32 = 0
+
+    public var broadcastSmartMinimumIntervalSecs: UInt32 = 0
+
+    public var gpsEnGpio: UInt32 = 0
+
+    public var gpsMode: Meshtastic_Config.PositionConfig.GpsMode = .disabled
+
     public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public nonisolated enum GpsMode: SwiftProtobuf.Enum, Swift.CaseIterable {
+      public typealias RawValue = Int
+      case disabled // = 0
+      case enabled // = 1
+      case notPresent // = 2
+      case UNRECOGNIZED(Int)
+
+      public init() {
+        self = .disabled
+      }
+
+      public init?(rawValue: Int) {
+        switch rawValue {
+        case 0: self = .disabled
+        case 1: self = .enabled
+        case 2: self = .notPresent
+        default: self = .UNRECOGNIZED(rawValue)
+        }
+      }
+
+      public var rawValue: Int {
+        switch self {
+        case .disabled: return 0
+        case .enabled: return 1
+        case .notPresent: return 2
+        case .UNRECOGNIZED(let i): return i
+        }
+      }
+
+      // The compiler won't synthesize support with the UNRECOGNIZED case.
+      public static let allCases: [Meshtastic_Config.PositionConfig.GpsMode] = [
+        .disabled,
+        .enabled,
+        .notPresent,
+      ]
+
+    }
 
     public init() {}
   }
@@ -349,34 +403,110 @@ public nonisolated struct Meshtastic_Config: Sendable {
     public init() {}
   }
 
-  public nonisolated struct LoRaConfig: Sendable {
+  public nonisolated struct LoRaConfig: @unchecked Sendable {
     // SwiftProtobuf.Message conformance is added in an extension below. See the
     // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
     // methods supported on all messages.
 
-    public var usePreset: Bool = false
+    public var usePreset: Bool {
+      get {_storage._usePreset}
+      set {_uniqueStorage()._usePreset = newValue}
+    }
 
-    public var modemPreset: Meshtastic_Config.LoRaConfig.ModemPreset = .longFast
+    public var modemPreset: Meshtastic_Config.LoRaConfig.ModemPreset {
+      get {_storage._modemPreset}
+      set {_uniqueStorage()._modemPreset = newValue}
+    }
 
-    public var bandwidth: UInt32 = 0
+    public var bandwidth: UInt32 {
+      get {_storage._bandwidth}
+      set {_uniqueStorage()._bandwidth = newValue}
+    }
 
-    public var spreadFactor: UInt32 = 0
+    public var spreadFactor: UInt32 {
+      get {_storage._spreadFactor}
+      set {_uniqueStorage()._spreadFactor = newValue}
+    }
 
-    public var codingRate: UInt32 = 0
+    public var codingRate: UInt32 {
+      get {_storage._codingRate}
+      set {_uniqueStorage()._codingRate = newValue}
+    }
 
-    public var frequencyOffset: Float = 0
+    public var frequencyOffset: Float {
+      get {_storage._frequencyOffset}
+      set {_uniqueStorage()._frequencyOffset = newValue}
+    }
 
-    public var region: Meshtastic_Config.LoRaConfig.RegionCode = .unset
+    public var region: Meshtastic_Config.LoRaConfig.RegionCode {
+      get {_storage._region}
+      set {_uniqueStorage()._region = newValue}
+    }
 
-    public var hopLimit: UInt32 = 0
+    public var hopLimit: UInt32 {
+      get {_storage._hopLimit}
+      set {_uniqueStorage()._hopLimit = newValue}
+    }
 
-    public var txEnabled: Bool = false
+    public var txEnabled: Bool {
+      get {_storage._txEnabled}
+      set {_uniqueStorage()._txEnabled = newValue}
+    }
 
-    public var txPower: Int32 = 0
+    public var txPower: Int32 {
+      get {_storage._txPower}
+      set {_uniqueStorage()._txPower = newValue}
+    }
 
-    public var channelNum: UInt32 = 0
+    public var channelNum: UInt32 {
+      get {_storage._channelNum}
+      set {_uniqueStorage()._channelNum = newValue}
+    }
 
-    public var overrideDutyCycle: Bool = false
+    public var overrideDutyCycle: Bool {
+      get {_storage._overrideDutyCycle}
+      set {_uniqueStorage()._overrideDutyCycle = newValue}
+    }
+
+    public var sx126XRxBoostedGain: Bool {
+      get {_storage._sx126XRxBoostedGain}
+      set {_uniqueStorage()._sx126XRxBoostedGain = newValue}
+    }
+
+    public var overrideFrequency: Float {
+      get {_storage._overrideFrequency}
+      set {_uniqueStorage()._overrideFrequency = newValue}
+    }
+
+    public var paFanDisabled: Bool {
+      get {_storage._paFanDisabled}
+      set {_uniqueStorage()._paFanDisabled = newValue}
+    }
+
+    public var ignoreIncoming: [UInt32] {
+      get {_storage._ignoreIncoming}
+      set {_uniqueStorage()._ignoreIncoming = newValue}
+    }
+
+    public var ignoreMqtt: Bool {
+      get {_storage._ignoreMqtt}
+      set {_uniqueStorage()._ignoreMqtt = newValue}
+    }
+
+    public var configOkToMqtt: Bool {
+      get {_storage._configOkToMqtt}
+      set {_uniqueStorage()._configOkToMqtt = newValue}
+    }
+
+    public var femLnaMode: Meshtastic_Config.LoRaConfig.FEM_LNA_Mode {
+      get {_storage._femLnaMode}
+      set {_uniqueStorage()._femLnaMode = newValue}
+    }
+
+    public var serialHalOnly: Bool {
+      get {_storage._serialHalOnly}
+      set {_uniqueStorage()._serialHalOnly = newValue}
+    }
 
     public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -409,6 +539,13 @@ public nonisolated struct Meshtastic_Config: Sendable {
       case kz863 // = 24
       case np865 // = 25
       case br902 // = 26
+      case itu12M // = 27
+      case itu22M // = 28
+      case eu866 // = 29
+      case eu874 // = 30
+      case eu917 // = 31
+      case euN868 // = 32
+      case itu32M // = 33
       case UNRECOGNIZED(Int)
 
       public init() {
@@ -444,6 +581,13 @@ public nonisolated struct Meshtastic_Config: Sendable {
         case 24: self = .kz863
         case 25: self = .np865
         case 26: self = .br902
+        case 27: self = .itu12M
+        case 28: self = .itu22M
+        case 29: self = .eu866
+        case 30: self = .eu874
+        case 31: self = .eu917
+        case 32: self = .euN868
+        case 33: self = .itu32M
         default: self = .UNRECOGNIZED(rawValue)
         }
       }
@@ -477,6 +621,13 @@ public nonisolated struct Meshtastic_Config: Sendable {
         case .kz863: return 24
         case .np865: return 25
         case .br902: return 26
+        case .itu12M: return 27
+        case .itu22M: return 28
+        case .eu866: return 29
+        case .eu874: return 30
+        case .eu917: return 31
+        case .euN868: return 32
+        case .itu32M: return 33
         case .UNRECOGNIZED(let i): return i
         }
       }
@@ -510,6 +661,13 @@ public nonisolated struct Meshtastic_Config: Sendable {
         .kz863,
         .np865,
         .br902,
+        .itu12M,
+        .itu22M,
+        .eu866,
+        .eu874,
+        .eu917,
+        .euN868,
+        .itu32M,
       ]
 
     }
@@ -525,6 +683,11 @@ public nonisolated struct Meshtastic_Config: Sendable {
       case shortFast // = 6
       case longModerate // = 7
       case shortTurbo // = 8
+      case longTurbo // = 9
+      case liteFast // = 10
+      case liteSlow // = 11
+      case narrowFast // = 12
+      case narrowSlow // = 13
       case UNRECOGNIZED(Int)
 
       public init() {
@@ -542,6 +705,11 @@ public nonisolated struct Meshtastic_Config: Sendable {
         case 6: self = .shortFast
         case 7: self = .longModerate
         case 8: self = .shortTurbo
+        case 9: self = .longTurbo
+        case 10: self = .liteFast
+        case 11: self = .liteSlow
+        case 12: self = .narrowFast
+        case 13: self = .narrowSlow
         default: self = .UNRECOGNIZED(rawValue)
         }
       }
@@ -557,6 +725,11 @@ public nonisolated struct Meshtastic_Config: Sendable {
         case .shortFast: return 6
         case .longModerate: return 7
         case .shortTurbo: return 8
+        case .longTurbo: return 9
+        case .liteFast: return 10
+        case .liteSlow: return 11
+        case .narrowFast: return 12
+        case .narrowSlow: return 13
         case .UNRECOGNIZED(let i): return i
         }
       }
@@ -572,11 +745,56 @@ public nonisolated struct Meshtastic_Config: Sendable {
         .shortFast,
         .longModerate,
         .shortTurbo,
+        .longTurbo,
+        .liteFast,
+        .liteSlow,
+        .narrowFast,
+        .narrowSlow,
+      ]
+
+    }
+
+    public nonisolated enum FEM_LNA_Mode: SwiftProtobuf.Enum, Swift.CaseIterable {
+      public typealias RawValue = Int
+      case disabled // = 0
+      case enabled // = 1
+      case notPresent // = 2
+      case UNRECOGNIZED(Int)
+
+      public init() {
+        self = .disabled
+      }
+
+      public init?(rawValue: Int) {
+        switch rawValue {
+        case 0: self = .disabled
+        case 1: self = .enabled
+        case 2: self = .notPresent
+        default: self = .UNRECOGNIZED(rawValue)
+        }
+      }
+
+      public var rawValue: Int {
+        switch self {
+        case .disabled: return 0
+        case .enabled: return 1
+        case .notPresent: return 2
+        case .UNRECOGNIZED(let i): return i
+        }
+      }
+
+      // The compiler won't synthesize support with the UNRECOGNIZED case.
+      public static let allCases: [Meshtastic_Config.LoRaConfig.FEM_LNA_Mode] = [
+        .disabled,
+        .enabled,
+        .notPresent,
       ]
 
     }
 
     public init() {}
+
+    fileprivate var _storage = _StorageClass.defaultInstance
   }
 
   public nonisolated struct BluetoothConfig: Sendable {
@@ -923,7 +1141,7 @@ nonisolated extension Meshtastic_Config.DeviceConfig.RebroadcastMode: SwiftProto
 
 nonisolated extension Meshtastic_Config.PositionConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = Meshtastic_Config.protoMessageName + ".PositionConfig"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}position_broadcast_secs\0\u{3}position_broadcast_smart_enabled\0\u{3}fixed_position\0\u{4}\u{2}gps_update_interval\0\u{4}\u{2}position_flags\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}position_broadcast_secs\0\u{3}position_broadcast_smart_enabled\0\u{3}fixed_position\0\u{3}gps_enabled\0\u{3}gps_update_interval\0\u{3}gps_attempt_time\0\u{3}position_flags\0\u{3}rx_gpio\0\u{3}tx_gpio\0\u{3}broadcast_smart_minimum_distance\0\u{3}broadcast_smart_minimum_interval_secs\0\u{3}gps_en_gpio\0\u{3}gps_mode\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -934,8 +1152,16 @@ nonisolated extension Meshtastic_Config.PositionConfig: SwiftProtobuf.Message, S
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.positionBroadcastSecs) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.positionBroadcastSmartEnabled) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.fixedPosition) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.gpsEnabled) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.gpsUpdateInterval) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.gpsAttemptTime) }()
       case 7: try { try decoder.decodeSingularUInt32Field(value: &self.positionFlags) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.rxGpio) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.txGpio) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.broadcastSmartMinimumDistance) }()
+      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.broadcastSmartMinimumIntervalSecs) }()
+      case 12: try { try decoder.decodeSingularUInt32Field(value: &self.gpsEnGpio) }()
+      case 13: try { try decoder.decodeSingularEnumField(value: &self.gpsMode) }()
       default: break
       }
     }
@@ -951,11 +1177,35 @@ nonisolated extension Meshtastic_Config.PositionConfig: SwiftProtobuf.Message, S
     if self.fixedPosition != false {
       try visitor.visitSingularBoolField(value: self.fixedPosition, fieldNumber: 3)
     }
+    if self.gpsEnabled != false {
+      try visitor.visitSingularBoolField(value: self.gpsEnabled, fieldNumber: 4)
+    }
     if self.gpsUpdateInterval != 0 {
       try visitor.visitSingularUInt32Field(value: self.gpsUpdateInterval, fieldNumber: 5)
     }
+    if self.gpsAttemptTime != 0 {
+      try visitor.visitSingularUInt32Field(value: self.gpsAttemptTime, fieldNumber: 6)
+    }
     if self.positionFlags != 0 {
       try visitor.visitSingularUInt32Field(value: self.positionFlags, fieldNumber: 7)
+    }
+    if self.rxGpio != 0 {
+      try visitor.visitSingularUInt32Field(value: self.rxGpio, fieldNumber: 8)
+    }
+    if self.txGpio != 0 {
+      try visitor.visitSingularUInt32Field(value: self.txGpio, fieldNumber: 9)
+    }
+    if self.broadcastSmartMinimumDistance != 0 {
+      try visitor.visitSingularUInt32Field(value: self.broadcastSmartMinimumDistance, fieldNumber: 10)
+    }
+    if self.broadcastSmartMinimumIntervalSecs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.broadcastSmartMinimumIntervalSecs, fieldNumber: 11)
+    }
+    if self.gpsEnGpio != 0 {
+      try visitor.visitSingularUInt32Field(value: self.gpsEnGpio, fieldNumber: 12)
+    }
+    if self.gpsMode != .disabled {
+      try visitor.visitSingularEnumField(value: self.gpsMode, fieldNumber: 13)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -964,11 +1214,23 @@ nonisolated extension Meshtastic_Config.PositionConfig: SwiftProtobuf.Message, S
     if lhs.positionBroadcastSecs != rhs.positionBroadcastSecs {return false}
     if lhs.positionBroadcastSmartEnabled != rhs.positionBroadcastSmartEnabled {return false}
     if lhs.fixedPosition != rhs.fixedPosition {return false}
+    if lhs.gpsEnabled != rhs.gpsEnabled {return false}
     if lhs.gpsUpdateInterval != rhs.gpsUpdateInterval {return false}
+    if lhs.gpsAttemptTime != rhs.gpsAttemptTime {return false}
     if lhs.positionFlags != rhs.positionFlags {return false}
+    if lhs.rxGpio != rhs.rxGpio {return false}
+    if lhs.txGpio != rhs.txGpio {return false}
+    if lhs.broadcastSmartMinimumDistance != rhs.broadcastSmartMinimumDistance {return false}
+    if lhs.broadcastSmartMinimumIntervalSecs != rhs.broadcastSmartMinimumIntervalSecs {return false}
+    if lhs.gpsEnGpio != rhs.gpsEnGpio {return false}
+    if lhs.gpsMode != rhs.gpsMode {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
+}
+
+nonisolated extension Meshtastic_Config.PositionConfig.GpsMode: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DISABLED\0\u{1}ENABLED\0\u{1}NOT_PRESENT\0")
 }
 
 nonisolated extension Meshtastic_Config.PowerConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -1113,95 +1375,213 @@ nonisolated extension Meshtastic_Config.DisplayConfig: SwiftProtobuf.Message, Sw
 
 nonisolated extension Meshtastic_Config.LoRaConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = Meshtastic_Config.protoMessageName + ".LoRaConfig"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}use_preset\0\u{3}modem_preset\0\u{1}bandwidth\0\u{3}spread_factor\0\u{3}coding_rate\0\u{3}frequency_offset\0\u{1}region\0\u{3}hop_limit\0\u{3}tx_enabled\0\u{3}tx_power\0\u{3}channel_num\0\u{3}override_duty_cycle\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}use_preset\0\u{3}modem_preset\0\u{1}bandwidth\0\u{3}spread_factor\0\u{3}coding_rate\0\u{3}frequency_offset\0\u{1}region\0\u{3}hop_limit\0\u{3}tx_enabled\0\u{3}tx_power\0\u{3}channel_num\0\u{3}override_duty_cycle\0\u{3}sx126x_rx_boosted_gain\0\u{3}override_frequency\0\u{3}pa_fan_disabled\0\u{4}X\u{1}ignore_incoming\0\u{3}ignore_mqtt\0\u{3}config_ok_to_mqtt\0\u{3}fem_lna_mode\0\u{3}serial_hal_only\0")
+
+  fileprivate class _StorageClass {
+    var _usePreset: Bool = false
+    var _modemPreset: Meshtastic_Config.LoRaConfig.ModemPreset = .longFast
+    var _bandwidth: UInt32 = 0
+    var _spreadFactor: UInt32 = 0
+    var _codingRate: UInt32 = 0
+    var _frequencyOffset: Float = 0
+    var _region: Meshtastic_Config.LoRaConfig.RegionCode = .unset
+    var _hopLimit: UInt32 = 0
+    var _txEnabled: Bool = false
+    var _txPower: Int32 = 0
+    var _channelNum: UInt32 = 0
+    var _overrideDutyCycle: Bool = false
+    var _sx126XRxBoostedGain: Bool = false
+    var _overrideFrequency: Float = 0
+    var _paFanDisabled: Bool = false
+    var _ignoreIncoming: [UInt32] = []
+    var _ignoreMqtt: Bool = false
+    var _configOkToMqtt: Bool = false
+    var _femLnaMode: Meshtastic_Config.LoRaConfig.FEM_LNA_Mode = .disabled
+    var _serialHalOnly: Bool = false
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _usePreset = source._usePreset
+      _modemPreset = source._modemPreset
+      _bandwidth = source._bandwidth
+      _spreadFactor = source._spreadFactor
+      _codingRate = source._codingRate
+      _frequencyOffset = source._frequencyOffset
+      _region = source._region
+      _hopLimit = source._hopLimit
+      _txEnabled = source._txEnabled
+      _txPower = source._txPower
+      _channelNum = source._channelNum
+      _overrideDutyCycle = source._overrideDutyCycle
+      _sx126XRxBoostedGain = source._sx126XRxBoostedGain
+      _overrideFrequency = source._overrideFrequency
+      _paFanDisabled = source._paFanDisabled
+      _ignoreIncoming = source._ignoreIncoming
+      _ignoreMqtt = source._ignoreMqtt
+      _configOkToMqtt = source._configOkToMqtt
+      _femLnaMode = source._femLnaMode
+      _serialHalOnly = source._serialHalOnly
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularBoolField(value: &self.usePreset) }()
-      case 2: try { try decoder.decodeSingularEnumField(value: &self.modemPreset) }()
-      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.bandwidth) }()
-      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.spreadFactor) }()
-      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.codingRate) }()
-      case 6: try { try decoder.decodeSingularFloatField(value: &self.frequencyOffset) }()
-      case 7: try { try decoder.decodeSingularEnumField(value: &self.region) }()
-      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.hopLimit) }()
-      case 9: try { try decoder.decodeSingularBoolField(value: &self.txEnabled) }()
-      case 10: try { try decoder.decodeSingularInt32Field(value: &self.txPower) }()
-      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.channelNum) }()
-      case 12: try { try decoder.decodeSingularBoolField(value: &self.overrideDutyCycle) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularBoolField(value: &_storage._usePreset) }()
+        case 2: try { try decoder.decodeSingularEnumField(value: &_storage._modemPreset) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._bandwidth) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._spreadFactor) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._codingRate) }()
+        case 6: try { try decoder.decodeSingularFloatField(value: &_storage._frequencyOffset) }()
+        case 7: try { try decoder.decodeSingularEnumField(value: &_storage._region) }()
+        case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._hopLimit) }()
+        case 9: try { try decoder.decodeSingularBoolField(value: &_storage._txEnabled) }()
+        case 10: try { try decoder.decodeSingularInt32Field(value: &_storage._txPower) }()
+        case 11: try { try decoder.decodeSingularUInt32Field(value: &_storage._channelNum) }()
+        case 12: try { try decoder.decodeSingularBoolField(value: &_storage._overrideDutyCycle) }()
+        case 13: try { try decoder.decodeSingularBoolField(value: &_storage._sx126XRxBoostedGain) }()
+        case 14: try { try decoder.decodeSingularFloatField(value: &_storage._overrideFrequency) }()
+        case 15: try { try decoder.decodeSingularBoolField(value: &_storage._paFanDisabled) }()
+        case 103: try { try decoder.decodeRepeatedUInt32Field(value: &_storage._ignoreIncoming) }()
+        case 104: try { try decoder.decodeSingularBoolField(value: &_storage._ignoreMqtt) }()
+        case 105: try { try decoder.decodeSingularBoolField(value: &_storage._configOkToMqtt) }()
+        case 106: try { try decoder.decodeSingularEnumField(value: &_storage._femLnaMode) }()
+        case 107: try { try decoder.decodeSingularBoolField(value: &_storage._serialHalOnly) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if self.usePreset != false {
-      try visitor.visitSingularBoolField(value: self.usePreset, fieldNumber: 1)
-    }
-    if self.modemPreset != .longFast {
-      try visitor.visitSingularEnumField(value: self.modemPreset, fieldNumber: 2)
-    }
-    if self.bandwidth != 0 {
-      try visitor.visitSingularUInt32Field(value: self.bandwidth, fieldNumber: 3)
-    }
-    if self.spreadFactor != 0 {
-      try visitor.visitSingularUInt32Field(value: self.spreadFactor, fieldNumber: 4)
-    }
-    if self.codingRate != 0 {
-      try visitor.visitSingularUInt32Field(value: self.codingRate, fieldNumber: 5)
-    }
-    if self.frequencyOffset.bitPattern != 0 {
-      try visitor.visitSingularFloatField(value: self.frequencyOffset, fieldNumber: 6)
-    }
-    if self.region != .unset {
-      try visitor.visitSingularEnumField(value: self.region, fieldNumber: 7)
-    }
-    if self.hopLimit != 0 {
-      try visitor.visitSingularUInt32Field(value: self.hopLimit, fieldNumber: 8)
-    }
-    if self.txEnabled != false {
-      try visitor.visitSingularBoolField(value: self.txEnabled, fieldNumber: 9)
-    }
-    if self.txPower != 0 {
-      try visitor.visitSingularInt32Field(value: self.txPower, fieldNumber: 10)
-    }
-    if self.channelNum != 0 {
-      try visitor.visitSingularUInt32Field(value: self.channelNum, fieldNumber: 11)
-    }
-    if self.overrideDutyCycle != false {
-      try visitor.visitSingularBoolField(value: self.overrideDutyCycle, fieldNumber: 12)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._usePreset != false {
+        try visitor.visitSingularBoolField(value: _storage._usePreset, fieldNumber: 1)
+      }
+      if _storage._modemPreset != .longFast {
+        try visitor.visitSingularEnumField(value: _storage._modemPreset, fieldNumber: 2)
+      }
+      if _storage._bandwidth != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._bandwidth, fieldNumber: 3)
+      }
+      if _storage._spreadFactor != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._spreadFactor, fieldNumber: 4)
+      }
+      if _storage._codingRate != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._codingRate, fieldNumber: 5)
+      }
+      if _storage._frequencyOffset.bitPattern != 0 {
+        try visitor.visitSingularFloatField(value: _storage._frequencyOffset, fieldNumber: 6)
+      }
+      if _storage._region != .unset {
+        try visitor.visitSingularEnumField(value: _storage._region, fieldNumber: 7)
+      }
+      if _storage._hopLimit != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._hopLimit, fieldNumber: 8)
+      }
+      if _storage._txEnabled != false {
+        try visitor.visitSingularBoolField(value: _storage._txEnabled, fieldNumber: 9)
+      }
+      if _storage._txPower != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._txPower, fieldNumber: 10)
+      }
+      if _storage._channelNum != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._channelNum, fieldNumber: 11)
+      }
+      if _storage._overrideDutyCycle != false {
+        try visitor.visitSingularBoolField(value: _storage._overrideDutyCycle, fieldNumber: 12)
+      }
+      if _storage._sx126XRxBoostedGain != false {
+        try visitor.visitSingularBoolField(value: _storage._sx126XRxBoostedGain, fieldNumber: 13)
+      }
+      if _storage._overrideFrequency.bitPattern != 0 {
+        try visitor.visitSingularFloatField(value: _storage._overrideFrequency, fieldNumber: 14)
+      }
+      if _storage._paFanDisabled != false {
+        try visitor.visitSingularBoolField(value: _storage._paFanDisabled, fieldNumber: 15)
+      }
+      if !_storage._ignoreIncoming.isEmpty {
+        try visitor.visitPackedUInt32Field(value: _storage._ignoreIncoming, fieldNumber: 103)
+      }
+      if _storage._ignoreMqtt != false {
+        try visitor.visitSingularBoolField(value: _storage._ignoreMqtt, fieldNumber: 104)
+      }
+      if _storage._configOkToMqtt != false {
+        try visitor.visitSingularBoolField(value: _storage._configOkToMqtt, fieldNumber: 105)
+      }
+      if _storage._femLnaMode != .disabled {
+        try visitor.visitSingularEnumField(value: _storage._femLnaMode, fieldNumber: 106)
+      }
+      if _storage._serialHalOnly != false {
+        try visitor.visitSingularBoolField(value: _storage._serialHalOnly, fieldNumber: 107)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Meshtastic_Config.LoRaConfig, rhs: Meshtastic_Config.LoRaConfig) -> Bool {
-    if lhs.usePreset != rhs.usePreset {return false}
-    if lhs.modemPreset != rhs.modemPreset {return false}
-    if lhs.bandwidth != rhs.bandwidth {return false}
-    if lhs.spreadFactor != rhs.spreadFactor {return false}
-    if lhs.codingRate != rhs.codingRate {return false}
-    if lhs.frequencyOffset != rhs.frequencyOffset {return false}
-    if lhs.region != rhs.region {return false}
-    if lhs.hopLimit != rhs.hopLimit {return false}
-    if lhs.txEnabled != rhs.txEnabled {return false}
-    if lhs.txPower != rhs.txPower {return false}
-    if lhs.channelNum != rhs.channelNum {return false}
-    if lhs.overrideDutyCycle != rhs.overrideDutyCycle {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._usePreset != rhs_storage._usePreset {return false}
+        if _storage._modemPreset != rhs_storage._modemPreset {return false}
+        if _storage._bandwidth != rhs_storage._bandwidth {return false}
+        if _storage._spreadFactor != rhs_storage._spreadFactor {return false}
+        if _storage._codingRate != rhs_storage._codingRate {return false}
+        if _storage._frequencyOffset != rhs_storage._frequencyOffset {return false}
+        if _storage._region != rhs_storage._region {return false}
+        if _storage._hopLimit != rhs_storage._hopLimit {return false}
+        if _storage._txEnabled != rhs_storage._txEnabled {return false}
+        if _storage._txPower != rhs_storage._txPower {return false}
+        if _storage._channelNum != rhs_storage._channelNum {return false}
+        if _storage._overrideDutyCycle != rhs_storage._overrideDutyCycle {return false}
+        if _storage._sx126XRxBoostedGain != rhs_storage._sx126XRxBoostedGain {return false}
+        if _storage._overrideFrequency != rhs_storage._overrideFrequency {return false}
+        if _storage._paFanDisabled != rhs_storage._paFanDisabled {return false}
+        if _storage._ignoreIncoming != rhs_storage._ignoreIncoming {return false}
+        if _storage._ignoreMqtt != rhs_storage._ignoreMqtt {return false}
+        if _storage._configOkToMqtt != rhs_storage._configOkToMqtt {return false}
+        if _storage._femLnaMode != rhs_storage._femLnaMode {return false}
+        if _storage._serialHalOnly != rhs_storage._serialHalOnly {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
 nonisolated extension Meshtastic_Config.LoRaConfig.RegionCode: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNSET\0\u{1}US\0\u{1}EU_433\0\u{1}EU_868\0\u{1}CN\0\u{1}JP\0\u{1}ANZ\0\u{1}KR\0\u{1}TW\0\u{1}RU\0\u{1}IN\0\u{1}NZ_865\0\u{1}TH\0\u{1}LORA_24\0\u{1}UA_433\0\u{1}UA_868\0\u{1}MY_433\0\u{1}MY_919\0\u{1}SG_923\0\u{1}PH_433\0\u{1}PH_868\0\u{1}PH_915\0\u{1}ANZ_433\0\u{1}KZ_433\0\u{1}KZ_863\0\u{1}NP_865\0\u{1}BR_902\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNSET\0\u{1}US\0\u{1}EU_433\0\u{1}EU_868\0\u{1}CN\0\u{1}JP\0\u{1}ANZ\0\u{1}KR\0\u{1}TW\0\u{1}RU\0\u{1}IN\0\u{1}NZ_865\0\u{1}TH\0\u{1}LORA_24\0\u{1}UA_433\0\u{1}UA_868\0\u{1}MY_433\0\u{1}MY_919\0\u{1}SG_923\0\u{1}PH_433\0\u{1}PH_868\0\u{1}PH_915\0\u{1}ANZ_433\0\u{1}KZ_433\0\u{1}KZ_863\0\u{1}NP_865\0\u{1}BR_902\0\u{1}ITU1_2M\0\u{1}ITU2_2M\0\u{1}EU_866\0\u{1}EU_874\0\u{1}EU_917\0\u{1}EU_N_868\0\u{1}ITU3_2M\0")
 }
 
 nonisolated extension Meshtastic_Config.LoRaConfig.ModemPreset: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0LONG_FAST\0\u{1}LONG_SLOW\0\u{1}VERY_LONG_SLOW\0\u{1}MEDIUM_SLOW\0\u{1}MEDIUM_FAST\0\u{1}SHORT_SLOW\0\u{1}SHORT_FAST\0\u{1}LONG_MODERATE\0\u{1}SHORT_TURBO\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0LONG_FAST\0\u{1}LONG_SLOW\0\u{1}VERY_LONG_SLOW\0\u{1}MEDIUM_SLOW\0\u{1}MEDIUM_FAST\0\u{1}SHORT_SLOW\0\u{1}SHORT_FAST\0\u{1}LONG_MODERATE\0\u{1}SHORT_TURBO\0\u{1}LONG_TURBO\0\u{1}LITE_FAST\0\u{1}LITE_SLOW\0\u{1}NARROW_FAST\0\u{1}NARROW_SLOW\0")
+}
+
+nonisolated extension Meshtastic_Config.LoRaConfig.FEM_LNA_Mode: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DISABLED\0\u{1}ENABLED\0\u{1}NOT_PRESENT\0")
 }
 
 nonisolated extension Meshtastic_Config.BluetoothConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

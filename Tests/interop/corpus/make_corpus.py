@@ -1,0 +1,135 @@
+"""Writes fromradio.txt: FromRadio messages (name, hex) built with the official Python
+`meshtastic` protobuf classes, covering every port MeshBus decodes, edge values, unknown
+fields and enum numbers, encrypted packets and maximum sizes. Run it again after changing
+the list; the output is committed so tests do not depend on this script's environment."""
+import os
+
+from meshtastic.protobuf import (
+    admin_pb2, channel_pb2, config_pb2, mesh_pb2, module_config_pb2, portnums_pb2, telemetry_pb2,
+)
+
+SENDER = 0x1A2B3C4D
+LOCAL = 0x0BADC0DE
+entries = []
+
+
+def add(name, message):
+    entries.append((name, message.SerializeToString()))
+
+
+def packet(port, payload, **fields):
+    p = mesh_pb2.MeshPacket()
+    setattr(p, "from", fields.pop("sender", SENDER))
+    p.to = fields.pop("to", 0xFFFFFFFF)
+    p.id = fields.pop("id", 0x01020304)
+    p.rx_time = fields.pop("rx_time", 1763900000)
+    for key, value in fields.items():
+        setattr(p, key, value)
+    p.decoded.portnum = port
+    p.decoded.payload = payload
+    return mesh_pb2.FromRadio(packet=p)
+
+
+def sub(message):
+    return message.SerializeToString()
+
+
+T = portnums_pb2
+# Texts.
+add("text_ascii", packet(T.TEXT_MESSAGE_APP, b"hello mesh", rx_snr=6.25, rx_rssi=-87, hop_limit=3, hop_start=3))
+add("text_unicode_emoji", packet(T.TEXT_MESSAGE_APP, "grüße 🌍 ✓".encode()))
+add("text_control_chars", packet(T.TEXT_MESSAGE_APP, b'quote " backslash \\ tab \t newline \n bell \x07'))
+add("text_invalid_utf8", packet(T.TEXT_MESSAGE_APP, b"\xff\xfe broken"))
+add("text_empty", packet(T.TEXT_MESSAGE_APP, b""))
+add("text_max_payload", packet(T.TEXT_MESSAGE_APP, b"x" * 233))
+add("text_direct_want_ack", packet(T.TEXT_MESSAGE_APP, b"dm", to=LOCAL, want_ack=True, channel=2, priority=mesh_pb2.MeshPacket.RELIABLE))
+reply = packet(T.TEXT_MESSAGE_APP, "👍".encode())
+reply.packet.decoded.reply_id = 0xDEADBEEF
+reply.packet.decoded.emoji = 1
+add("text_reply_emoji", reply)
+add("text_via_mqtt_negative_snr", packet(T.TEXT_MESSAGE_APP, b"far", via_mqtt=True, rx_snr=-12.75, hop_start=7, hop_limit=0))
+add("text_zero_from_to", packet(T.TEXT_MESSAGE_APP, b"zeros", sender=0, to=0))
+add("text_high_node_numbers", packet(T.TEXT_MESSAGE_APP, b"high", sender=0xFFFFFFFE, to=0x80000000, id=0xFFFFFFFF))
+add("detection_sensor_text", packet(T.DETECTION_SENSOR_APP, b"motion"))
+add("range_test_text", packet(T.RANGE_TEST_APP, b"seq 42"))
+# Positions.
+add("position_full", packet(T.POSITION_APP, sub(mesh_pb2.Position(
+    latitude_i=475123456, longitude_i=85012345, altitude=512, time=1763900000, location_source=mesh_pb2.Position.LOC_INTERNAL,
+    altitude_source=mesh_pb2.Position.ALT_BAROMETRIC, timestamp=1763899990, precision_bits=32, sats_in_view=9, PDOP=120,
+    ground_speed=3, ground_track=27000, fix_quality=1, fix_type=3, seq_number=7))))
+add("position_southwest_negative", packet(T.POSITION_APP, sub(mesh_pb2.Position(latitude_i=-338567890, longitude_i=-1512109876, altitude=-20))))
+add("position_zero_lat_lon_present", packet(T.POSITION_APP, sub(mesh_pb2.Position(latitude_i=0, longitude_i=0))))
+add("position_extremes", packet(T.POSITION_APP, sub(mesh_pb2.Position(latitude_i=900000000, longitude_i=-1800000000, altitude_hae=-2147483648))))
+# Node info.
+add("nodeinfo_user", packet(T.NODEINFO_APP, sub(mesh_pb2.User(
+    id="!1a2b3c4d", long_name="Roof Node", short_name="ROOF", hw_model=mesh_pb2.HardwareModel.HELTEC_V3,
+    role=config_pb2.Config.DeviceConfig.ROUTER, public_key=bytes(range(32)), is_licensed=True))))
+add("nodeinfo_unknown_hw_model_number", packet(T.NODEINFO_APP, bytes.fromhex("0a09213161326233633464") + bytes([0x28, 0xF3, 0x07])))
+add("nodeinfo_unmessagable", packet(T.NODEINFO_APP, sub(mesh_pb2.User(id="!00000001", long_name="", short_name="x", is_unmessagable=True))))
+# Telemetry.
+add("telemetry_device", packet(T.TELEMETRY_APP, sub(telemetry_pb2.Telemetry(time=1763900000, device_metrics=telemetry_pb2.DeviceMetrics(
+    battery_level=101, voltage=4.2, channel_utilization=12.5, air_util_tx=0.75, uptime_seconds=4294967295)))))
+add("telemetry_environment", packet(T.TELEMETRY_APP, sub(telemetry_pb2.Telemetry(environment_metrics=telemetry_pb2.EnvironmentMetrics(
+    temperature=-4.5, relative_humidity=88.0, barometric_pressure=1013.25, gas_resistance=12.5, iaq=50)))))
+add("telemetry_power", packet(T.TELEMETRY_APP, sub(telemetry_pb2.Telemetry(power_metrics=telemetry_pb2.PowerMetrics(
+    ch1_voltage=12.5, ch1_current=-250.0, ch2_voltage=5.0)))))
+add("telemetry_local_stats", packet(T.TELEMETRY_APP, sub(telemetry_pb2.Telemetry(local_stats=telemetry_pb2.LocalStats(
+    uptime_seconds=3600, channel_utilization=5.5, num_packets_tx=100, num_packets_rx=2000, num_online_nodes=12, num_total_nodes=40)))))
+# Routing.
+ack = packet(T.ROUTING_APP, sub(mesh_pb2.Routing(error_reason=mesh_pb2.Routing.NONE)), to=LOCAL)
+ack.packet.decoded.request_id = 0x0BADF00D
+add("routing_ack", ack)
+add("routing_nak_max_retransmit", packet(T.ROUTING_APP, sub(mesh_pb2.Routing(error_reason=mesh_pb2.Routing.MAX_RETRANSMIT))))
+add("routing_nak_rate_limit", packet(T.ROUTING_APP, sub(mesh_pb2.Routing(error_reason=mesh_pb2.Routing.RATE_LIMIT_EXCEEDED))))
+add("routing_unknown_error_number", packet(T.ROUTING_APP, bytes([0x18, 0x63])))
+add("routing_route_reply", packet(T.ROUTING_APP, sub(mesh_pb2.Routing(route_reply=mesh_pb2.RouteDiscovery(route=[1, 2, 3], snr_towards=[10, -20])))))
+# Admin, traceroute, neighbor info, waypoint.
+add("admin_metadata_response", packet(T.ADMIN_APP, sub(admin_pb2.AdminMessage(get_device_metadata_response=mesh_pb2.DeviceMetadata(
+    firmware_version="2.7.11.abcdef", device_state_version=24, canShutdown=True, hasWifi=True, hw_model=mesh_pb2.HardwareModel.RAK4631, role=config_pb2.Config.DeviceConfig.CLIENT)))))
+add("traceroute", packet(T.TRACEROUTE_APP, sub(mesh_pb2.RouteDiscovery(route=[0x11111111, 0x22222222], snr_towards=[24, -8, 3], route_back=[0x33333333], snr_back=[-128, 127]))))
+add("neighborinfo", packet(T.NEIGHBORINFO_APP, sub(mesh_pb2.NeighborInfo(node_id=SENDER, last_sent_by_id=LOCAL, node_broadcast_interval_secs=900,
+    neighbors=[mesh_pb2.Neighbor(node_id=1, snr=7.5), mesh_pb2.Neighbor(node_id=2, snr=-3.25)]))))
+add("waypoint", packet(T.WAYPOINT_APP, sub(mesh_pb2.Waypoint(id=99, latitude_i=475000000, longitude_i=85000000, expire=1763999999,
+    locked_to=SENDER, name="Hut", description="Water here", icon=0x1F3E0))))
+# Undecodable, encrypted, unknown.
+add("private_app_binary", packet(T.PRIVATE_APP, bytes(range(256))[:233]))
+add("unknown_port_number", packet(300, b"\x01\x02"))
+add("text_with_malformed_inner_payload_on_position_port", packet(T.POSITION_APP, b"\xff\xff\xff"))
+e = mesh_pb2.MeshPacket(); setattr(e, "from", SENDER); e.to = 0xFFFFFFFF; e.id = 5; e.channel = 8; e.encrypted = bytes(range(48))
+add("encrypted_packet", mesh_pb2.FromRadio(packet=e))
+pk = mesh_pb2.MeshPacket(); setattr(pk, "from", SENDER); pk.to = LOCAL; pk.id = 6; pk.pki_encrypted = True; pk.public_key = bytes(32); pk.encrypted = b"\x00" * 16
+add("pki_encrypted_packet", mesh_pb2.FromRadio(packet=pk))
+# An unknown field (number 99, varint) inside MeshPacket and one (100) at FromRadio level.
+inner = packet(T.TEXT_MESSAGE_APP, b"unknown fields").packet.SerializeToString() + bytes([0x98, 0x06, 0x2A])
+entries.append(("unknown_fields", bytes([0x12, len(inner)]) + inner + bytes([0xA0, 0x06, 0x01])))
+odd = packet(T.TEXT_MESSAGE_APP, b"p")
+odd.packet.priority = 99
+add("unknown_priority_number", odd)
+# Handshake and other FromRadio variants.
+add("my_info", mesh_pb2.FromRadio(my_info=mesh_pb2.MyNodeInfo(my_node_num=LOCAL, reboot_count=3, min_app_version=30200, device_id=bytes(16), pio_env="heltec-v3", nodedb_count=40)))
+add("node_info", mesh_pb2.FromRadio(node_info=mesh_pb2.NodeInfo(num=SENDER, user=mesh_pb2.User(id="!1a2b3c4d", long_name="Roof", short_name="RF"),
+    snr=9.5, last_heard=1763900000, hops_away=2, device_metrics=telemetry_pb2.DeviceMetrics(battery_level=80, voltage=3.9), is_favorite=True)))
+add("metadata", mesh_pb2.FromRadio(metadata=mesh_pb2.DeviceMetadata(firmware_version="2.7.11.abcdef", device_state_version=24, hasBluetooth=True, hasPKC=True, hw_model=mesh_pb2.HardwareModel.TBEAM)))
+add("channel_primary", mesh_pb2.FromRadio(channel=channel_pb2.Channel(index=0, role=channel_pb2.Channel.PRIMARY,
+    settings=channel_pb2.ChannelSettings(psk=b"\x01", name="", uplink_enabled=True, module_settings=channel_pb2.ModuleSettings(position_precision=13)))))
+add("channel_disabled", mesh_pb2.FromRadio(channel=channel_pb2.Channel(index=7)))
+add("config_lora", mesh_pb2.FromRadio(config=config_pb2.Config(lora=config_pb2.Config.LoRaConfig(use_preset=True, modem_preset=config_pb2.Config.LoRaConfig.LONG_FAST,
+    region=config_pb2.Config.LoRaConfig.EU_868, hop_limit=3, tx_enabled=True, tx_power=27, sx126x_rx_boosted_gain=True))))
+add("config_device", mesh_pb2.FromRadio(config=config_pb2.Config(device=config_pb2.Config.DeviceConfig(role=config_pb2.Config.DeviceConfig.CLIENT_MUTE, node_info_broadcast_secs=10800))))
+add("config_position", mesh_pb2.FromRadio(config=config_pb2.Config(position=config_pb2.Config.PositionConfig(position_broadcast_secs=900, gps_mode=config_pb2.Config.PositionConfig.ENABLED))))
+add("module_config_mqtt", mesh_pb2.FromRadio(moduleConfig=module_config_pb2.ModuleConfig(mqtt=module_config_pb2.ModuleConfig.MQTTConfig(enabled=True, address="mqtt.example.org", root="msh/EU_868"))))
+add("module_config_telemetry", mesh_pb2.FromRadio(moduleConfig=module_config_pb2.ModuleConfig(telemetry=module_config_pb2.ModuleConfig.TelemetryConfig(device_update_interval=1800))))
+add("queue_status", mesh_pb2.FromRadio(queueStatus=mesh_pb2.QueueStatus(res=0, free=15, maxlen=16, mesh_packet_id=0x01020304)))
+add("log_record", mesh_pb2.FromRadio(log_record=mesh_pb2.LogRecord(message="Radio init ok", time=1763900000, source="RadioIf", level=mesh_pb2.LogRecord.INFO)))
+add("client_notification", mesh_pb2.FromRadio(clientNotification=mesh_pb2.ClientNotification(reply_id=7, time=1763900000, level=mesh_pb2.LogRecord.WARNING, message="Text messages can only be sent once every 2 seconds")))
+add("file_info", mesh_pb2.FromRadio(fileInfo=mesh_pb2.FileInfo(file_name="/prefs/db.proto", size_bytes=4096)))
+add("rebooted", mesh_pb2.FromRadio(rebooted=True))
+add("config_complete", mesh_pb2.FromRadio(config_complete_id=0xCAFE1234))
+add("from_radio_with_id", mesh_pb2.FromRadio(id=4294967295, queueStatus=mesh_pb2.QueueStatus(free=0, maxlen=16)))
+
+path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fromradio.txt")
+with open(path, "w") as out:
+    out.write("# name<TAB>FromRadio as hex. Generated by make_corpus.py with the official meshtastic package.\n")
+    for name, data in entries:
+        out.write(f"{name}\t{data.hex()}\n")
+print(f"{len(entries)} entries -> {path}")
