@@ -11,6 +11,14 @@ let package = Package(
     targets: [
         .target(name: "FuzzSupport"),
         .executableTarget(
+            name: "FrameFuzzer",
+            dependencies: ["FuzzSupport", .product(name: "MeshtasticProtocol", package: "MeshBus")]
+        ),
+        .executableTarget(
+            name: "FromRadioFuzzer",
+            dependencies: ["FuzzSupport", .product(name: "MeshtasticProtocol", package: "MeshBus")]
+        ),
+        .executableTarget(
             name: "CommandFuzzer",
             dependencies: [
                 "FuzzSupport",

@@ -1,0 +1,47 @@
+import FuzzSupport
+import MeshtasticProtocol
+import NIOCore
+
+/// Arbitrary bytes on a serial line or TCP stream. Checks: the decoder never traps; no
+/// frame exceeds 512 bytes and no log line 1024; and feeding the bytes in pieces (sizes
+/// taken from the input itself) gives exactly the items that feeding them whole gives.
+func fuzzFrames(_ bytes: [UInt8]) {
+    let whole = decodeAll([bytes[...]])
+    var pieces: [ArraySlice<UInt8>] = []
+    var index = 0
+    var step = 0
+    while index < bytes.count {
+        let size = 1 + Int(bytes[step % bytes.count] % 7)
+        pieces.append(bytes[index..<min(bytes.count, index + size)])
+        index += size
+        step += 1
+    }
+    let split = decodeAll(pieces)
+    guard whole == split else { fatalError("split input decoded differently: \(whole.count) vs \(split.count) items") }
+    for item in whole {
+        switch item {
+        case .frame(let payload): precondition(payload.readableBytes <= StreamFraming.maxPayloadLength)
+        case .logLine(let line): precondition(line.utf8.count <= MeshtasticFrameDecoder.maxLineLength * 3)
+        }
+    }
+}
+
+func decodeAll(_ pieces: [ArraySlice<UInt8>]) -> [StreamItem] {
+    var decoder = MeshtasticFrameDecoder()
+    var buffer = ByteBuffer()
+    var items: [StreamItem] = []
+    for piece in pieces {
+        buffer.writeBytes(piece)
+        while let item = decoder.next(from: &buffer) { items.append(item) }
+        buffer.discardReadBytes()
+    }
+    return items
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+func testOneInput(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
+    fuzzFrames(fuzzInput(data, count))
+    return 0
+}
+
+runFuzzer(testOneInput)
