@@ -103,19 +103,6 @@ def test_serial_radio_on_a_pseudo_terminal_logs_vanishes_and_comes_back(start_br
     assert states(events)[-3:] == ["connecting", "configuring", "ready"]
 
 
-def test_official_serial_client_completes_its_handshake_with_the_simulated_serial_radio(start_controlled_simulator, tmp_path):
-    from meshtastic.serial_interface import SerialInterface
-
-    path = str(tmp_path / "ttyMESH1")
-    start_controlled_simulator(serial=path)
-    interface = SerialInterface(devPath=path)
-    try:
-        assert interface.myInfo.my_node_num > 0
-        assert len(interface.nodes) == 6
-    finally:
-        interface.close()
-
-
 def test_sigterm_closes_the_radio_cleanly_and_publishes_the_loss(start_broker, start_controlled_simulator, context):
     endpoints, sim, sub, _ = watched_radio(start_broker, start_controlled_simulator, context)
     endpoints["process"].terminate()
