@@ -99,6 +99,14 @@ public nonisolated struct Meshtastic_Config: Sendable {
     set {payloadVariant = .security(newValue)}
   }
 
+  public var sessionkey: Meshtastic_Config.SessionkeyConfig {
+    get {
+      if case .sessionkey(let v)? = payloadVariant {return v}
+      return Meshtastic_Config.SessionkeyConfig()
+    }
+    set {payloadVariant = .sessionkey(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_PayloadVariant: Equatable, Sendable {
@@ -110,6 +118,7 @@ public nonisolated struct Meshtastic_Config: Sendable {
     case lora(Meshtastic_Config.LoRaConfig)
     case bluetooth(Meshtastic_Config.BluetoothConfig)
     case security(Meshtastic_Config.SecurityConfig)
+    case sessionkey(Meshtastic_Config.SessionkeyConfig)
 
   }
 
@@ -139,6 +148,8 @@ public nonisolated struct Meshtastic_Config: Sendable {
     public var tzdef: String = String()
 
     public var ledHeartbeatDisabled: Bool = false
+
+    public var buzzerMode: Meshtastic_Config.DeviceConfig.BuzzerMode = .allEnabled
 
     public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -266,6 +277,52 @@ public nonisolated struct Meshtastic_Config: Sendable {
         .knownOnly,
         .none,
         .corePortnumsOnly,
+      ]
+
+    }
+
+    public nonisolated enum BuzzerMode: SwiftProtobuf.Enum, Swift.CaseIterable {
+      public typealias RawValue = Int
+      case allEnabled // = 0
+      case disabled // = 1
+      case notificationsOnly // = 2
+      case systemOnly // = 3
+      case directMsgOnly // = 4
+      case UNRECOGNIZED(Int)
+
+      public init() {
+        self = .allEnabled
+      }
+
+      public init?(rawValue: Int) {
+        switch rawValue {
+        case 0: self = .allEnabled
+        case 1: self = .disabled
+        case 2: self = .notificationsOnly
+        case 3: self = .systemOnly
+        case 4: self = .directMsgOnly
+        default: self = .UNRECOGNIZED(rawValue)
+        }
+      }
+
+      public var rawValue: Int {
+        switch self {
+        case .allEnabled: return 0
+        case .disabled: return 1
+        case .notificationsOnly: return 2
+        case .systemOnly: return 3
+        case .directMsgOnly: return 4
+        case .UNRECOGNIZED(let i): return i
+        }
+      }
+
+      // The compiler won't synthesize support with the UNRECOGNIZED case.
+      public static let allCases: [Meshtastic_Config.DeviceConfig.BuzzerMode] = [
+        .allEnabled,
+        .disabled,
+        .notificationsOnly,
+        .systemOnly,
+        .directMsgOnly,
       ]
 
     }
@@ -875,6 +932,17 @@ public nonisolated struct Meshtastic_Config: Sendable {
     public init() {}
   }
 
+  /// Blank: a session key request travels in admin messages.
+  public nonisolated struct SessionkeyConfig: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
   public init() {}
 }
 
@@ -884,7 +952,7 @@ fileprivate nonisolated let _protobuf_package = "meshtastic.protobuf"
 
 nonisolated extension Meshtastic_Config: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Config"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}device\0\u{1}position\0\u{1}power\0\u{1}network\0\u{1}display\0\u{1}lora\0\u{1}bluetooth\0\u{1}security\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}device\0\u{1}position\0\u{1}power\0\u{1}network\0\u{1}display\0\u{1}lora\0\u{1}bluetooth\0\u{1}security\0\u{1}sessionkey\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -996,6 +1064,19 @@ nonisolated extension Meshtastic_Config: SwiftProtobuf.Message, SwiftProtobuf._M
           self.payloadVariant = .security(v)
         }
       }()
+      case 9: try {
+        var v: Meshtastic_Config.SessionkeyConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .sessionkey(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .sessionkey(v)
+        }
+      }()
       default: break
       }
     }
@@ -1039,6 +1120,10 @@ nonisolated extension Meshtastic_Config: SwiftProtobuf.Message, SwiftProtobuf._M
       guard case .security(let v)? = self.payloadVariant else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
     }()
+    case .sessionkey?: try {
+      guard case .sessionkey(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1053,7 +1138,7 @@ nonisolated extension Meshtastic_Config: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Meshtastic_Config.DeviceConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = Meshtastic_Config.protoMessageName + ".DeviceConfig"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}role\0\u{3}serial_enabled\0\u{4}\u{2}button_gpio\0\u{3}buzzer_gpio\0\u{3}rebroadcast_mode\0\u{3}node_info_broadcast_secs\0\u{3}double_tap_as_button_press\0\u{3}is_managed\0\u{3}disable_triple_click\0\u{1}tzdef\0\u{3}led_heartbeat_disabled\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}role\0\u{3}serial_enabled\0\u{4}\u{2}button_gpio\0\u{3}buzzer_gpio\0\u{3}rebroadcast_mode\0\u{3}node_info_broadcast_secs\0\u{3}double_tap_as_button_press\0\u{3}is_managed\0\u{3}disable_triple_click\0\u{1}tzdef\0\u{3}led_heartbeat_disabled\0\u{3}buzzer_mode\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1072,6 +1157,7 @@ nonisolated extension Meshtastic_Config.DeviceConfig: SwiftProtobuf.Message, Swi
       case 10: try { try decoder.decodeSingularBoolField(value: &self.disableTripleClick) }()
       case 11: try { try decoder.decodeSingularStringField(value: &self.tzdef) }()
       case 12: try { try decoder.decodeSingularBoolField(value: &self.ledHeartbeatDisabled) }()
+      case 13: try { try decoder.decodeSingularEnumField(value: &self.buzzerMode) }()
       default: break
       }
     }
@@ -1111,6 +1197,9 @@ nonisolated extension Meshtastic_Config.DeviceConfig: SwiftProtobuf.Message, Swi
     if self.ledHeartbeatDisabled != false {
       try visitor.visitSingularBoolField(value: self.ledHeartbeatDisabled, fieldNumber: 12)
     }
+    if self.buzzerMode != .allEnabled {
+      try visitor.visitSingularEnumField(value: self.buzzerMode, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1126,6 +1215,7 @@ nonisolated extension Meshtastic_Config.DeviceConfig: SwiftProtobuf.Message, Swi
     if lhs.disableTripleClick != rhs.disableTripleClick {return false}
     if lhs.tzdef != rhs.tzdef {return false}
     if lhs.ledHeartbeatDisabled != rhs.ledHeartbeatDisabled {return false}
+    if lhs.buzzerMode != rhs.buzzerMode {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1137,6 +1227,10 @@ nonisolated extension Meshtastic_Config.DeviceConfig.Role: SwiftProtobuf._ProtoN
 
 nonisolated extension Meshtastic_Config.DeviceConfig.RebroadcastMode: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ALL\0\u{1}ALL_SKIP_DECODING\0\u{1}LOCAL_ONLY\0\u{1}KNOWN_ONLY\0\u{1}NONE\0\u{1}CORE_PORTNUMS_ONLY\0")
+}
+
+nonisolated extension Meshtastic_Config.DeviceConfig.BuzzerMode: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ALL_ENABLED\0\u{1}DISABLED\0\u{1}NOTIFICATIONS_ONLY\0\u{1}SYSTEM_ONLY\0\u{1}DIRECT_MSG_ONLY\0")
 }
 
 nonisolated extension Meshtastic_Config.PositionConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -1683,6 +1777,25 @@ nonisolated extension Meshtastic_Config.SecurityConfig: SwiftProtobuf.Message, S
     if lhs.serialEnabled != rhs.serialEnabled {return false}
     if lhs.debugLogApiEnabled != rhs.debugLogApiEnabled {return false}
     if lhs.adminChannelEnabled != rhs.adminChannelEnabled {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_Config.SessionkeyConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Meshtastic_Config.protoMessageName + ".SessionkeyConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_Config.SessionkeyConfig, rhs: Meshtastic_Config.SessionkeyConfig) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -8,8 +8,9 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// Module configuration sections, sent one per FromRadio.moduleConfig during the handshake.
-/// Only the sections MeshBus reads or the simulator reports are modelled.
+/// Module configuration sections: the firmware sends one FromRadio.moduleConfig per module
+/// during the handshake, so every module the firmware reports is modelled here (fields and
+/// numbers from the official descriptors, meshtastic 2.7.11).
 
 import SwiftProtobuf
 
@@ -21,6 +22,209 @@ import SwiftProtobuf
 fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobuf.ProtobufAPIVersionCheck {
   struct _2: SwiftProtobuf.ProtobufAPIVersion_2 {}
   typealias Version = _2
+}
+
+public nonisolated enum Meshtastic_RemoteHardwarePinType: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unknown // = 0
+  case digitalRead // = 1
+  case digitalWrite // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unknown
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unknown
+    case 1: self = .digitalRead
+    case 2: self = .digitalWrite
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unknown: return 0
+    case .digitalRead: return 1
+    case .digitalWrite: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Meshtastic_RemoteHardwarePinType] = [
+    .unknown,
+    .digitalRead,
+    .digitalWrite,
+  ]
+
+}
+
+/// TAK team colours and member roles (ATAK plugin module).
+public nonisolated enum Meshtastic_Team: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecifedColor // = 0
+  case white // = 1
+  case yellow // = 2
+  case orange // = 3
+  case magenta // = 4
+  case red // = 5
+  case maroon // = 6
+  case purple // = 7
+  case darkBlue // = 8
+  case blue // = 9
+  case cyan // = 10
+  case teal // = 11
+  case green // = 12
+  case darkGreen // = 13
+  case brown // = 14
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecifedColor
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecifedColor
+    case 1: self = .white
+    case 2: self = .yellow
+    case 3: self = .orange
+    case 4: self = .magenta
+    case 5: self = .red
+    case 6: self = .maroon
+    case 7: self = .purple
+    case 8: self = .darkBlue
+    case 9: self = .blue
+    case 10: self = .cyan
+    case 11: self = .teal
+    case 12: self = .green
+    case 13: self = .darkGreen
+    case 14: self = .brown
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecifedColor: return 0
+    case .white: return 1
+    case .yellow: return 2
+    case .orange: return 3
+    case .magenta: return 4
+    case .red: return 5
+    case .maroon: return 6
+    case .purple: return 7
+    case .darkBlue: return 8
+    case .blue: return 9
+    case .cyan: return 10
+    case .teal: return 11
+    case .green: return 12
+    case .darkGreen: return 13
+    case .brown: return 14
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Meshtastic_Team] = [
+    .unspecifedColor,
+    .white,
+    .yellow,
+    .orange,
+    .magenta,
+    .red,
+    .maroon,
+    .purple,
+    .darkBlue,
+    .blue,
+    .cyan,
+    .teal,
+    .green,
+    .darkGreen,
+    .brown,
+  ]
+
+}
+
+public nonisolated enum Meshtastic_MemberRole: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecifed // = 0
+  case teamMember // = 1
+  case teamLead // = 2
+  case hq // = 3
+  case sniper // = 4
+  case medic // = 5
+  case forwardObserver // = 6
+  case rto // = 7
+  case k9 // = 8
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecifed
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecifed
+    case 1: self = .teamMember
+    case 2: self = .teamLead
+    case 3: self = .hq
+    case 4: self = .sniper
+    case 5: self = .medic
+    case 6: self = .forwardObserver
+    case 7: self = .rto
+    case 8: self = .k9
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecifed: return 0
+    case .teamMember: return 1
+    case .teamLead: return 2
+    case .hq: return 3
+    case .sniper: return 4
+    case .medic: return 5
+    case .forwardObserver: return 6
+    case .rto: return 7
+    case .k9: return 8
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Meshtastic_MemberRole] = [
+    .unspecifed,
+    .teamMember,
+    .teamLead,
+    .hq,
+    .sniper,
+    .medic,
+    .forwardObserver,
+    .rto,
+    .k9,
+  ]
+
+}
+
+public nonisolated struct Meshtastic_RemoteHardwarePin: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var gpioPin: UInt32 = 0
+
+  public var name: String = String()
+
+  public var type: Meshtastic_RemoteHardwarePinType = .unknown
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Meshtastic_ModuleConfig: Sendable {
@@ -38,12 +242,68 @@ public nonisolated struct Meshtastic_ModuleConfig: Sendable {
     set {payloadVariant = .mqtt(newValue)}
   }
 
+  public var serial: Meshtastic_ModuleConfig.SerialConfig {
+    get {
+      if case .serial(let v)? = payloadVariant {return v}
+      return Meshtastic_ModuleConfig.SerialConfig()
+    }
+    set {payloadVariant = .serial(newValue)}
+  }
+
+  public var externalNotification: Meshtastic_ModuleConfig.ExternalNotificationConfig {
+    get {
+      if case .externalNotification(let v)? = payloadVariant {return v}
+      return Meshtastic_ModuleConfig.ExternalNotificationConfig()
+    }
+    set {payloadVariant = .externalNotification(newValue)}
+  }
+
+  public var storeForward: Meshtastic_ModuleConfig.StoreForwardConfig {
+    get {
+      if case .storeForward(let v)? = payloadVariant {return v}
+      return Meshtastic_ModuleConfig.StoreForwardConfig()
+    }
+    set {payloadVariant = .storeForward(newValue)}
+  }
+
+  public var rangeTest: Meshtastic_ModuleConfig.RangeTestConfig {
+    get {
+      if case .rangeTest(let v)? = payloadVariant {return v}
+      return Meshtastic_ModuleConfig.RangeTestConfig()
+    }
+    set {payloadVariant = .rangeTest(newValue)}
+  }
+
   public var telemetry: Meshtastic_ModuleConfig.TelemetryConfig {
     get {
       if case .telemetry(let v)? = payloadVariant {return v}
       return Meshtastic_ModuleConfig.TelemetryConfig()
     }
     set {payloadVariant = .telemetry(newValue)}
+  }
+
+  public var cannedMessage: Meshtastic_ModuleConfig.CannedMessageConfig {
+    get {
+      if case .cannedMessage(let v)? = payloadVariant {return v}
+      return Meshtastic_ModuleConfig.CannedMessageConfig()
+    }
+    set {payloadVariant = .cannedMessage(newValue)}
+  }
+
+  public var audio: Meshtastic_ModuleConfig.AudioConfig {
+    get {
+      if case .audio(let v)? = payloadVariant {return v}
+      return Meshtastic_ModuleConfig.AudioConfig()
+    }
+    set {payloadVariant = .audio(newValue)}
+  }
+
+  public var remoteHardware: Meshtastic_ModuleConfig.RemoteHardwareConfig {
+    get {
+      if case .remoteHardware(let v)? = payloadVariant {return v}
+      return Meshtastic_ModuleConfig.RemoteHardwareConfig()
+    }
+    set {payloadVariant = .remoteHardware(newValue)}
   }
 
   public var neighborInfo: Meshtastic_ModuleConfig.NeighborInfoConfig {
@@ -54,13 +314,90 @@ public nonisolated struct Meshtastic_ModuleConfig: Sendable {
     set {payloadVariant = .neighborInfo(newValue)}
   }
 
+  public var ambientLighting: Meshtastic_ModuleConfig.AmbientLightingConfig {
+    get {
+      if case .ambientLighting(let v)? = payloadVariant {return v}
+      return Meshtastic_ModuleConfig.AmbientLightingConfig()
+    }
+    set {payloadVariant = .ambientLighting(newValue)}
+  }
+
+  public var detectionSensor: Meshtastic_ModuleConfig.DetectionSensorConfig {
+    get {
+      if case .detectionSensor(let v)? = payloadVariant {return v}
+      return Meshtastic_ModuleConfig.DetectionSensorConfig()
+    }
+    set {payloadVariant = .detectionSensor(newValue)}
+  }
+
+  public var paxcounter: Meshtastic_ModuleConfig.PaxcounterConfig {
+    get {
+      if case .paxcounter(let v)? = payloadVariant {return v}
+      return Meshtastic_ModuleConfig.PaxcounterConfig()
+    }
+    set {payloadVariant = .paxcounter(newValue)}
+  }
+
+  public var statusmessage: Meshtastic_ModuleConfig.StatusMessageConfig {
+    get {
+      if case .statusmessage(let v)? = payloadVariant {return v}
+      return Meshtastic_ModuleConfig.StatusMessageConfig()
+    }
+    set {payloadVariant = .statusmessage(newValue)}
+  }
+
+  public var trafficManagement: Meshtastic_ModuleConfig.TrafficManagementConfig {
+    get {
+      if case .trafficManagement(let v)? = payloadVariant {return v}
+      return Meshtastic_ModuleConfig.TrafficManagementConfig()
+    }
+    set {payloadVariant = .trafficManagement(newValue)}
+  }
+
+  public var tak: Meshtastic_ModuleConfig.TAKConfig {
+    get {
+      if case .tak(let v)? = payloadVariant {return v}
+      return Meshtastic_ModuleConfig.TAKConfig()
+    }
+    set {payloadVariant = .tak(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_PayloadVariant: Equatable, Sendable {
     case mqtt(Meshtastic_ModuleConfig.MQTTConfig)
+    case serial(Meshtastic_ModuleConfig.SerialConfig)
+    case externalNotification(Meshtastic_ModuleConfig.ExternalNotificationConfig)
+    case storeForward(Meshtastic_ModuleConfig.StoreForwardConfig)
+    case rangeTest(Meshtastic_ModuleConfig.RangeTestConfig)
     case telemetry(Meshtastic_ModuleConfig.TelemetryConfig)
+    case cannedMessage(Meshtastic_ModuleConfig.CannedMessageConfig)
+    case audio(Meshtastic_ModuleConfig.AudioConfig)
+    case remoteHardware(Meshtastic_ModuleConfig.RemoteHardwareConfig)
     case neighborInfo(Meshtastic_ModuleConfig.NeighborInfoConfig)
+    case ambientLighting(Meshtastic_ModuleConfig.AmbientLightingConfig)
+    case detectionSensor(Meshtastic_ModuleConfig.DetectionSensorConfig)
+    case paxcounter(Meshtastic_ModuleConfig.PaxcounterConfig)
+    case statusmessage(Meshtastic_ModuleConfig.StatusMessageConfig)
+    case trafficManagement(Meshtastic_ModuleConfig.TrafficManagementConfig)
+    case tak(Meshtastic_ModuleConfig.TAKConfig)
 
+  }
+
+  public nonisolated struct MapReportSettings: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var publishIntervalSecs: UInt32 = 0
+
+    public var positionPrecision: UInt32 = 0
+
+    public var shouldReportLocation: Bool = false
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
   }
 
   public nonisolated struct MQTTConfig: Sendable {
@@ -72,11 +409,298 @@ public nonisolated struct Meshtastic_ModuleConfig: Sendable {
 
     public var address: String = String()
 
+    public var username: String = String()
+
+    public var password: String = String()
+
     public var encryptionEnabled: Bool = false
 
     public var jsonEnabled: Bool = false
 
+    public var tlsEnabled: Bool = false
+
     public var root: String = String()
+
+    public var proxyToClientEnabled: Bool = false
+
+    public var mapReportingEnabled: Bool = false
+
+    public var mapReportSettings: Meshtastic_ModuleConfig.MapReportSettings {
+      get {_mapReportSettings ?? Meshtastic_ModuleConfig.MapReportSettings()}
+      set {_mapReportSettings = newValue}
+    }
+    /// Returns true if `mapReportSettings` has been explicitly set.
+    public var hasMapReportSettings: Bool {self._mapReportSettings != nil}
+    /// Clears the value of `mapReportSettings`. Subsequent reads from it will return its default value.
+    public mutating func clearMapReportSettings() {self._mapReportSettings = nil}
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+
+    fileprivate var _mapReportSettings: Meshtastic_ModuleConfig.MapReportSettings? = nil
+  }
+
+  public nonisolated struct SerialConfig: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var enabled: Bool = false
+
+    public var echo: Bool = false
+
+    public var rxd: UInt32 = 0
+
+    public var txd: UInt32 = 0
+
+    public var baud: Meshtastic_ModuleConfig.SerialConfig.Serial_Baud = .baudDefault
+
+    public var timeout: UInt32 = 0
+
+    public var mode: Meshtastic_ModuleConfig.SerialConfig.Serial_Mode = .default
+
+    public var overrideConsoleSerialPort: Bool = false
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public nonisolated enum Serial_Baud: SwiftProtobuf.Enum, Swift.CaseIterable {
+      public typealias RawValue = Int
+      case baudDefault // = 0
+      case baud110 // = 1
+      case baud300 // = 2
+      case baud600 // = 3
+      case baud1200 // = 4
+      case baud2400 // = 5
+      case baud4800 // = 6
+      case baud9600 // = 7
+      case baud19200 // = 8
+      case baud38400 // = 9
+      case baud57600 // = 10
+      case baud115200 // = 11
+      case baud230400 // = 12
+      case baud460800 // = 13
+      case baud576000 // = 14
+      case baud921600 // = 15
+      case UNRECOGNIZED(Int)
+
+      public init() {
+        self = .baudDefault
+      }
+
+      public init?(rawValue: Int) {
+        switch rawValue {
+        case 0: self = .baudDefault
+        case 1: self = .baud110
+        case 2: self = .baud300
+        case 3: self = .baud600
+        case 4: self = .baud1200
+        case 5: self = .baud2400
+        case 6: self = .baud4800
+        case 7: self = .baud9600
+        case 8: self = .baud19200
+        case 9: self = .baud38400
+        case 10: self = .baud57600
+        case 11: self = .baud115200
+        case 12: self = .baud230400
+        case 13: self = .baud460800
+        case 14: self = .baud576000
+        case 15: self = .baud921600
+        default: self = .UNRECOGNIZED(rawValue)
+        }
+      }
+
+      public var rawValue: Int {
+        switch self {
+        case .baudDefault: return 0
+        case .baud110: return 1
+        case .baud300: return 2
+        case .baud600: return 3
+        case .baud1200: return 4
+        case .baud2400: return 5
+        case .baud4800: return 6
+        case .baud9600: return 7
+        case .baud19200: return 8
+        case .baud38400: return 9
+        case .baud57600: return 10
+        case .baud115200: return 11
+        case .baud230400: return 12
+        case .baud460800: return 13
+        case .baud576000: return 14
+        case .baud921600: return 15
+        case .UNRECOGNIZED(let i): return i
+        }
+      }
+
+      // The compiler won't synthesize support with the UNRECOGNIZED case.
+      public static let allCases: [Meshtastic_ModuleConfig.SerialConfig.Serial_Baud] = [
+        .baudDefault,
+        .baud110,
+        .baud300,
+        .baud600,
+        .baud1200,
+        .baud2400,
+        .baud4800,
+        .baud9600,
+        .baud19200,
+        .baud38400,
+        .baud57600,
+        .baud115200,
+        .baud230400,
+        .baud460800,
+        .baud576000,
+        .baud921600,
+      ]
+
+    }
+
+    public nonisolated enum Serial_Mode: SwiftProtobuf.Enum, Swift.CaseIterable {
+      public typealias RawValue = Int
+      case `default` // = 0
+      case simple // = 1
+      case proto // = 2
+      case textmsg // = 3
+      case nmea // = 4
+      case caltopo // = 5
+      case ws85 // = 6
+      case veDirect // = 7
+      case msConfig // = 8
+      case log // = 9
+      case logtext // = 10
+      case UNRECOGNIZED(Int)
+
+      public init() {
+        self = .default
+      }
+
+      public init?(rawValue: Int) {
+        switch rawValue {
+        case 0: self = .default
+        case 1: self = .simple
+        case 2: self = .proto
+        case 3: self = .textmsg
+        case 4: self = .nmea
+        case 5: self = .caltopo
+        case 6: self = .ws85
+        case 7: self = .veDirect
+        case 8: self = .msConfig
+        case 9: self = .log
+        case 10: self = .logtext
+        default: self = .UNRECOGNIZED(rawValue)
+        }
+      }
+
+      public var rawValue: Int {
+        switch self {
+        case .default: return 0
+        case .simple: return 1
+        case .proto: return 2
+        case .textmsg: return 3
+        case .nmea: return 4
+        case .caltopo: return 5
+        case .ws85: return 6
+        case .veDirect: return 7
+        case .msConfig: return 8
+        case .log: return 9
+        case .logtext: return 10
+        case .UNRECOGNIZED(let i): return i
+        }
+      }
+
+      // The compiler won't synthesize support with the UNRECOGNIZED case.
+      public static let allCases: [Meshtastic_ModuleConfig.SerialConfig.Serial_Mode] = [
+        .default,
+        .simple,
+        .proto,
+        .textmsg,
+        .nmea,
+        .caltopo,
+        .ws85,
+        .veDirect,
+        .msConfig,
+        .log,
+        .logtext,
+      ]
+
+    }
+
+    public init() {}
+  }
+
+  public nonisolated struct ExternalNotificationConfig: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var enabled: Bool = false
+
+    public var outputMs: UInt32 = 0
+
+    public var output: UInt32 = 0
+
+    public var active: Bool = false
+
+    public var alertMessage: Bool = false
+
+    public var alertBell: Bool = false
+
+    public var usePwm: Bool = false
+
+    public var outputVibra: UInt32 = 0
+
+    public var outputBuzzer: UInt32 = 0
+
+    public var alertMessageVibra: Bool = false
+
+    public var alertMessageBuzzer: Bool = false
+
+    public var alertBellVibra: Bool = false
+
+    public var alertBellBuzzer: Bool = false
+
+    public var nagTimeout: UInt32 = 0
+
+    public var useI2SAsBuzzer: Bool = false
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  public nonisolated struct StoreForwardConfig: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var enabled: Bool = false
+
+    public var heartbeat: Bool = false
+
+    public var records: UInt32 = 0
+
+    public var historyReturnMax: UInt32 = 0
+
+    public var historyReturnWindow: UInt32 = 0
+
+    public var isServer: Bool = false
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  public nonisolated struct RangeTestConfig: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var enabled: Bool = false
+
+    public var sender: UInt32 = 0
+
+    public var save: Bool = false
+
+    public var clearOnReboot_p: Bool = false
 
     public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -94,9 +718,221 @@ public nonisolated struct Meshtastic_ModuleConfig: Sendable {
 
     public var environmentMeasurementEnabled: Bool = false
 
+    public var environmentScreenEnabled: Bool = false
+
+    public var environmentDisplayFahrenheit: Bool = false
+
+    public var airQualityEnabled: Bool = false
+
+    public var airQualityInterval: UInt32 = 0
+
     public var powerMeasurementEnabled: Bool = false
 
     public var powerUpdateInterval: UInt32 = 0
+
+    public var powerScreenEnabled: Bool = false
+
+    public var healthMeasurementEnabled: Bool = false
+
+    public var healthUpdateInterval: UInt32 = 0
+
+    public var healthScreenEnabled: Bool = false
+
+    public var deviceTelemetryEnabled: Bool = false
+
+    public var airQualityScreenEnabled: Bool = false
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  public nonisolated struct CannedMessageConfig: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var rotary1Enabled: Bool = false
+
+    public var inputbrokerPinA: UInt32 = 0
+
+    public var inputbrokerPinB: UInt32 = 0
+
+    public var inputbrokerPinPress: UInt32 = 0
+
+    public var inputbrokerEventCw: Meshtastic_ModuleConfig.CannedMessageConfig.InputEventChar = .none
+
+    public var inputbrokerEventCcw: Meshtastic_ModuleConfig.CannedMessageConfig.InputEventChar = .none
+
+    public var inputbrokerEventPress: Meshtastic_ModuleConfig.CannedMessageConfig.InputEventChar = .none
+
+    public var updown1Enabled: Bool = false
+
+    public var enabled: Bool = false
+
+    public var allowInputSource: String = String()
+
+    public var sendBell: Bool = false
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public nonisolated enum InputEventChar: SwiftProtobuf.Enum, Swift.CaseIterable {
+      public typealias RawValue = Int
+      case none // = 0
+      case select // = 10
+      case up // = 17
+      case down // = 18
+      case left // = 19
+      case right // = 20
+      case cancel // = 24
+      case back // = 27
+      case UNRECOGNIZED(Int)
+
+      public init() {
+        self = .none
+      }
+
+      public init?(rawValue: Int) {
+        switch rawValue {
+        case 0: self = .none
+        case 10: self = .select
+        case 17: self = .up
+        case 18: self = .down
+        case 19: self = .left
+        case 20: self = .right
+        case 24: self = .cancel
+        case 27: self = .back
+        default: self = .UNRECOGNIZED(rawValue)
+        }
+      }
+
+      public var rawValue: Int {
+        switch self {
+        case .none: return 0
+        case .select: return 10
+        case .up: return 17
+        case .down: return 18
+        case .left: return 19
+        case .right: return 20
+        case .cancel: return 24
+        case .back: return 27
+        case .UNRECOGNIZED(let i): return i
+        }
+      }
+
+      // The compiler won't synthesize support with the UNRECOGNIZED case.
+      public static let allCases: [Meshtastic_ModuleConfig.CannedMessageConfig.InputEventChar] = [
+        .none,
+        .select,
+        .up,
+        .down,
+        .left,
+        .right,
+        .cancel,
+        .back,
+      ]
+
+    }
+
+    public init() {}
+  }
+
+  public nonisolated struct AudioConfig: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var codec2Enabled: Bool = false
+
+    public var pttPin: UInt32 = 0
+
+    public var bitrate: Meshtastic_ModuleConfig.AudioConfig.Audio_Baud = .codec2Default
+
+    public var i2SWs: UInt32 = 0
+
+    public var i2SSd: UInt32 = 0
+
+    public var i2SDin: UInt32 = 0
+
+    public var i2SSck: UInt32 = 0
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public nonisolated enum Audio_Baud: SwiftProtobuf.Enum, Swift.CaseIterable {
+      public typealias RawValue = Int
+      case codec2Default // = 0
+      case codec23200 // = 1
+      case codec22400 // = 2
+      case codec21600 // = 3
+      case codec21400 // = 4
+      case codec21300 // = 5
+      case codec21200 // = 6
+      case codec2700 // = 7
+      case codec2700B // = 8
+      case UNRECOGNIZED(Int)
+
+      public init() {
+        self = .codec2Default
+      }
+
+      public init?(rawValue: Int) {
+        switch rawValue {
+        case 0: self = .codec2Default
+        case 1: self = .codec23200
+        case 2: self = .codec22400
+        case 3: self = .codec21600
+        case 4: self = .codec21400
+        case 5: self = .codec21300
+        case 6: self = .codec21200
+        case 7: self = .codec2700
+        case 8: self = .codec2700B
+        default: self = .UNRECOGNIZED(rawValue)
+        }
+      }
+
+      public var rawValue: Int {
+        switch self {
+        case .codec2Default: return 0
+        case .codec23200: return 1
+        case .codec22400: return 2
+        case .codec21600: return 3
+        case .codec21400: return 4
+        case .codec21300: return 5
+        case .codec21200: return 6
+        case .codec2700: return 7
+        case .codec2700B: return 8
+        case .UNRECOGNIZED(let i): return i
+        }
+      }
+
+      // The compiler won't synthesize support with the UNRECOGNIZED case.
+      public static let allCases: [Meshtastic_ModuleConfig.AudioConfig.Audio_Baud] = [
+        .codec2Default,
+        .codec23200,
+        .codec22400,
+        .codec21600,
+        .codec21400,
+        .codec21300,
+        .codec21200,
+        .codec2700,
+        .codec2700B,
+      ]
+
+    }
+
+    public init() {}
+  }
+
+  public nonisolated struct RemoteHardwareConfig: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var enabled: Bool = false
+
+    public var allowUndefinedPinAccess: Bool = false
+
+    public var availablePins: [Meshtastic_RemoteHardwarePin] = []
 
     public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -112,6 +948,186 @@ public nonisolated struct Meshtastic_ModuleConfig: Sendable {
 
     public var updateInterval: UInt32 = 0
 
+    public var transmitOverLora: Bool = false
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  public nonisolated struct AmbientLightingConfig: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var ledState: Bool = false
+
+    public var current: UInt32 = 0
+
+    public var red: UInt32 = 0
+
+    public var green: UInt32 = 0
+
+    public var blue: UInt32 = 0
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  public nonisolated struct DetectionSensorConfig: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var enabled: Bool = false
+
+    public var minimumBroadcastSecs: UInt32 = 0
+
+    public var stateBroadcastSecs: UInt32 = 0
+
+    public var sendBell: Bool = false
+
+    public var name: String = String()
+
+    public var monitorPin: UInt32 = 0
+
+    public var detectionTriggerType: Meshtastic_ModuleConfig.DetectionSensorConfig.TriggerType = .logicLow
+
+    public var usePullup: Bool = false
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public nonisolated enum TriggerType: SwiftProtobuf.Enum, Swift.CaseIterable {
+      public typealias RawValue = Int
+      case logicLow // = 0
+      case logicHigh // = 1
+      case fallingEdge // = 2
+      case risingEdge // = 3
+      case eitherEdgeActiveLow // = 4
+      case eitherEdgeActiveHigh // = 5
+      case UNRECOGNIZED(Int)
+
+      public init() {
+        self = .logicLow
+      }
+
+      public init?(rawValue: Int) {
+        switch rawValue {
+        case 0: self = .logicLow
+        case 1: self = .logicHigh
+        case 2: self = .fallingEdge
+        case 3: self = .risingEdge
+        case 4: self = .eitherEdgeActiveLow
+        case 5: self = .eitherEdgeActiveHigh
+        default: self = .UNRECOGNIZED(rawValue)
+        }
+      }
+
+      public var rawValue: Int {
+        switch self {
+        case .logicLow: return 0
+        case .logicHigh: return 1
+        case .fallingEdge: return 2
+        case .risingEdge: return 3
+        case .eitherEdgeActiveLow: return 4
+        case .eitherEdgeActiveHigh: return 5
+        case .UNRECOGNIZED(let i): return i
+        }
+      }
+
+      // The compiler won't synthesize support with the UNRECOGNIZED case.
+      public static let allCases: [Meshtastic_ModuleConfig.DetectionSensorConfig.TriggerType] = [
+        .logicLow,
+        .logicHigh,
+        .fallingEdge,
+        .risingEdge,
+        .eitherEdgeActiveLow,
+        .eitherEdgeActiveHigh,
+      ]
+
+    }
+
+    public init() {}
+  }
+
+  public nonisolated struct PaxcounterConfig: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var enabled: Bool = false
+
+    public var paxcounterUpdateInterval: UInt32 = 0
+
+    public var wifiThreshold: Int32 = 0
+
+    public var bleThreshold: Int32 = 0
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  public nonisolated struct StatusMessageConfig: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var nodeStatus: String = String()
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  public nonisolated struct TrafficManagementConfig: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var enabled: Bool = false
+
+    public var positionDedupEnabled: Bool = false
+
+    public var positionPrecisionBits: UInt32 = 0
+
+    public var positionMinIntervalSecs: UInt32 = 0
+
+    public var nodeinfoDirectResponse: Bool = false
+
+    public var nodeinfoDirectResponseMaxHops: UInt32 = 0
+
+    public var rateLimitEnabled: Bool = false
+
+    public var rateLimitWindowSecs: UInt32 = 0
+
+    public var rateLimitMaxPackets: UInt32 = 0
+
+    public var dropUnknownEnabled: Bool = false
+
+    public var unknownPacketThreshold: UInt32 = 0
+
+    public var exhaustHopTelemetry: Bool = false
+
+    public var exhaustHopPosition: Bool = false
+
+    public var routerPreserveHops: Bool = false
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  public nonisolated struct TAKConfig: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var team: Meshtastic_Team = .unspecifedColor
+
+    public var role: Meshtastic_MemberRole = .unspecifed
+
     public var unknownFields = SwiftProtobuf.UnknownStorage()
 
     public init() {}
@@ -124,9 +1140,61 @@ public nonisolated struct Meshtastic_ModuleConfig: Sendable {
 
 fileprivate nonisolated let _protobuf_package = "meshtastic.protobuf"
 
+nonisolated extension Meshtastic_RemoteHardwarePinType: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNKNOWN\0\u{1}DIGITAL_READ\0\u{1}DIGITAL_WRITE\0")
+}
+
+nonisolated extension Meshtastic_Team: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0Unspecifed_Color\0\u{1}White\0\u{1}Yellow\0\u{1}Orange\0\u{1}Magenta\0\u{1}Red\0\u{1}Maroon\0\u{1}Purple\0\u{1}Dark_Blue\0\u{1}Blue\0\u{1}Cyan\0\u{1}Teal\0\u{1}Green\0\u{1}Dark_Green\0\u{1}Brown\0")
+}
+
+nonisolated extension Meshtastic_MemberRole: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0Unspecifed\0\u{1}TeamMember\0\u{1}TeamLead\0\u{1}HQ\0\u{1}Sniper\0\u{1}Medic\0\u{1}ForwardObserver\0\u{1}RTO\0\u{1}K9\0")
+}
+
+nonisolated extension Meshtastic_RemoteHardwarePin: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RemoteHardwarePin"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}gpio_pin\0\u{1}name\0\u{1}type\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.gpioPin) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.type) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.gpioPin != 0 {
+      try visitor.visitSingularUInt32Field(value: self.gpioPin, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    if self.type != .unknown {
+      try visitor.visitSingularEnumField(value: self.type, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_RemoteHardwarePin, rhs: Meshtastic_RemoteHardwarePin) -> Bool {
+    if lhs.gpioPin != rhs.gpioPin {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.type != rhs.type {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Meshtastic_ModuleConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ModuleConfig"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}mqtt\0\u{2}\u{5}telemetry\0\u{4}\u{4}neighbor_info\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}mqtt\0\u{1}serial\0\u{3}external_notification\0\u{3}store_forward\0\u{3}range_test\0\u{1}telemetry\0\u{3}canned_message\0\u{1}audio\0\u{3}remote_hardware\0\u{3}neighbor_info\0\u{3}ambient_lighting\0\u{3}detection_sensor\0\u{1}paxcounter\0\u{1}statusmessage\0\u{3}traffic_management\0\u{1}tak\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -147,6 +1215,58 @@ nonisolated extension Meshtastic_ModuleConfig: SwiftProtobuf.Message, SwiftProto
           self.payloadVariant = .mqtt(v)
         }
       }()
+      case 2: try {
+        var v: Meshtastic_ModuleConfig.SerialConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .serial(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .serial(v)
+        }
+      }()
+      case 3: try {
+        var v: Meshtastic_ModuleConfig.ExternalNotificationConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .externalNotification(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .externalNotification(v)
+        }
+      }()
+      case 4: try {
+        var v: Meshtastic_ModuleConfig.StoreForwardConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .storeForward(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .storeForward(v)
+        }
+      }()
+      case 5: try {
+        var v: Meshtastic_ModuleConfig.RangeTestConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .rangeTest(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .rangeTest(v)
+        }
+      }()
       case 6: try {
         var v: Meshtastic_ModuleConfig.TelemetryConfig?
         var hadOneofValue = false
@@ -160,6 +1280,45 @@ nonisolated extension Meshtastic_ModuleConfig: SwiftProtobuf.Message, SwiftProto
           self.payloadVariant = .telemetry(v)
         }
       }()
+      case 7: try {
+        var v: Meshtastic_ModuleConfig.CannedMessageConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .cannedMessage(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .cannedMessage(v)
+        }
+      }()
+      case 8: try {
+        var v: Meshtastic_ModuleConfig.AudioConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .audio(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .audio(v)
+        }
+      }()
+      case 9: try {
+        var v: Meshtastic_ModuleConfig.RemoteHardwareConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .remoteHardware(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .remoteHardware(v)
+        }
+      }()
       case 10: try {
         var v: Meshtastic_ModuleConfig.NeighborInfoConfig?
         var hadOneofValue = false
@@ -171,6 +1330,84 @@ nonisolated extension Meshtastic_ModuleConfig: SwiftProtobuf.Message, SwiftProto
         if let v = v {
           if hadOneofValue {try decoder.handleConflictingOneOf()}
           self.payloadVariant = .neighborInfo(v)
+        }
+      }()
+      case 11: try {
+        var v: Meshtastic_ModuleConfig.AmbientLightingConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .ambientLighting(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .ambientLighting(v)
+        }
+      }()
+      case 12: try {
+        var v: Meshtastic_ModuleConfig.DetectionSensorConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .detectionSensor(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .detectionSensor(v)
+        }
+      }()
+      case 13: try {
+        var v: Meshtastic_ModuleConfig.PaxcounterConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .paxcounter(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .paxcounter(v)
+        }
+      }()
+      case 14: try {
+        var v: Meshtastic_ModuleConfig.StatusMessageConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .statusmessage(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .statusmessage(v)
+        }
+      }()
+      case 15: try {
+        var v: Meshtastic_ModuleConfig.TrafficManagementConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .trafficManagement(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .trafficManagement(v)
+        }
+      }()
+      case 16: try {
+        var v: Meshtastic_ModuleConfig.TAKConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .tak(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .tak(v)
         }
       }()
       default: break
@@ -188,13 +1425,65 @@ nonisolated extension Meshtastic_ModuleConfig: SwiftProtobuf.Message, SwiftProto
       guard case .mqtt(let v)? = self.payloadVariant else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
     }()
+    case .serial?: try {
+      guard case .serial(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case .externalNotification?: try {
+      guard case .externalNotification(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .storeForward?: try {
+      guard case .storeForward(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case .rangeTest?: try {
+      guard case .rangeTest(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
     case .telemetry?: try {
       guard case .telemetry(let v)? = self.payloadVariant else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     }()
+    case .cannedMessage?: try {
+      guard case .cannedMessage(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    }()
+    case .audio?: try {
+      guard case .audio(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    }()
+    case .remoteHardware?: try {
+      guard case .remoteHardware(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    }()
     case .neighborInfo?: try {
       guard case .neighborInfo(let v)? = self.payloadVariant else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    }()
+    case .ambientLighting?: try {
+      guard case .ambientLighting(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    }()
+    case .detectionSensor?: try {
+      guard case .detectionSensor(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    }()
+    case .paxcounter?: try {
+      guard case .paxcounter(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+    }()
+    case .statusmessage?: try {
+      guard case .statusmessage(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+    }()
+    case .trafficManagement?: try {
+      guard case .trafficManagement(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+    }()
+    case .tak?: try {
+      guard case .tak(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
     }()
     case nil: break
     }
@@ -208,9 +1497,49 @@ nonisolated extension Meshtastic_ModuleConfig: SwiftProtobuf.Message, SwiftProto
   }
 }
 
+nonisolated extension Meshtastic_ModuleConfig.MapReportSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Meshtastic_ModuleConfig.protoMessageName + ".MapReportSettings"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}publish_interval_secs\0\u{3}position_precision\0\u{3}should_report_location\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.publishIntervalSecs) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.positionPrecision) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.shouldReportLocation) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.publishIntervalSecs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.publishIntervalSecs, fieldNumber: 1)
+    }
+    if self.positionPrecision != 0 {
+      try visitor.visitSingularUInt32Field(value: self.positionPrecision, fieldNumber: 2)
+    }
+    if self.shouldReportLocation != false {
+      try visitor.visitSingularBoolField(value: self.shouldReportLocation, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_ModuleConfig.MapReportSettings, rhs: Meshtastic_ModuleConfig.MapReportSettings) -> Bool {
+    if lhs.publishIntervalSecs != rhs.publishIntervalSecs {return false}
+    if lhs.positionPrecision != rhs.positionPrecision {return false}
+    if lhs.shouldReportLocation != rhs.shouldReportLocation {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Meshtastic_ModuleConfig.MQTTConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = Meshtastic_ModuleConfig.protoMessageName + ".MQTTConfig"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}enabled\0\u{1}address\0\u{4}\u{3}encryption_enabled\0\u{3}json_enabled\0\u{2}\u{2}root\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}enabled\0\u{1}address\0\u{1}username\0\u{1}password\0\u{3}encryption_enabled\0\u{3}json_enabled\0\u{3}tls_enabled\0\u{1}root\0\u{3}proxy_to_client_enabled\0\u{3}map_reporting_enabled\0\u{3}map_report_settings\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -220,9 +1549,96 @@ nonisolated extension Meshtastic_ModuleConfig.MQTTConfig: SwiftProtobuf.Message,
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBoolField(value: &self.enabled) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.username) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.password) }()
       case 5: try { try decoder.decodeSingularBoolField(value: &self.encryptionEnabled) }()
       case 6: try { try decoder.decodeSingularBoolField(value: &self.jsonEnabled) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.tlsEnabled) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.root) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.proxyToClientEnabled) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.mapReportingEnabled) }()
+      case 11: try { try decoder.decodeSingularMessageField(value: &self._mapReportSettings) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.enabled != false {
+      try visitor.visitSingularBoolField(value: self.enabled, fieldNumber: 1)
+    }
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 2)
+    }
+    if !self.username.isEmpty {
+      try visitor.visitSingularStringField(value: self.username, fieldNumber: 3)
+    }
+    if !self.password.isEmpty {
+      try visitor.visitSingularStringField(value: self.password, fieldNumber: 4)
+    }
+    if self.encryptionEnabled != false {
+      try visitor.visitSingularBoolField(value: self.encryptionEnabled, fieldNumber: 5)
+    }
+    if self.jsonEnabled != false {
+      try visitor.visitSingularBoolField(value: self.jsonEnabled, fieldNumber: 6)
+    }
+    if self.tlsEnabled != false {
+      try visitor.visitSingularBoolField(value: self.tlsEnabled, fieldNumber: 7)
+    }
+    if !self.root.isEmpty {
+      try visitor.visitSingularStringField(value: self.root, fieldNumber: 8)
+    }
+    if self.proxyToClientEnabled != false {
+      try visitor.visitSingularBoolField(value: self.proxyToClientEnabled, fieldNumber: 9)
+    }
+    if self.mapReportingEnabled != false {
+      try visitor.visitSingularBoolField(value: self.mapReportingEnabled, fieldNumber: 10)
+    }
+    try { if let v = self._mapReportSettings {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_ModuleConfig.MQTTConfig, rhs: Meshtastic_ModuleConfig.MQTTConfig) -> Bool {
+    if lhs.enabled != rhs.enabled {return false}
+    if lhs.address != rhs.address {return false}
+    if lhs.username != rhs.username {return false}
+    if lhs.password != rhs.password {return false}
+    if lhs.encryptionEnabled != rhs.encryptionEnabled {return false}
+    if lhs.jsonEnabled != rhs.jsonEnabled {return false}
+    if lhs.tlsEnabled != rhs.tlsEnabled {return false}
+    if lhs.root != rhs.root {return false}
+    if lhs.proxyToClientEnabled != rhs.proxyToClientEnabled {return false}
+    if lhs.mapReportingEnabled != rhs.mapReportingEnabled {return false}
+    if lhs._mapReportSettings != rhs._mapReportSettings {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_ModuleConfig.SerialConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Meshtastic_ModuleConfig.protoMessageName + ".SerialConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}enabled\0\u{1}echo\0\u{1}rxd\0\u{1}txd\0\u{1}baud\0\u{1}timeout\0\u{1}mode\0\u{3}override_console_serial_port\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.enabled) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.echo) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.rxd) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.txd) }()
+      case 5: try { try decoder.decodeSingularEnumField(value: &self.baud) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.timeout) }()
+      case 7: try { try decoder.decodeSingularEnumField(value: &self.mode) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.overrideConsoleSerialPort) }()
       default: break
       }
     }
@@ -232,27 +1648,247 @@ nonisolated extension Meshtastic_ModuleConfig.MQTTConfig: SwiftProtobuf.Message,
     if self.enabled != false {
       try visitor.visitSingularBoolField(value: self.enabled, fieldNumber: 1)
     }
-    if !self.address.isEmpty {
-      try visitor.visitSingularStringField(value: self.address, fieldNumber: 2)
+    if self.echo != false {
+      try visitor.visitSingularBoolField(value: self.echo, fieldNumber: 2)
     }
-    if self.encryptionEnabled != false {
-      try visitor.visitSingularBoolField(value: self.encryptionEnabled, fieldNumber: 5)
+    if self.rxd != 0 {
+      try visitor.visitSingularUInt32Field(value: self.rxd, fieldNumber: 3)
     }
-    if self.jsonEnabled != false {
-      try visitor.visitSingularBoolField(value: self.jsonEnabled, fieldNumber: 6)
+    if self.txd != 0 {
+      try visitor.visitSingularUInt32Field(value: self.txd, fieldNumber: 4)
     }
-    if !self.root.isEmpty {
-      try visitor.visitSingularStringField(value: self.root, fieldNumber: 8)
+    if self.baud != .baudDefault {
+      try visitor.visitSingularEnumField(value: self.baud, fieldNumber: 5)
+    }
+    if self.timeout != 0 {
+      try visitor.visitSingularUInt32Field(value: self.timeout, fieldNumber: 6)
+    }
+    if self.mode != .default {
+      try visitor.visitSingularEnumField(value: self.mode, fieldNumber: 7)
+    }
+    if self.overrideConsoleSerialPort != false {
+      try visitor.visitSingularBoolField(value: self.overrideConsoleSerialPort, fieldNumber: 8)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Meshtastic_ModuleConfig.MQTTConfig, rhs: Meshtastic_ModuleConfig.MQTTConfig) -> Bool {
+  public static func ==(lhs: Meshtastic_ModuleConfig.SerialConfig, rhs: Meshtastic_ModuleConfig.SerialConfig) -> Bool {
     if lhs.enabled != rhs.enabled {return false}
-    if lhs.address != rhs.address {return false}
-    if lhs.encryptionEnabled != rhs.encryptionEnabled {return false}
-    if lhs.jsonEnabled != rhs.jsonEnabled {return false}
-    if lhs.root != rhs.root {return false}
+    if lhs.echo != rhs.echo {return false}
+    if lhs.rxd != rhs.rxd {return false}
+    if lhs.txd != rhs.txd {return false}
+    if lhs.baud != rhs.baud {return false}
+    if lhs.timeout != rhs.timeout {return false}
+    if lhs.mode != rhs.mode {return false}
+    if lhs.overrideConsoleSerialPort != rhs.overrideConsoleSerialPort {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_ModuleConfig.SerialConfig.Serial_Baud: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0BAUD_DEFAULT\0\u{1}BAUD_110\0\u{1}BAUD_300\0\u{1}BAUD_600\0\u{1}BAUD_1200\0\u{1}BAUD_2400\0\u{1}BAUD_4800\0\u{1}BAUD_9600\0\u{1}BAUD_19200\0\u{1}BAUD_38400\0\u{1}BAUD_57600\0\u{1}BAUD_115200\0\u{1}BAUD_230400\0\u{1}BAUD_460800\0\u{1}BAUD_576000\0\u{1}BAUD_921600\0")
+}
+
+nonisolated extension Meshtastic_ModuleConfig.SerialConfig.Serial_Mode: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DEFAULT\0\u{1}SIMPLE\0\u{1}PROTO\0\u{1}TEXTMSG\0\u{1}NMEA\0\u{1}CALTOPO\0\u{1}WS85\0\u{1}VE_DIRECT\0\u{1}MS_CONFIG\0\u{1}LOG\0\u{1}LOGTEXT\0")
+}
+
+nonisolated extension Meshtastic_ModuleConfig.ExternalNotificationConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Meshtastic_ModuleConfig.protoMessageName + ".ExternalNotificationConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}enabled\0\u{3}output_ms\0\u{1}output\0\u{1}active\0\u{3}alert_message\0\u{3}alert_bell\0\u{3}use_pwm\0\u{3}output_vibra\0\u{3}output_buzzer\0\u{3}alert_message_vibra\0\u{3}alert_message_buzzer\0\u{3}alert_bell_vibra\0\u{3}alert_bell_buzzer\0\u{3}nag_timeout\0\u{3}use_i2s_as_buzzer\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.enabled) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.outputMs) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.output) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.active) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.alertMessage) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.alertBell) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.usePwm) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.outputVibra) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.outputBuzzer) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.alertMessageVibra) }()
+      case 11: try { try decoder.decodeSingularBoolField(value: &self.alertMessageBuzzer) }()
+      case 12: try { try decoder.decodeSingularBoolField(value: &self.alertBellVibra) }()
+      case 13: try { try decoder.decodeSingularBoolField(value: &self.alertBellBuzzer) }()
+      case 14: try { try decoder.decodeSingularUInt32Field(value: &self.nagTimeout) }()
+      case 15: try { try decoder.decodeSingularBoolField(value: &self.useI2SAsBuzzer) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.enabled != false {
+      try visitor.visitSingularBoolField(value: self.enabled, fieldNumber: 1)
+    }
+    if self.outputMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.outputMs, fieldNumber: 2)
+    }
+    if self.output != 0 {
+      try visitor.visitSingularUInt32Field(value: self.output, fieldNumber: 3)
+    }
+    if self.active != false {
+      try visitor.visitSingularBoolField(value: self.active, fieldNumber: 4)
+    }
+    if self.alertMessage != false {
+      try visitor.visitSingularBoolField(value: self.alertMessage, fieldNumber: 5)
+    }
+    if self.alertBell != false {
+      try visitor.visitSingularBoolField(value: self.alertBell, fieldNumber: 6)
+    }
+    if self.usePwm != false {
+      try visitor.visitSingularBoolField(value: self.usePwm, fieldNumber: 7)
+    }
+    if self.outputVibra != 0 {
+      try visitor.visitSingularUInt32Field(value: self.outputVibra, fieldNumber: 8)
+    }
+    if self.outputBuzzer != 0 {
+      try visitor.visitSingularUInt32Field(value: self.outputBuzzer, fieldNumber: 9)
+    }
+    if self.alertMessageVibra != false {
+      try visitor.visitSingularBoolField(value: self.alertMessageVibra, fieldNumber: 10)
+    }
+    if self.alertMessageBuzzer != false {
+      try visitor.visitSingularBoolField(value: self.alertMessageBuzzer, fieldNumber: 11)
+    }
+    if self.alertBellVibra != false {
+      try visitor.visitSingularBoolField(value: self.alertBellVibra, fieldNumber: 12)
+    }
+    if self.alertBellBuzzer != false {
+      try visitor.visitSingularBoolField(value: self.alertBellBuzzer, fieldNumber: 13)
+    }
+    if self.nagTimeout != 0 {
+      try visitor.visitSingularUInt32Field(value: self.nagTimeout, fieldNumber: 14)
+    }
+    if self.useI2SAsBuzzer != false {
+      try visitor.visitSingularBoolField(value: self.useI2SAsBuzzer, fieldNumber: 15)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_ModuleConfig.ExternalNotificationConfig, rhs: Meshtastic_ModuleConfig.ExternalNotificationConfig) -> Bool {
+    if lhs.enabled != rhs.enabled {return false}
+    if lhs.outputMs != rhs.outputMs {return false}
+    if lhs.output != rhs.output {return false}
+    if lhs.active != rhs.active {return false}
+    if lhs.alertMessage != rhs.alertMessage {return false}
+    if lhs.alertBell != rhs.alertBell {return false}
+    if lhs.usePwm != rhs.usePwm {return false}
+    if lhs.outputVibra != rhs.outputVibra {return false}
+    if lhs.outputBuzzer != rhs.outputBuzzer {return false}
+    if lhs.alertMessageVibra != rhs.alertMessageVibra {return false}
+    if lhs.alertMessageBuzzer != rhs.alertMessageBuzzer {return false}
+    if lhs.alertBellVibra != rhs.alertBellVibra {return false}
+    if lhs.alertBellBuzzer != rhs.alertBellBuzzer {return false}
+    if lhs.nagTimeout != rhs.nagTimeout {return false}
+    if lhs.useI2SAsBuzzer != rhs.useI2SAsBuzzer {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_ModuleConfig.StoreForwardConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Meshtastic_ModuleConfig.protoMessageName + ".StoreForwardConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}enabled\0\u{1}heartbeat\0\u{1}records\0\u{3}history_return_max\0\u{3}history_return_window\0\u{3}is_server\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.enabled) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.heartbeat) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.records) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.historyReturnMax) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.historyReturnWindow) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.isServer) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.enabled != false {
+      try visitor.visitSingularBoolField(value: self.enabled, fieldNumber: 1)
+    }
+    if self.heartbeat != false {
+      try visitor.visitSingularBoolField(value: self.heartbeat, fieldNumber: 2)
+    }
+    if self.records != 0 {
+      try visitor.visitSingularUInt32Field(value: self.records, fieldNumber: 3)
+    }
+    if self.historyReturnMax != 0 {
+      try visitor.visitSingularUInt32Field(value: self.historyReturnMax, fieldNumber: 4)
+    }
+    if self.historyReturnWindow != 0 {
+      try visitor.visitSingularUInt32Field(value: self.historyReturnWindow, fieldNumber: 5)
+    }
+    if self.isServer != false {
+      try visitor.visitSingularBoolField(value: self.isServer, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_ModuleConfig.StoreForwardConfig, rhs: Meshtastic_ModuleConfig.StoreForwardConfig) -> Bool {
+    if lhs.enabled != rhs.enabled {return false}
+    if lhs.heartbeat != rhs.heartbeat {return false}
+    if lhs.records != rhs.records {return false}
+    if lhs.historyReturnMax != rhs.historyReturnMax {return false}
+    if lhs.historyReturnWindow != rhs.historyReturnWindow {return false}
+    if lhs.isServer != rhs.isServer {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_ModuleConfig.RangeTestConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Meshtastic_ModuleConfig.protoMessageName + ".RangeTestConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}enabled\0\u{1}sender\0\u{1}save\0\u{3}clear_on_reboot\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.enabled) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.sender) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.save) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.clearOnReboot_p) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.enabled != false {
+      try visitor.visitSingularBoolField(value: self.enabled, fieldNumber: 1)
+    }
+    if self.sender != 0 {
+      try visitor.visitSingularUInt32Field(value: self.sender, fieldNumber: 2)
+    }
+    if self.save != false {
+      try visitor.visitSingularBoolField(value: self.save, fieldNumber: 3)
+    }
+    if self.clearOnReboot_p != false {
+      try visitor.visitSingularBoolField(value: self.clearOnReboot_p, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_ModuleConfig.RangeTestConfig, rhs: Meshtastic_ModuleConfig.RangeTestConfig) -> Bool {
+    if lhs.enabled != rhs.enabled {return false}
+    if lhs.sender != rhs.sender {return false}
+    if lhs.save != rhs.save {return false}
+    if lhs.clearOnReboot_p != rhs.clearOnReboot_p {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -260,7 +1896,7 @@ nonisolated extension Meshtastic_ModuleConfig.MQTTConfig: SwiftProtobuf.Message,
 
 nonisolated extension Meshtastic_ModuleConfig.TelemetryConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = Meshtastic_ModuleConfig.protoMessageName + ".TelemetryConfig"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}device_update_interval\0\u{3}environment_update_interval\0\u{3}environment_measurement_enabled\0\u{4}\u{5}power_measurement_enabled\0\u{3}power_update_interval\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}device_update_interval\0\u{3}environment_update_interval\0\u{3}environment_measurement_enabled\0\u{3}environment_screen_enabled\0\u{3}environment_display_fahrenheit\0\u{3}air_quality_enabled\0\u{3}air_quality_interval\0\u{3}power_measurement_enabled\0\u{3}power_update_interval\0\u{3}power_screen_enabled\0\u{3}health_measurement_enabled\0\u{3}health_update_interval\0\u{3}health_screen_enabled\0\u{3}device_telemetry_enabled\0\u{3}air_quality_screen_enabled\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -271,8 +1907,18 @@ nonisolated extension Meshtastic_ModuleConfig.TelemetryConfig: SwiftProtobuf.Mes
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.deviceUpdateInterval) }()
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.environmentUpdateInterval) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.environmentMeasurementEnabled) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.environmentScreenEnabled) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.environmentDisplayFahrenheit) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.airQualityEnabled) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.airQualityInterval) }()
       case 8: try { try decoder.decodeSingularBoolField(value: &self.powerMeasurementEnabled) }()
       case 9: try { try decoder.decodeSingularUInt32Field(value: &self.powerUpdateInterval) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.powerScreenEnabled) }()
+      case 11: try { try decoder.decodeSingularBoolField(value: &self.healthMeasurementEnabled) }()
+      case 12: try { try decoder.decodeSingularUInt32Field(value: &self.healthUpdateInterval) }()
+      case 13: try { try decoder.decodeSingularBoolField(value: &self.healthScreenEnabled) }()
+      case 14: try { try decoder.decodeSingularBoolField(value: &self.deviceTelemetryEnabled) }()
+      case 15: try { try decoder.decodeSingularBoolField(value: &self.airQualityScreenEnabled) }()
       default: break
       }
     }
@@ -288,11 +1934,41 @@ nonisolated extension Meshtastic_ModuleConfig.TelemetryConfig: SwiftProtobuf.Mes
     if self.environmentMeasurementEnabled != false {
       try visitor.visitSingularBoolField(value: self.environmentMeasurementEnabled, fieldNumber: 3)
     }
+    if self.environmentScreenEnabled != false {
+      try visitor.visitSingularBoolField(value: self.environmentScreenEnabled, fieldNumber: 4)
+    }
+    if self.environmentDisplayFahrenheit != false {
+      try visitor.visitSingularBoolField(value: self.environmentDisplayFahrenheit, fieldNumber: 5)
+    }
+    if self.airQualityEnabled != false {
+      try visitor.visitSingularBoolField(value: self.airQualityEnabled, fieldNumber: 6)
+    }
+    if self.airQualityInterval != 0 {
+      try visitor.visitSingularUInt32Field(value: self.airQualityInterval, fieldNumber: 7)
+    }
     if self.powerMeasurementEnabled != false {
       try visitor.visitSingularBoolField(value: self.powerMeasurementEnabled, fieldNumber: 8)
     }
     if self.powerUpdateInterval != 0 {
       try visitor.visitSingularUInt32Field(value: self.powerUpdateInterval, fieldNumber: 9)
+    }
+    if self.powerScreenEnabled != false {
+      try visitor.visitSingularBoolField(value: self.powerScreenEnabled, fieldNumber: 10)
+    }
+    if self.healthMeasurementEnabled != false {
+      try visitor.visitSingularBoolField(value: self.healthMeasurementEnabled, fieldNumber: 11)
+    }
+    if self.healthUpdateInterval != 0 {
+      try visitor.visitSingularUInt32Field(value: self.healthUpdateInterval, fieldNumber: 12)
+    }
+    if self.healthScreenEnabled != false {
+      try visitor.visitSingularBoolField(value: self.healthScreenEnabled, fieldNumber: 13)
+    }
+    if self.deviceTelemetryEnabled != false {
+      try visitor.visitSingularBoolField(value: self.deviceTelemetryEnabled, fieldNumber: 14)
+    }
+    if self.airQualityScreenEnabled != false {
+      try visitor.visitSingularBoolField(value: self.airQualityScreenEnabled, fieldNumber: 15)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -301,8 +1977,206 @@ nonisolated extension Meshtastic_ModuleConfig.TelemetryConfig: SwiftProtobuf.Mes
     if lhs.deviceUpdateInterval != rhs.deviceUpdateInterval {return false}
     if lhs.environmentUpdateInterval != rhs.environmentUpdateInterval {return false}
     if lhs.environmentMeasurementEnabled != rhs.environmentMeasurementEnabled {return false}
+    if lhs.environmentScreenEnabled != rhs.environmentScreenEnabled {return false}
+    if lhs.environmentDisplayFahrenheit != rhs.environmentDisplayFahrenheit {return false}
+    if lhs.airQualityEnabled != rhs.airQualityEnabled {return false}
+    if lhs.airQualityInterval != rhs.airQualityInterval {return false}
     if lhs.powerMeasurementEnabled != rhs.powerMeasurementEnabled {return false}
     if lhs.powerUpdateInterval != rhs.powerUpdateInterval {return false}
+    if lhs.powerScreenEnabled != rhs.powerScreenEnabled {return false}
+    if lhs.healthMeasurementEnabled != rhs.healthMeasurementEnabled {return false}
+    if lhs.healthUpdateInterval != rhs.healthUpdateInterval {return false}
+    if lhs.healthScreenEnabled != rhs.healthScreenEnabled {return false}
+    if lhs.deviceTelemetryEnabled != rhs.deviceTelemetryEnabled {return false}
+    if lhs.airQualityScreenEnabled != rhs.airQualityScreenEnabled {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_ModuleConfig.CannedMessageConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Meshtastic_ModuleConfig.protoMessageName + ".CannedMessageConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}rotary1_enabled\0\u{3}inputbroker_pin_a\0\u{3}inputbroker_pin_b\0\u{3}inputbroker_pin_press\0\u{3}inputbroker_event_cw\0\u{3}inputbroker_event_ccw\0\u{3}inputbroker_event_press\0\u{3}updown1_enabled\0\u{1}enabled\0\u{3}allow_input_source\0\u{3}send_bell\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.rotary1Enabled) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.inputbrokerPinA) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.inputbrokerPinB) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.inputbrokerPinPress) }()
+      case 5: try { try decoder.decodeSingularEnumField(value: &self.inputbrokerEventCw) }()
+      case 6: try { try decoder.decodeSingularEnumField(value: &self.inputbrokerEventCcw) }()
+      case 7: try { try decoder.decodeSingularEnumField(value: &self.inputbrokerEventPress) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.updown1Enabled) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.enabled) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.allowInputSource) }()
+      case 11: try { try decoder.decodeSingularBoolField(value: &self.sendBell) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.rotary1Enabled != false {
+      try visitor.visitSingularBoolField(value: self.rotary1Enabled, fieldNumber: 1)
+    }
+    if self.inputbrokerPinA != 0 {
+      try visitor.visitSingularUInt32Field(value: self.inputbrokerPinA, fieldNumber: 2)
+    }
+    if self.inputbrokerPinB != 0 {
+      try visitor.visitSingularUInt32Field(value: self.inputbrokerPinB, fieldNumber: 3)
+    }
+    if self.inputbrokerPinPress != 0 {
+      try visitor.visitSingularUInt32Field(value: self.inputbrokerPinPress, fieldNumber: 4)
+    }
+    if self.inputbrokerEventCw != .none {
+      try visitor.visitSingularEnumField(value: self.inputbrokerEventCw, fieldNumber: 5)
+    }
+    if self.inputbrokerEventCcw != .none {
+      try visitor.visitSingularEnumField(value: self.inputbrokerEventCcw, fieldNumber: 6)
+    }
+    if self.inputbrokerEventPress != .none {
+      try visitor.visitSingularEnumField(value: self.inputbrokerEventPress, fieldNumber: 7)
+    }
+    if self.updown1Enabled != false {
+      try visitor.visitSingularBoolField(value: self.updown1Enabled, fieldNumber: 8)
+    }
+    if self.enabled != false {
+      try visitor.visitSingularBoolField(value: self.enabled, fieldNumber: 9)
+    }
+    if !self.allowInputSource.isEmpty {
+      try visitor.visitSingularStringField(value: self.allowInputSource, fieldNumber: 10)
+    }
+    if self.sendBell != false {
+      try visitor.visitSingularBoolField(value: self.sendBell, fieldNumber: 11)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_ModuleConfig.CannedMessageConfig, rhs: Meshtastic_ModuleConfig.CannedMessageConfig) -> Bool {
+    if lhs.rotary1Enabled != rhs.rotary1Enabled {return false}
+    if lhs.inputbrokerPinA != rhs.inputbrokerPinA {return false}
+    if lhs.inputbrokerPinB != rhs.inputbrokerPinB {return false}
+    if lhs.inputbrokerPinPress != rhs.inputbrokerPinPress {return false}
+    if lhs.inputbrokerEventCw != rhs.inputbrokerEventCw {return false}
+    if lhs.inputbrokerEventCcw != rhs.inputbrokerEventCcw {return false}
+    if lhs.inputbrokerEventPress != rhs.inputbrokerEventPress {return false}
+    if lhs.updown1Enabled != rhs.updown1Enabled {return false}
+    if lhs.enabled != rhs.enabled {return false}
+    if lhs.allowInputSource != rhs.allowInputSource {return false}
+    if lhs.sendBell != rhs.sendBell {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_ModuleConfig.CannedMessageConfig.InputEventChar: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0NONE\0\u{2}\u{a}SELECT\0\u{2}\u{7}UP\0\u{1}DOWN\0\u{1}LEFT\0\u{1}RIGHT\0\u{2}\u{4}CANCEL\0\u{2}\u{3}BACK\0")
+}
+
+nonisolated extension Meshtastic_ModuleConfig.AudioConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Meshtastic_ModuleConfig.protoMessageName + ".AudioConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}codec2_enabled\0\u{3}ptt_pin\0\u{1}bitrate\0\u{3}i2s_ws\0\u{3}i2s_sd\0\u{3}i2s_din\0\u{3}i2s_sck\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.codec2Enabled) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.pttPin) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.bitrate) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.i2SWs) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.i2SSd) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.i2SDin) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.i2SSck) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.codec2Enabled != false {
+      try visitor.visitSingularBoolField(value: self.codec2Enabled, fieldNumber: 1)
+    }
+    if self.pttPin != 0 {
+      try visitor.visitSingularUInt32Field(value: self.pttPin, fieldNumber: 2)
+    }
+    if self.bitrate != .codec2Default {
+      try visitor.visitSingularEnumField(value: self.bitrate, fieldNumber: 3)
+    }
+    if self.i2SWs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.i2SWs, fieldNumber: 4)
+    }
+    if self.i2SSd != 0 {
+      try visitor.visitSingularUInt32Field(value: self.i2SSd, fieldNumber: 5)
+    }
+    if self.i2SDin != 0 {
+      try visitor.visitSingularUInt32Field(value: self.i2SDin, fieldNumber: 6)
+    }
+    if self.i2SSck != 0 {
+      try visitor.visitSingularUInt32Field(value: self.i2SSck, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_ModuleConfig.AudioConfig, rhs: Meshtastic_ModuleConfig.AudioConfig) -> Bool {
+    if lhs.codec2Enabled != rhs.codec2Enabled {return false}
+    if lhs.pttPin != rhs.pttPin {return false}
+    if lhs.bitrate != rhs.bitrate {return false}
+    if lhs.i2SWs != rhs.i2SWs {return false}
+    if lhs.i2SSd != rhs.i2SSd {return false}
+    if lhs.i2SDin != rhs.i2SDin {return false}
+    if lhs.i2SSck != rhs.i2SSck {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_ModuleConfig.AudioConfig.Audio_Baud: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODEC2_DEFAULT\0\u{1}CODEC2_3200\0\u{1}CODEC2_2400\0\u{1}CODEC2_1600\0\u{1}CODEC2_1400\0\u{1}CODEC2_1300\0\u{1}CODEC2_1200\0\u{1}CODEC2_700\0\u{1}CODEC2_700B\0")
+}
+
+nonisolated extension Meshtastic_ModuleConfig.RemoteHardwareConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Meshtastic_ModuleConfig.protoMessageName + ".RemoteHardwareConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}enabled\0\u{3}allow_undefined_pin_access\0\u{3}available_pins\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.enabled) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.allowUndefinedPinAccess) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.availablePins) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.enabled != false {
+      try visitor.visitSingularBoolField(value: self.enabled, fieldNumber: 1)
+    }
+    if self.allowUndefinedPinAccess != false {
+      try visitor.visitSingularBoolField(value: self.allowUndefinedPinAccess, fieldNumber: 2)
+    }
+    if !self.availablePins.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.availablePins, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_ModuleConfig.RemoteHardwareConfig, rhs: Meshtastic_ModuleConfig.RemoteHardwareConfig) -> Bool {
+    if lhs.enabled != rhs.enabled {return false}
+    if lhs.allowUndefinedPinAccess != rhs.allowUndefinedPinAccess {return false}
+    if lhs.availablePins != rhs.availablePins {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -310,7 +2184,7 @@ nonisolated extension Meshtastic_ModuleConfig.TelemetryConfig: SwiftProtobuf.Mes
 
 nonisolated extension Meshtastic_ModuleConfig.NeighborInfoConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = Meshtastic_ModuleConfig.protoMessageName + ".NeighborInfoConfig"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}enabled\0\u{3}update_interval\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}enabled\0\u{3}update_interval\0\u{3}transmit_over_lora\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -320,6 +2194,7 @@ nonisolated extension Meshtastic_ModuleConfig.NeighborInfoConfig: SwiftProtobuf.
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBoolField(value: &self.enabled) }()
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.updateInterval) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.transmitOverLora) }()
       default: break
       }
     }
@@ -332,12 +2207,340 @@ nonisolated extension Meshtastic_ModuleConfig.NeighborInfoConfig: SwiftProtobuf.
     if self.updateInterval != 0 {
       try visitor.visitSingularUInt32Field(value: self.updateInterval, fieldNumber: 2)
     }
+    if self.transmitOverLora != false {
+      try visitor.visitSingularBoolField(value: self.transmitOverLora, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Meshtastic_ModuleConfig.NeighborInfoConfig, rhs: Meshtastic_ModuleConfig.NeighborInfoConfig) -> Bool {
     if lhs.enabled != rhs.enabled {return false}
     if lhs.updateInterval != rhs.updateInterval {return false}
+    if lhs.transmitOverLora != rhs.transmitOverLora {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_ModuleConfig.AmbientLightingConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Meshtastic_ModuleConfig.protoMessageName + ".AmbientLightingConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}led_state\0\u{1}current\0\u{1}red\0\u{1}green\0\u{1}blue\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.ledState) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.current) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.red) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.green) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.blue) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.ledState != false {
+      try visitor.visitSingularBoolField(value: self.ledState, fieldNumber: 1)
+    }
+    if self.current != 0 {
+      try visitor.visitSingularUInt32Field(value: self.current, fieldNumber: 2)
+    }
+    if self.red != 0 {
+      try visitor.visitSingularUInt32Field(value: self.red, fieldNumber: 3)
+    }
+    if self.green != 0 {
+      try visitor.visitSingularUInt32Field(value: self.green, fieldNumber: 4)
+    }
+    if self.blue != 0 {
+      try visitor.visitSingularUInt32Field(value: self.blue, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_ModuleConfig.AmbientLightingConfig, rhs: Meshtastic_ModuleConfig.AmbientLightingConfig) -> Bool {
+    if lhs.ledState != rhs.ledState {return false}
+    if lhs.current != rhs.current {return false}
+    if lhs.red != rhs.red {return false}
+    if lhs.green != rhs.green {return false}
+    if lhs.blue != rhs.blue {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_ModuleConfig.DetectionSensorConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Meshtastic_ModuleConfig.protoMessageName + ".DetectionSensorConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}enabled\0\u{3}minimum_broadcast_secs\0\u{3}state_broadcast_secs\0\u{3}send_bell\0\u{1}name\0\u{3}monitor_pin\0\u{3}detection_trigger_type\0\u{3}use_pullup\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.enabled) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.minimumBroadcastSecs) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.stateBroadcastSecs) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.sendBell) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.monitorPin) }()
+      case 7: try { try decoder.decodeSingularEnumField(value: &self.detectionTriggerType) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.usePullup) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.enabled != false {
+      try visitor.visitSingularBoolField(value: self.enabled, fieldNumber: 1)
+    }
+    if self.minimumBroadcastSecs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.minimumBroadcastSecs, fieldNumber: 2)
+    }
+    if self.stateBroadcastSecs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.stateBroadcastSecs, fieldNumber: 3)
+    }
+    if self.sendBell != false {
+      try visitor.visitSingularBoolField(value: self.sendBell, fieldNumber: 4)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 5)
+    }
+    if self.monitorPin != 0 {
+      try visitor.visitSingularUInt32Field(value: self.monitorPin, fieldNumber: 6)
+    }
+    if self.detectionTriggerType != .logicLow {
+      try visitor.visitSingularEnumField(value: self.detectionTriggerType, fieldNumber: 7)
+    }
+    if self.usePullup != false {
+      try visitor.visitSingularBoolField(value: self.usePullup, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_ModuleConfig.DetectionSensorConfig, rhs: Meshtastic_ModuleConfig.DetectionSensorConfig) -> Bool {
+    if lhs.enabled != rhs.enabled {return false}
+    if lhs.minimumBroadcastSecs != rhs.minimumBroadcastSecs {return false}
+    if lhs.stateBroadcastSecs != rhs.stateBroadcastSecs {return false}
+    if lhs.sendBell != rhs.sendBell {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.monitorPin != rhs.monitorPin {return false}
+    if lhs.detectionTriggerType != rhs.detectionTriggerType {return false}
+    if lhs.usePullup != rhs.usePullup {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_ModuleConfig.DetectionSensorConfig.TriggerType: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0LOGIC_LOW\0\u{1}LOGIC_HIGH\0\u{1}FALLING_EDGE\0\u{1}RISING_EDGE\0\u{1}EITHER_EDGE_ACTIVE_LOW\0\u{1}EITHER_EDGE_ACTIVE_HIGH\0")
+}
+
+nonisolated extension Meshtastic_ModuleConfig.PaxcounterConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Meshtastic_ModuleConfig.protoMessageName + ".PaxcounterConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}enabled\0\u{3}paxcounter_update_interval\0\u{3}wifi_threshold\0\u{3}ble_threshold\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.enabled) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.paxcounterUpdateInterval) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.wifiThreshold) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.bleThreshold) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.enabled != false {
+      try visitor.visitSingularBoolField(value: self.enabled, fieldNumber: 1)
+    }
+    if self.paxcounterUpdateInterval != 0 {
+      try visitor.visitSingularUInt32Field(value: self.paxcounterUpdateInterval, fieldNumber: 2)
+    }
+    if self.wifiThreshold != 0 {
+      try visitor.visitSingularInt32Field(value: self.wifiThreshold, fieldNumber: 3)
+    }
+    if self.bleThreshold != 0 {
+      try visitor.visitSingularInt32Field(value: self.bleThreshold, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_ModuleConfig.PaxcounterConfig, rhs: Meshtastic_ModuleConfig.PaxcounterConfig) -> Bool {
+    if lhs.enabled != rhs.enabled {return false}
+    if lhs.paxcounterUpdateInterval != rhs.paxcounterUpdateInterval {return false}
+    if lhs.wifiThreshold != rhs.wifiThreshold {return false}
+    if lhs.bleThreshold != rhs.bleThreshold {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_ModuleConfig.StatusMessageConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Meshtastic_ModuleConfig.protoMessageName + ".StatusMessageConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_status\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.nodeStatus) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.nodeStatus.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeStatus, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_ModuleConfig.StatusMessageConfig, rhs: Meshtastic_ModuleConfig.StatusMessageConfig) -> Bool {
+    if lhs.nodeStatus != rhs.nodeStatus {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_ModuleConfig.TrafficManagementConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Meshtastic_ModuleConfig.protoMessageName + ".TrafficManagementConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}enabled\0\u{3}position_dedup_enabled\0\u{3}position_precision_bits\0\u{3}position_min_interval_secs\0\u{3}nodeinfo_direct_response\0\u{3}nodeinfo_direct_response_max_hops\0\u{3}rate_limit_enabled\0\u{3}rate_limit_window_secs\0\u{3}rate_limit_max_packets\0\u{3}drop_unknown_enabled\0\u{3}unknown_packet_threshold\0\u{3}exhaust_hop_telemetry\0\u{3}exhaust_hop_position\0\u{3}router_preserve_hops\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.enabled) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.positionDedupEnabled) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.positionPrecisionBits) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.positionMinIntervalSecs) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.nodeinfoDirectResponse) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.nodeinfoDirectResponseMaxHops) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.rateLimitEnabled) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.rateLimitWindowSecs) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.rateLimitMaxPackets) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.dropUnknownEnabled) }()
+      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.unknownPacketThreshold) }()
+      case 12: try { try decoder.decodeSingularBoolField(value: &self.exhaustHopTelemetry) }()
+      case 13: try { try decoder.decodeSingularBoolField(value: &self.exhaustHopPosition) }()
+      case 14: try { try decoder.decodeSingularBoolField(value: &self.routerPreserveHops) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.enabled != false {
+      try visitor.visitSingularBoolField(value: self.enabled, fieldNumber: 1)
+    }
+    if self.positionDedupEnabled != false {
+      try visitor.visitSingularBoolField(value: self.positionDedupEnabled, fieldNumber: 2)
+    }
+    if self.positionPrecisionBits != 0 {
+      try visitor.visitSingularUInt32Field(value: self.positionPrecisionBits, fieldNumber: 3)
+    }
+    if self.positionMinIntervalSecs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.positionMinIntervalSecs, fieldNumber: 4)
+    }
+    if self.nodeinfoDirectResponse != false {
+      try visitor.visitSingularBoolField(value: self.nodeinfoDirectResponse, fieldNumber: 5)
+    }
+    if self.nodeinfoDirectResponseMaxHops != 0 {
+      try visitor.visitSingularUInt32Field(value: self.nodeinfoDirectResponseMaxHops, fieldNumber: 6)
+    }
+    if self.rateLimitEnabled != false {
+      try visitor.visitSingularBoolField(value: self.rateLimitEnabled, fieldNumber: 7)
+    }
+    if self.rateLimitWindowSecs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.rateLimitWindowSecs, fieldNumber: 8)
+    }
+    if self.rateLimitMaxPackets != 0 {
+      try visitor.visitSingularUInt32Field(value: self.rateLimitMaxPackets, fieldNumber: 9)
+    }
+    if self.dropUnknownEnabled != false {
+      try visitor.visitSingularBoolField(value: self.dropUnknownEnabled, fieldNumber: 10)
+    }
+    if self.unknownPacketThreshold != 0 {
+      try visitor.visitSingularUInt32Field(value: self.unknownPacketThreshold, fieldNumber: 11)
+    }
+    if self.exhaustHopTelemetry != false {
+      try visitor.visitSingularBoolField(value: self.exhaustHopTelemetry, fieldNumber: 12)
+    }
+    if self.exhaustHopPosition != false {
+      try visitor.visitSingularBoolField(value: self.exhaustHopPosition, fieldNumber: 13)
+    }
+    if self.routerPreserveHops != false {
+      try visitor.visitSingularBoolField(value: self.routerPreserveHops, fieldNumber: 14)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_ModuleConfig.TrafficManagementConfig, rhs: Meshtastic_ModuleConfig.TrafficManagementConfig) -> Bool {
+    if lhs.enabled != rhs.enabled {return false}
+    if lhs.positionDedupEnabled != rhs.positionDedupEnabled {return false}
+    if lhs.positionPrecisionBits != rhs.positionPrecisionBits {return false}
+    if lhs.positionMinIntervalSecs != rhs.positionMinIntervalSecs {return false}
+    if lhs.nodeinfoDirectResponse != rhs.nodeinfoDirectResponse {return false}
+    if lhs.nodeinfoDirectResponseMaxHops != rhs.nodeinfoDirectResponseMaxHops {return false}
+    if lhs.rateLimitEnabled != rhs.rateLimitEnabled {return false}
+    if lhs.rateLimitWindowSecs != rhs.rateLimitWindowSecs {return false}
+    if lhs.rateLimitMaxPackets != rhs.rateLimitMaxPackets {return false}
+    if lhs.dropUnknownEnabled != rhs.dropUnknownEnabled {return false}
+    if lhs.unknownPacketThreshold != rhs.unknownPacketThreshold {return false}
+    if lhs.exhaustHopTelemetry != rhs.exhaustHopTelemetry {return false}
+    if lhs.exhaustHopPosition != rhs.exhaustHopPosition {return false}
+    if lhs.routerPreserveHops != rhs.routerPreserveHops {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_ModuleConfig.TAKConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Meshtastic_ModuleConfig.protoMessageName + ".TAKConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}team\0\u{1}role\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.team) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.role) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.team != .unspecifedColor {
+      try visitor.visitSingularEnumField(value: self.team, fieldNumber: 1)
+    }
+    if self.role != .unspecifed {
+      try visitor.visitSingularEnumField(value: self.role, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_ModuleConfig.TAKConfig, rhs: Meshtastic_ModuleConfig.TAKConfig) -> Bool {
+    if lhs.team != rhs.team {return false}
+    if lhs.role != rhs.role {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

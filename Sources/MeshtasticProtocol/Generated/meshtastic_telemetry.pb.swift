@@ -511,6 +511,362 @@ public nonisolated struct Meshtastic_LocalStats: Sendable {
 
 /// The remaining variants (air quality, health, host, traffic management) are
 /// not modelled yet; their fields stay in unknown fields and are re-encoded as is.
+public nonisolated struct Meshtastic_AirQualityMetrics: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var pm10Standard: UInt32 {
+    get {_storage._pm10Standard ?? 0}
+    set {_uniqueStorage()._pm10Standard = newValue}
+  }
+  /// Returns true if `pm10Standard` has been explicitly set.
+  public var hasPm10Standard: Bool {_storage._pm10Standard != nil}
+  /// Clears the value of `pm10Standard`. Subsequent reads from it will return its default value.
+  public mutating func clearPm10Standard() {_uniqueStorage()._pm10Standard = nil}
+
+  public var pm25Standard: UInt32 {
+    get {_storage._pm25Standard ?? 0}
+    set {_uniqueStorage()._pm25Standard = newValue}
+  }
+  /// Returns true if `pm25Standard` has been explicitly set.
+  public var hasPm25Standard: Bool {_storage._pm25Standard != nil}
+  /// Clears the value of `pm25Standard`. Subsequent reads from it will return its default value.
+  public mutating func clearPm25Standard() {_uniqueStorage()._pm25Standard = nil}
+
+  public var pm100Standard: UInt32 {
+    get {_storage._pm100Standard ?? 0}
+    set {_uniqueStorage()._pm100Standard = newValue}
+  }
+  /// Returns true if `pm100Standard` has been explicitly set.
+  public var hasPm100Standard: Bool {_storage._pm100Standard != nil}
+  /// Clears the value of `pm100Standard`. Subsequent reads from it will return its default value.
+  public mutating func clearPm100Standard() {_uniqueStorage()._pm100Standard = nil}
+
+  public var pm10Environmental: UInt32 {
+    get {_storage._pm10Environmental ?? 0}
+    set {_uniqueStorage()._pm10Environmental = newValue}
+  }
+  /// Returns true if `pm10Environmental` has been explicitly set.
+  public var hasPm10Environmental: Bool {_storage._pm10Environmental != nil}
+  /// Clears the value of `pm10Environmental`. Subsequent reads from it will return its default value.
+  public mutating func clearPm10Environmental() {_uniqueStorage()._pm10Environmental = nil}
+
+  public var pm25Environmental: UInt32 {
+    get {_storage._pm25Environmental ?? 0}
+    set {_uniqueStorage()._pm25Environmental = newValue}
+  }
+  /// Returns true if `pm25Environmental` has been explicitly set.
+  public var hasPm25Environmental: Bool {_storage._pm25Environmental != nil}
+  /// Clears the value of `pm25Environmental`. Subsequent reads from it will return its default value.
+  public mutating func clearPm25Environmental() {_uniqueStorage()._pm25Environmental = nil}
+
+  public var pm100Environmental: UInt32 {
+    get {_storage._pm100Environmental ?? 0}
+    set {_uniqueStorage()._pm100Environmental = newValue}
+  }
+  /// Returns true if `pm100Environmental` has been explicitly set.
+  public var hasPm100Environmental: Bool {_storage._pm100Environmental != nil}
+  /// Clears the value of `pm100Environmental`. Subsequent reads from it will return its default value.
+  public mutating func clearPm100Environmental() {_uniqueStorage()._pm100Environmental = nil}
+
+  public var particles03Um: UInt32 {
+    get {_storage._particles03Um ?? 0}
+    set {_uniqueStorage()._particles03Um = newValue}
+  }
+  /// Returns true if `particles03Um` has been explicitly set.
+  public var hasParticles03Um: Bool {_storage._particles03Um != nil}
+  /// Clears the value of `particles03Um`. Subsequent reads from it will return its default value.
+  public mutating func clearParticles03Um() {_uniqueStorage()._particles03Um = nil}
+
+  public var particles05Um: UInt32 {
+    get {_storage._particles05Um ?? 0}
+    set {_uniqueStorage()._particles05Um = newValue}
+  }
+  /// Returns true if `particles05Um` has been explicitly set.
+  public var hasParticles05Um: Bool {_storage._particles05Um != nil}
+  /// Clears the value of `particles05Um`. Subsequent reads from it will return its default value.
+  public mutating func clearParticles05Um() {_uniqueStorage()._particles05Um = nil}
+
+  public var particles10Um: UInt32 {
+    get {_storage._particles10Um ?? 0}
+    set {_uniqueStorage()._particles10Um = newValue}
+  }
+  /// Returns true if `particles10Um` has been explicitly set.
+  public var hasParticles10Um: Bool {_storage._particles10Um != nil}
+  /// Clears the value of `particles10Um`. Subsequent reads from it will return its default value.
+  public mutating func clearParticles10Um() {_uniqueStorage()._particles10Um = nil}
+
+  public var particles25Um: UInt32 {
+    get {_storage._particles25Um ?? 0}
+    set {_uniqueStorage()._particles25Um = newValue}
+  }
+  /// Returns true if `particles25Um` has been explicitly set.
+  public var hasParticles25Um: Bool {_storage._particles25Um != nil}
+  /// Clears the value of `particles25Um`. Subsequent reads from it will return its default value.
+  public mutating func clearParticles25Um() {_uniqueStorage()._particles25Um = nil}
+
+  public var particles50Um: UInt32 {
+    get {_storage._particles50Um ?? 0}
+    set {_uniqueStorage()._particles50Um = newValue}
+  }
+  /// Returns true if `particles50Um` has been explicitly set.
+  public var hasParticles50Um: Bool {_storage._particles50Um != nil}
+  /// Clears the value of `particles50Um`. Subsequent reads from it will return its default value.
+  public mutating func clearParticles50Um() {_uniqueStorage()._particles50Um = nil}
+
+  public var particles100Um: UInt32 {
+    get {_storage._particles100Um ?? 0}
+    set {_uniqueStorage()._particles100Um = newValue}
+  }
+  /// Returns true if `particles100Um` has been explicitly set.
+  public var hasParticles100Um: Bool {_storage._particles100Um != nil}
+  /// Clears the value of `particles100Um`. Subsequent reads from it will return its default value.
+  public mutating func clearParticles100Um() {_uniqueStorage()._particles100Um = nil}
+
+  public var co2: UInt32 {
+    get {_storage._co2 ?? 0}
+    set {_uniqueStorage()._co2 = newValue}
+  }
+  /// Returns true if `co2` has been explicitly set.
+  public var hasCo2: Bool {_storage._co2 != nil}
+  /// Clears the value of `co2`. Subsequent reads from it will return its default value.
+  public mutating func clearCo2() {_uniqueStorage()._co2 = nil}
+
+  public var co2Temperature: Float {
+    get {_storage._co2Temperature ?? 0}
+    set {_uniqueStorage()._co2Temperature = newValue}
+  }
+  /// Returns true if `co2Temperature` has been explicitly set.
+  public var hasCo2Temperature: Bool {_storage._co2Temperature != nil}
+  /// Clears the value of `co2Temperature`. Subsequent reads from it will return its default value.
+  public mutating func clearCo2Temperature() {_uniqueStorage()._co2Temperature = nil}
+
+  public var co2Humidity: Float {
+    get {_storage._co2Humidity ?? 0}
+    set {_uniqueStorage()._co2Humidity = newValue}
+  }
+  /// Returns true if `co2Humidity` has been explicitly set.
+  public var hasCo2Humidity: Bool {_storage._co2Humidity != nil}
+  /// Clears the value of `co2Humidity`. Subsequent reads from it will return its default value.
+  public mutating func clearCo2Humidity() {_uniqueStorage()._co2Humidity = nil}
+
+  public var formFormaldehyde: Float {
+    get {_storage._formFormaldehyde ?? 0}
+    set {_uniqueStorage()._formFormaldehyde = newValue}
+  }
+  /// Returns true if `formFormaldehyde` has been explicitly set.
+  public var hasFormFormaldehyde: Bool {_storage._formFormaldehyde != nil}
+  /// Clears the value of `formFormaldehyde`. Subsequent reads from it will return its default value.
+  public mutating func clearFormFormaldehyde() {_uniqueStorage()._formFormaldehyde = nil}
+
+  public var formHumidity: Float {
+    get {_storage._formHumidity ?? 0}
+    set {_uniqueStorage()._formHumidity = newValue}
+  }
+  /// Returns true if `formHumidity` has been explicitly set.
+  public var hasFormHumidity: Bool {_storage._formHumidity != nil}
+  /// Clears the value of `formHumidity`. Subsequent reads from it will return its default value.
+  public mutating func clearFormHumidity() {_uniqueStorage()._formHumidity = nil}
+
+  public var formTemperature: Float {
+    get {_storage._formTemperature ?? 0}
+    set {_uniqueStorage()._formTemperature = newValue}
+  }
+  /// Returns true if `formTemperature` has been explicitly set.
+  public var hasFormTemperature: Bool {_storage._formTemperature != nil}
+  /// Clears the value of `formTemperature`. Subsequent reads from it will return its default value.
+  public mutating func clearFormTemperature() {_uniqueStorage()._formTemperature = nil}
+
+  public var pm40Standard: UInt32 {
+    get {_storage._pm40Standard ?? 0}
+    set {_uniqueStorage()._pm40Standard = newValue}
+  }
+  /// Returns true if `pm40Standard` has been explicitly set.
+  public var hasPm40Standard: Bool {_storage._pm40Standard != nil}
+  /// Clears the value of `pm40Standard`. Subsequent reads from it will return its default value.
+  public mutating func clearPm40Standard() {_uniqueStorage()._pm40Standard = nil}
+
+  public var particles40Um: UInt32 {
+    get {_storage._particles40Um ?? 0}
+    set {_uniqueStorage()._particles40Um = newValue}
+  }
+  /// Returns true if `particles40Um` has been explicitly set.
+  public var hasParticles40Um: Bool {_storage._particles40Um != nil}
+  /// Clears the value of `particles40Um`. Subsequent reads from it will return its default value.
+  public mutating func clearParticles40Um() {_uniqueStorage()._particles40Um = nil}
+
+  public var pmTemperature: Float {
+    get {_storage._pmTemperature ?? 0}
+    set {_uniqueStorage()._pmTemperature = newValue}
+  }
+  /// Returns true if `pmTemperature` has been explicitly set.
+  public var hasPmTemperature: Bool {_storage._pmTemperature != nil}
+  /// Clears the value of `pmTemperature`. Subsequent reads from it will return its default value.
+  public mutating func clearPmTemperature() {_uniqueStorage()._pmTemperature = nil}
+
+  public var pmHumidity: Float {
+    get {_storage._pmHumidity ?? 0}
+    set {_uniqueStorage()._pmHumidity = newValue}
+  }
+  /// Returns true if `pmHumidity` has been explicitly set.
+  public var hasPmHumidity: Bool {_storage._pmHumidity != nil}
+  /// Clears the value of `pmHumidity`. Subsequent reads from it will return its default value.
+  public mutating func clearPmHumidity() {_uniqueStorage()._pmHumidity = nil}
+
+  public var pmVocIdx: Float {
+    get {_storage._pmVocIdx ?? 0}
+    set {_uniqueStorage()._pmVocIdx = newValue}
+  }
+  /// Returns true if `pmVocIdx` has been explicitly set.
+  public var hasPmVocIdx: Bool {_storage._pmVocIdx != nil}
+  /// Clears the value of `pmVocIdx`. Subsequent reads from it will return its default value.
+  public mutating func clearPmVocIdx() {_uniqueStorage()._pmVocIdx = nil}
+
+  public var pmNoxIdx: Float {
+    get {_storage._pmNoxIdx ?? 0}
+    set {_uniqueStorage()._pmNoxIdx = newValue}
+  }
+  /// Returns true if `pmNoxIdx` has been explicitly set.
+  public var hasPmNoxIdx: Bool {_storage._pmNoxIdx != nil}
+  /// Clears the value of `pmNoxIdx`. Subsequent reads from it will return its default value.
+  public mutating func clearPmNoxIdx() {_uniqueStorage()._pmNoxIdx = nil}
+
+  public var particlesTps: Float {
+    get {_storage._particlesTps ?? 0}
+    set {_uniqueStorage()._particlesTps = newValue}
+  }
+  /// Returns true if `particlesTps` has been explicitly set.
+  public var hasParticlesTps: Bool {_storage._particlesTps != nil}
+  /// Clears the value of `particlesTps`. Subsequent reads from it will return its default value.
+  public mutating func clearParticlesTps() {_uniqueStorage()._particlesTps = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Meshtastic_HealthMetrics: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var heartBpm: UInt32 {
+    get {_heartBpm ?? 0}
+    set {_heartBpm = newValue}
+  }
+  /// Returns true if `heartBpm` has been explicitly set.
+  public var hasHeartBpm: Bool {self._heartBpm != nil}
+  /// Clears the value of `heartBpm`. Subsequent reads from it will return its default value.
+  public mutating func clearHeartBpm() {self._heartBpm = nil}
+
+  public var spO2: UInt32 {
+    get {_spO2 ?? 0}
+    set {_spO2 = newValue}
+  }
+  /// Returns true if `spO2` has been explicitly set.
+  public var hasSpO2: Bool {self._spO2 != nil}
+  /// Clears the value of `spO2`. Subsequent reads from it will return its default value.
+  public mutating func clearSpO2() {self._spO2 = nil}
+
+  public var temperature: Float {
+    get {_temperature ?? 0}
+    set {_temperature = newValue}
+  }
+  /// Returns true if `temperature` has been explicitly set.
+  public var hasTemperature: Bool {self._temperature != nil}
+  /// Clears the value of `temperature`. Subsequent reads from it will return its default value.
+  public mutating func clearTemperature() {self._temperature = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _heartBpm: UInt32? = nil
+  fileprivate var _spO2: UInt32? = nil
+  fileprivate var _temperature: Float? = nil
+}
+
+/// A Linux host running the firmware (meshtasticd) reports these; the byte counts are 64-bit.
+public nonisolated struct Meshtastic_HostMetrics: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var uptimeSeconds: UInt32 = 0
+
+  public var freememBytes: UInt64 = 0
+
+  public var diskfree1Bytes: UInt64 = 0
+
+  public var diskfree2Bytes: UInt64 {
+    get {_diskfree2Bytes ?? 0}
+    set {_diskfree2Bytes = newValue}
+  }
+  /// Returns true if `diskfree2Bytes` has been explicitly set.
+  public var hasDiskfree2Bytes: Bool {self._diskfree2Bytes != nil}
+  /// Clears the value of `diskfree2Bytes`. Subsequent reads from it will return its default value.
+  public mutating func clearDiskfree2Bytes() {self._diskfree2Bytes = nil}
+
+  public var diskfree3Bytes: UInt64 {
+    get {_diskfree3Bytes ?? 0}
+    set {_diskfree3Bytes = newValue}
+  }
+  /// Returns true if `diskfree3Bytes` has been explicitly set.
+  public var hasDiskfree3Bytes: Bool {self._diskfree3Bytes != nil}
+  /// Clears the value of `diskfree3Bytes`. Subsequent reads from it will return its default value.
+  public mutating func clearDiskfree3Bytes() {self._diskfree3Bytes = nil}
+
+  public var load1: UInt32 = 0
+
+  public var load5: UInt32 = 0
+
+  public var load15: UInt32 = 0
+
+  public var userString: String {
+    get {_userString ?? String()}
+    set {_userString = newValue}
+  }
+  /// Returns true if `userString` has been explicitly set.
+  public var hasUserString: Bool {self._userString != nil}
+  /// Clears the value of `userString`. Subsequent reads from it will return its default value.
+  public mutating func clearUserString() {self._userString = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _diskfree2Bytes: UInt64? = nil
+  fileprivate var _diskfree3Bytes: UInt64? = nil
+  fileprivate var _userString: String? = nil
+}
+
+public nonisolated struct Meshtastic_TrafficManagementStats: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var packetsInspected: UInt32 = 0
+
+  public var positionDedupDrops: UInt32 = 0
+
+  public var nodeinfoCacheHits: UInt32 = 0
+
+  public var rateLimitDrops: UInt32 = 0
+
+  public var unknownPacketDrops: UInt32 = 0
+
+  public var hopExhaustedPackets: UInt32 = 0
+
+  public var routerHopsPreserved: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Meshtastic_Telemetry: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -542,6 +898,14 @@ public nonisolated struct Meshtastic_Telemetry: @unchecked Sendable {
     set {_uniqueStorage()._variant = .environmentMetrics(newValue)}
   }
 
+  public var airQualityMetrics: Meshtastic_AirQualityMetrics {
+    get {
+      if case .airQualityMetrics(let v)? = _storage._variant {return v}
+      return Meshtastic_AirQualityMetrics()
+    }
+    set {_uniqueStorage()._variant = .airQualityMetrics(newValue)}
+  }
+
   public var powerMetrics: Meshtastic_PowerMetrics {
     get {
       if case .powerMetrics(let v)? = _storage._variant {return v}
@@ -558,13 +922,41 @@ public nonisolated struct Meshtastic_Telemetry: @unchecked Sendable {
     set {_uniqueStorage()._variant = .localStats(newValue)}
   }
 
+  public var healthMetrics: Meshtastic_HealthMetrics {
+    get {
+      if case .healthMetrics(let v)? = _storage._variant {return v}
+      return Meshtastic_HealthMetrics()
+    }
+    set {_uniqueStorage()._variant = .healthMetrics(newValue)}
+  }
+
+  public var hostMetrics: Meshtastic_HostMetrics {
+    get {
+      if case .hostMetrics(let v)? = _storage._variant {return v}
+      return Meshtastic_HostMetrics()
+    }
+    set {_uniqueStorage()._variant = .hostMetrics(newValue)}
+  }
+
+  public var trafficManagementStats: Meshtastic_TrafficManagementStats {
+    get {
+      if case .trafficManagementStats(let v)? = _storage._variant {return v}
+      return Meshtastic_TrafficManagementStats()
+    }
+    set {_uniqueStorage()._variant = .trafficManagementStats(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Variant: Equatable, Sendable {
     case deviceMetrics(Meshtastic_DeviceMetrics)
     case environmentMetrics(Meshtastic_EnvironmentMetrics)
+    case airQualityMetrics(Meshtastic_AirQualityMetrics)
     case powerMetrics(Meshtastic_PowerMetrics)
     case localStats(Meshtastic_LocalStats)
+    case healthMetrics(Meshtastic_HealthMetrics)
+    case hostMetrics(Meshtastic_HostMetrics)
+    case trafficManagementStats(Meshtastic_TrafficManagementStats)
 
   }
 
@@ -1064,9 +1456,425 @@ nonisolated extension Meshtastic_LocalStats: SwiftProtobuf.Message, SwiftProtobu
   }
 }
 
+nonisolated extension Meshtastic_AirQualityMetrics: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AirQualityMetrics"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}pm10_standard\0\u{3}pm25_standard\0\u{3}pm100_standard\0\u{3}pm10_environmental\0\u{3}pm25_environmental\0\u{3}pm100_environmental\0\u{3}particles_03um\0\u{3}particles_05um\0\u{3}particles_10um\0\u{3}particles_25um\0\u{3}particles_50um\0\u{3}particles_100um\0\u{1}co2\0\u{3}co2_temperature\0\u{3}co2_humidity\0\u{3}form_formaldehyde\0\u{3}form_humidity\0\u{3}form_temperature\0\u{3}pm40_standard\0\u{3}particles_40um\0\u{3}pm_temperature\0\u{3}pm_humidity\0\u{3}pm_voc_idx\0\u{3}pm_nox_idx\0\u{3}particles_tps\0")
+
+  fileprivate class _StorageClass {
+    var _pm10Standard: UInt32? = nil
+    var _pm25Standard: UInt32? = nil
+    var _pm100Standard: UInt32? = nil
+    var _pm10Environmental: UInt32? = nil
+    var _pm25Environmental: UInt32? = nil
+    var _pm100Environmental: UInt32? = nil
+    var _particles03Um: UInt32? = nil
+    var _particles05Um: UInt32? = nil
+    var _particles10Um: UInt32? = nil
+    var _particles25Um: UInt32? = nil
+    var _particles50Um: UInt32? = nil
+    var _particles100Um: UInt32? = nil
+    var _co2: UInt32? = nil
+    var _co2Temperature: Float? = nil
+    var _co2Humidity: Float? = nil
+    var _formFormaldehyde: Float? = nil
+    var _formHumidity: Float? = nil
+    var _formTemperature: Float? = nil
+    var _pm40Standard: UInt32? = nil
+    var _particles40Um: UInt32? = nil
+    var _pmTemperature: Float? = nil
+    var _pmHumidity: Float? = nil
+    var _pmVocIdx: Float? = nil
+    var _pmNoxIdx: Float? = nil
+    var _particlesTps: Float? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _pm10Standard = source._pm10Standard
+      _pm25Standard = source._pm25Standard
+      _pm100Standard = source._pm100Standard
+      _pm10Environmental = source._pm10Environmental
+      _pm25Environmental = source._pm25Environmental
+      _pm100Environmental = source._pm100Environmental
+      _particles03Um = source._particles03Um
+      _particles05Um = source._particles05Um
+      _particles10Um = source._particles10Um
+      _particles25Um = source._particles25Um
+      _particles50Um = source._particles50Um
+      _particles100Um = source._particles100Um
+      _co2 = source._co2
+      _co2Temperature = source._co2Temperature
+      _co2Humidity = source._co2Humidity
+      _formFormaldehyde = source._formFormaldehyde
+      _formHumidity = source._formHumidity
+      _formTemperature = source._formTemperature
+      _pm40Standard = source._pm40Standard
+      _particles40Um = source._particles40Um
+      _pmTemperature = source._pmTemperature
+      _pmHumidity = source._pmHumidity
+      _pmVocIdx = source._pmVocIdx
+      _pmNoxIdx = source._pmNoxIdx
+      _particlesTps = source._particlesTps
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt32Field(value: &_storage._pm10Standard) }()
+        case 2: try { try decoder.decodeSingularUInt32Field(value: &_storage._pm25Standard) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._pm100Standard) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._pm10Environmental) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._pm25Environmental) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._pm100Environmental) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._particles03Um) }()
+        case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._particles05Um) }()
+        case 9: try { try decoder.decodeSingularUInt32Field(value: &_storage._particles10Um) }()
+        case 10: try { try decoder.decodeSingularUInt32Field(value: &_storage._particles25Um) }()
+        case 11: try { try decoder.decodeSingularUInt32Field(value: &_storage._particles50Um) }()
+        case 12: try { try decoder.decodeSingularUInt32Field(value: &_storage._particles100Um) }()
+        case 13: try { try decoder.decodeSingularUInt32Field(value: &_storage._co2) }()
+        case 14: try { try decoder.decodeSingularFloatField(value: &_storage._co2Temperature) }()
+        case 15: try { try decoder.decodeSingularFloatField(value: &_storage._co2Humidity) }()
+        case 16: try { try decoder.decodeSingularFloatField(value: &_storage._formFormaldehyde) }()
+        case 17: try { try decoder.decodeSingularFloatField(value: &_storage._formHumidity) }()
+        case 18: try { try decoder.decodeSingularFloatField(value: &_storage._formTemperature) }()
+        case 19: try { try decoder.decodeSingularUInt32Field(value: &_storage._pm40Standard) }()
+        case 20: try { try decoder.decodeSingularUInt32Field(value: &_storage._particles40Um) }()
+        case 21: try { try decoder.decodeSingularFloatField(value: &_storage._pmTemperature) }()
+        case 22: try { try decoder.decodeSingularFloatField(value: &_storage._pmHumidity) }()
+        case 23: try { try decoder.decodeSingularFloatField(value: &_storage._pmVocIdx) }()
+        case 24: try { try decoder.decodeSingularFloatField(value: &_storage._pmNoxIdx) }()
+        case 25: try { try decoder.decodeSingularFloatField(value: &_storage._particlesTps) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._pm10Standard {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._pm25Standard {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+      } }()
+      try { if let v = _storage._pm100Standard {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+      } }()
+      try { if let v = _storage._pm10Environmental {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 4)
+      } }()
+      try { if let v = _storage._pm25Environmental {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 5)
+      } }()
+      try { if let v = _storage._pm100Environmental {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 6)
+      } }()
+      try { if let v = _storage._particles03Um {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 7)
+      } }()
+      try { if let v = _storage._particles05Um {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 8)
+      } }()
+      try { if let v = _storage._particles10Um {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._particles25Um {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 10)
+      } }()
+      try { if let v = _storage._particles50Um {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 11)
+      } }()
+      try { if let v = _storage._particles100Um {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 12)
+      } }()
+      try { if let v = _storage._co2 {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 13)
+      } }()
+      try { if let v = _storage._co2Temperature {
+        try visitor.visitSingularFloatField(value: v, fieldNumber: 14)
+      } }()
+      try { if let v = _storage._co2Humidity {
+        try visitor.visitSingularFloatField(value: v, fieldNumber: 15)
+      } }()
+      try { if let v = _storage._formFormaldehyde {
+        try visitor.visitSingularFloatField(value: v, fieldNumber: 16)
+      } }()
+      try { if let v = _storage._formHumidity {
+        try visitor.visitSingularFloatField(value: v, fieldNumber: 17)
+      } }()
+      try { if let v = _storage._formTemperature {
+        try visitor.visitSingularFloatField(value: v, fieldNumber: 18)
+      } }()
+      try { if let v = _storage._pm40Standard {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 19)
+      } }()
+      try { if let v = _storage._particles40Um {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 20)
+      } }()
+      try { if let v = _storage._pmTemperature {
+        try visitor.visitSingularFloatField(value: v, fieldNumber: 21)
+      } }()
+      try { if let v = _storage._pmHumidity {
+        try visitor.visitSingularFloatField(value: v, fieldNumber: 22)
+      } }()
+      try { if let v = _storage._pmVocIdx {
+        try visitor.visitSingularFloatField(value: v, fieldNumber: 23)
+      } }()
+      try { if let v = _storage._pmNoxIdx {
+        try visitor.visitSingularFloatField(value: v, fieldNumber: 24)
+      } }()
+      try { if let v = _storage._particlesTps {
+        try visitor.visitSingularFloatField(value: v, fieldNumber: 25)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_AirQualityMetrics, rhs: Meshtastic_AirQualityMetrics) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._pm10Standard != rhs_storage._pm10Standard {return false}
+        if _storage._pm25Standard != rhs_storage._pm25Standard {return false}
+        if _storage._pm100Standard != rhs_storage._pm100Standard {return false}
+        if _storage._pm10Environmental != rhs_storage._pm10Environmental {return false}
+        if _storage._pm25Environmental != rhs_storage._pm25Environmental {return false}
+        if _storage._pm100Environmental != rhs_storage._pm100Environmental {return false}
+        if _storage._particles03Um != rhs_storage._particles03Um {return false}
+        if _storage._particles05Um != rhs_storage._particles05Um {return false}
+        if _storage._particles10Um != rhs_storage._particles10Um {return false}
+        if _storage._particles25Um != rhs_storage._particles25Um {return false}
+        if _storage._particles50Um != rhs_storage._particles50Um {return false}
+        if _storage._particles100Um != rhs_storage._particles100Um {return false}
+        if _storage._co2 != rhs_storage._co2 {return false}
+        if _storage._co2Temperature != rhs_storage._co2Temperature {return false}
+        if _storage._co2Humidity != rhs_storage._co2Humidity {return false}
+        if _storage._formFormaldehyde != rhs_storage._formFormaldehyde {return false}
+        if _storage._formHumidity != rhs_storage._formHumidity {return false}
+        if _storage._formTemperature != rhs_storage._formTemperature {return false}
+        if _storage._pm40Standard != rhs_storage._pm40Standard {return false}
+        if _storage._particles40Um != rhs_storage._particles40Um {return false}
+        if _storage._pmTemperature != rhs_storage._pmTemperature {return false}
+        if _storage._pmHumidity != rhs_storage._pmHumidity {return false}
+        if _storage._pmVocIdx != rhs_storage._pmVocIdx {return false}
+        if _storage._pmNoxIdx != rhs_storage._pmNoxIdx {return false}
+        if _storage._particlesTps != rhs_storage._particlesTps {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_HealthMetrics: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HealthMetrics"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}heart_bpm\0\u{1}spO2\0\u{1}temperature\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._heartBpm) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._spO2) }()
+      case 3: try { try decoder.decodeSingularFloatField(value: &self._temperature) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._heartBpm {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._spO2 {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._temperature {
+      try visitor.visitSingularFloatField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_HealthMetrics, rhs: Meshtastic_HealthMetrics) -> Bool {
+    if lhs._heartBpm != rhs._heartBpm {return false}
+    if lhs._spO2 != rhs._spO2 {return false}
+    if lhs._temperature != rhs._temperature {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_HostMetrics: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HostMetrics"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}uptime_seconds\0\u{3}freemem_bytes\0\u{3}diskfree1_bytes\0\u{3}diskfree2_bytes\0\u{3}diskfree3_bytes\0\u{1}load1\0\u{1}load5\0\u{1}load15\0\u{3}user_string\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.uptimeSeconds) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.freememBytes) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.diskfree1Bytes) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self._diskfree2Bytes) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self._diskfree3Bytes) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.load1) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.load5) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.load15) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self._userString) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.uptimeSeconds != 0 {
+      try visitor.visitSingularUInt32Field(value: self.uptimeSeconds, fieldNumber: 1)
+    }
+    if self.freememBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.freememBytes, fieldNumber: 2)
+    }
+    if self.diskfree1Bytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.diskfree1Bytes, fieldNumber: 3)
+    }
+    try { if let v = self._diskfree2Bytes {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._diskfree3Bytes {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 5)
+    } }()
+    if self.load1 != 0 {
+      try visitor.visitSingularUInt32Field(value: self.load1, fieldNumber: 6)
+    }
+    if self.load5 != 0 {
+      try visitor.visitSingularUInt32Field(value: self.load5, fieldNumber: 7)
+    }
+    if self.load15 != 0 {
+      try visitor.visitSingularUInt32Field(value: self.load15, fieldNumber: 8)
+    }
+    try { if let v = self._userString {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 9)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_HostMetrics, rhs: Meshtastic_HostMetrics) -> Bool {
+    if lhs.uptimeSeconds != rhs.uptimeSeconds {return false}
+    if lhs.freememBytes != rhs.freememBytes {return false}
+    if lhs.diskfree1Bytes != rhs.diskfree1Bytes {return false}
+    if lhs._diskfree2Bytes != rhs._diskfree2Bytes {return false}
+    if lhs._diskfree3Bytes != rhs._diskfree3Bytes {return false}
+    if lhs.load1 != rhs.load1 {return false}
+    if lhs.load5 != rhs.load5 {return false}
+    if lhs.load15 != rhs.load15 {return false}
+    if lhs._userString != rhs._userString {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_TrafficManagementStats: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TrafficManagementStats"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}packets_inspected\0\u{3}position_dedup_drops\0\u{3}nodeinfo_cache_hits\0\u{3}rate_limit_drops\0\u{3}unknown_packet_drops\0\u{3}hop_exhausted_packets\0\u{3}router_hops_preserved\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.packetsInspected) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.positionDedupDrops) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.nodeinfoCacheHits) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.rateLimitDrops) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.unknownPacketDrops) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.hopExhaustedPackets) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.routerHopsPreserved) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.packetsInspected != 0 {
+      try visitor.visitSingularUInt32Field(value: self.packetsInspected, fieldNumber: 1)
+    }
+    if self.positionDedupDrops != 0 {
+      try visitor.visitSingularUInt32Field(value: self.positionDedupDrops, fieldNumber: 2)
+    }
+    if self.nodeinfoCacheHits != 0 {
+      try visitor.visitSingularUInt32Field(value: self.nodeinfoCacheHits, fieldNumber: 3)
+    }
+    if self.rateLimitDrops != 0 {
+      try visitor.visitSingularUInt32Field(value: self.rateLimitDrops, fieldNumber: 4)
+    }
+    if self.unknownPacketDrops != 0 {
+      try visitor.visitSingularUInt32Field(value: self.unknownPacketDrops, fieldNumber: 5)
+    }
+    if self.hopExhaustedPackets != 0 {
+      try visitor.visitSingularUInt32Field(value: self.hopExhaustedPackets, fieldNumber: 6)
+    }
+    if self.routerHopsPreserved != 0 {
+      try visitor.visitSingularUInt32Field(value: self.routerHopsPreserved, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_TrafficManagementStats, rhs: Meshtastic_TrafficManagementStats) -> Bool {
+    if lhs.packetsInspected != rhs.packetsInspected {return false}
+    if lhs.positionDedupDrops != rhs.positionDedupDrops {return false}
+    if lhs.nodeinfoCacheHits != rhs.nodeinfoCacheHits {return false}
+    if lhs.rateLimitDrops != rhs.rateLimitDrops {return false}
+    if lhs.unknownPacketDrops != rhs.unknownPacketDrops {return false}
+    if lhs.hopExhaustedPackets != rhs.hopExhaustedPackets {return false}
+    if lhs.routerHopsPreserved != rhs.routerHopsPreserved {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Meshtastic_Telemetry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Telemetry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}time\0\u{3}device_metrics\0\u{3}environment_metrics\0\u{4}\u{2}power_metrics\0\u{3}local_stats\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}time\0\u{3}device_metrics\0\u{3}environment_metrics\0\u{3}air_quality_metrics\0\u{3}power_metrics\0\u{3}local_stats\0\u{3}health_metrics\0\u{3}host_metrics\0\u{3}traffic_management_stats\0")
 
   fileprivate class _StorageClass {
     var _time: UInt32 = 0
@@ -1128,6 +1936,19 @@ nonisolated extension Meshtastic_Telemetry: SwiftProtobuf.Message, SwiftProtobuf
             _storage._variant = .environmentMetrics(v)
           }
         }()
+        case 4: try {
+          var v: Meshtastic_AirQualityMetrics?
+          var hadOneofValue = false
+          if let current = _storage._variant {
+            hadOneofValue = true
+            if case .airQualityMetrics(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._variant = .airQualityMetrics(v)
+          }
+        }()
         case 5: try {
           var v: Meshtastic_PowerMetrics?
           var hadOneofValue = false
@@ -1154,6 +1975,45 @@ nonisolated extension Meshtastic_Telemetry: SwiftProtobuf.Message, SwiftProtobuf
             _storage._variant = .localStats(v)
           }
         }()
+        case 7: try {
+          var v: Meshtastic_HealthMetrics?
+          var hadOneofValue = false
+          if let current = _storage._variant {
+            hadOneofValue = true
+            if case .healthMetrics(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._variant = .healthMetrics(v)
+          }
+        }()
+        case 8: try {
+          var v: Meshtastic_HostMetrics?
+          var hadOneofValue = false
+          if let current = _storage._variant {
+            hadOneofValue = true
+            if case .hostMetrics(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._variant = .hostMetrics(v)
+          }
+        }()
+        case 9: try {
+          var v: Meshtastic_TrafficManagementStats?
+          var hadOneofValue = false
+          if let current = _storage._variant {
+            hadOneofValue = true
+            if case .trafficManagementStats(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._variant = .trafficManagementStats(v)
+          }
+        }()
         default: break
         }
       }
@@ -1178,6 +2038,10 @@ nonisolated extension Meshtastic_Telemetry: SwiftProtobuf.Message, SwiftProtobuf
         guard case .environmentMetrics(let v)? = _storage._variant else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
       }()
+      case .airQualityMetrics?: try {
+        guard case .airQualityMetrics(let v)? = _storage._variant else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      }()
       case .powerMetrics?: try {
         guard case .powerMetrics(let v)? = _storage._variant else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
@@ -1185,6 +2049,18 @@ nonisolated extension Meshtastic_Telemetry: SwiftProtobuf.Message, SwiftProtobuf
       case .localStats?: try {
         guard case .localStats(let v)? = _storage._variant else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      }()
+      case .healthMetrics?: try {
+        guard case .healthMetrics(let v)? = _storage._variant else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      }()
+      case .hostMetrics?: try {
+        guard case .hostMetrics(let v)? = _storage._variant else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      }()
+      case .trafficManagementStats?: try {
+        guard case .trafficManagementStats(let v)? = _storage._variant else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
       }()
       case nil: break
       }

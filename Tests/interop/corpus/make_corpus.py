@@ -5,7 +5,7 @@ the list; the output is committed so tests do not depend on this script's enviro
 import os
 
 from meshtastic.protobuf import (
-    admin_pb2, channel_pb2, config_pb2, mesh_pb2, module_config_pb2, portnums_pb2, telemetry_pb2,
+    admin_pb2, atak_pb2, channel_pb2, config_pb2, mesh_pb2, module_config_pb2, portnums_pb2, telemetry_pb2,
 )
 
 SENDER = 0x1A2B3C4D
@@ -75,6 +75,13 @@ add("telemetry_power", packet(T.TELEMETRY_APP, sub(telemetry_pb2.Telemetry(power
     ch1_voltage=12.5, ch1_current=-250.0, ch2_voltage=5.0)))))
 add("telemetry_local_stats", packet(T.TELEMETRY_APP, sub(telemetry_pb2.Telemetry(local_stats=telemetry_pb2.LocalStats(
     uptime_seconds=3600, channel_utilization=5.5, num_packets_tx=100, num_packets_rx=2000, num_online_nodes=12, num_total_nodes=40)))))
+add("telemetry_air_quality", packet(T.TELEMETRY_APP, sub(telemetry_pb2.Telemetry(air_quality_metrics=telemetry_pb2.AirQualityMetrics(
+    pm25_standard=12, pm10_standard=0, co2=415, co2_temperature=21.5)))))
+add("telemetry_health", packet(T.TELEMETRY_APP, sub(telemetry_pb2.Telemetry(health_metrics=telemetry_pb2.HealthMetrics(heart_bpm=72, spO2=98)))))
+add("telemetry_host_64bit", packet(T.TELEMETRY_APP, sub(telemetry_pb2.Telemetry(host_metrics=telemetry_pb2.HostMetrics(
+    uptime_seconds=86400, freemem_bytes=18446744073709551615, diskfree1_bytes=9007199254740993, load1=150, user_string="pi")))))
+add("telemetry_traffic_management", packet(T.TELEMETRY_APP, sub(telemetry_pb2.Telemetry(traffic_management_stats=telemetry_pb2.TrafficManagementStats(
+    packets_inspected=1000, rate_limit_drops=3)))))
 # Routing.
 ack = packet(T.ROUTING_APP, sub(mesh_pb2.Routing(error_reason=mesh_pb2.Routing.NONE)), to=LOCAL)
 ack.packet.decoded.request_id = 0x0BADF00D
@@ -116,9 +123,27 @@ add("channel_disabled", mesh_pb2.FromRadio(channel=channel_pb2.Channel(index=7))
 add("config_lora", mesh_pb2.FromRadio(config=config_pb2.Config(lora=config_pb2.Config.LoRaConfig(use_preset=True, modem_preset=config_pb2.Config.LoRaConfig.LONG_FAST,
     region=config_pb2.Config.LoRaConfig.EU_868, hop_limit=3, tx_enabled=True, tx_power=27, sx126x_rx_boosted_gain=True))))
 add("config_device", mesh_pb2.FromRadio(config=config_pb2.Config(device=config_pb2.Config.DeviceConfig(role=config_pb2.Config.DeviceConfig.CLIENT_MUTE, node_info_broadcast_secs=10800))))
+add("config_device_buzzer", mesh_pb2.FromRadio(config=config_pb2.Config(device=config_pb2.Config.DeviceConfig(buzzer_mode=config_pb2.Config.DeviceConfig.DIRECT_MSG_ONLY, tzdef="CET-1CEST"))))
+add("config_sessionkey", mesh_pb2.FromRadio(config=config_pb2.Config(sessionkey=config_pb2.Config.SessionkeyConfig())))
 add("config_position", mesh_pb2.FromRadio(config=config_pb2.Config(position=config_pb2.Config.PositionConfig(position_broadcast_secs=900, gps_mode=config_pb2.Config.PositionConfig.ENABLED))))
 add("module_config_mqtt", mesh_pb2.FromRadio(moduleConfig=module_config_pb2.ModuleConfig(mqtt=module_config_pb2.ModuleConfig.MQTTConfig(enabled=True, address="mqtt.example.org", root="msh/EU_868"))))
 add("module_config_telemetry", mesh_pb2.FromRadio(moduleConfig=module_config_pb2.ModuleConfig(telemetry=module_config_pb2.ModuleConfig.TelemetryConfig(device_update_interval=1800))))
+M = module_config_pb2.ModuleConfig
+add("module_config_serial", mesh_pb2.FromRadio(moduleConfig=M(serial=M.SerialConfig(enabled=True, baud=M.SerialConfig.BAUD_38400, mode=M.SerialConfig.NMEA, timeout=15))))
+add("module_config_external_notification", mesh_pb2.FromRadio(moduleConfig=M(external_notification=M.ExternalNotificationConfig(enabled=True, output_ms=1000, alert_bell_buzzer=True, nag_timeout=60))))
+add("module_config_store_forward", mesh_pb2.FromRadio(moduleConfig=M(store_forward=M.StoreForwardConfig(enabled=True, records=3000, history_return_max=100, is_server=True))))
+add("module_config_range_test", mesh_pb2.FromRadio(moduleConfig=M(range_test=M.RangeTestConfig(enabled=True, sender=30, save=True))))
+add("module_config_canned_message", mesh_pb2.FromRadio(moduleConfig=M(canned_message=M.CannedMessageConfig(enabled=True, inputbroker_event_cw=M.CannedMessageConfig.UP, allow_input_source="rotEnc1"))))
+add("module_config_audio", mesh_pb2.FromRadio(moduleConfig=M(audio=M.AudioConfig(codec2_enabled=True, bitrate=M.AudioConfig.CODEC2_700B))))
+add("module_config_remote_hardware", mesh_pb2.FromRadio(moduleConfig=M(remote_hardware=M.RemoteHardwareConfig(enabled=True,
+    available_pins=[module_config_pb2.RemoteHardwarePin(gpio_pin=4, name="relay", type=module_config_pb2.DIGITAL_WRITE)]))))
+add("module_config_neighbor_info", mesh_pb2.FromRadio(moduleConfig=M(neighbor_info=M.NeighborInfoConfig(enabled=True, update_interval=14400, transmit_over_lora=True))))
+add("module_config_ambient_lighting", mesh_pb2.FromRadio(moduleConfig=M(ambient_lighting=M.AmbientLightingConfig(led_state=True, current=10, red=255))))
+add("module_config_detection_sensor", mesh_pb2.FromRadio(moduleConfig=M(detection_sensor=M.DetectionSensorConfig(enabled=True, name="Door", detection_trigger_type=M.DetectionSensorConfig.RISING_EDGE))))
+add("module_config_paxcounter", mesh_pb2.FromRadio(moduleConfig=M(paxcounter=M.PaxcounterConfig(enabled=True, paxcounter_update_interval=900, wifi_threshold=-80, ble_threshold=-80))))
+add("module_config_status_message", mesh_pb2.FromRadio(moduleConfig=M(statusmessage=M.StatusMessageConfig(node_status="on duty"))))
+add("module_config_traffic_management", mesh_pb2.FromRadio(moduleConfig=M(traffic_management=M.TrafficManagementConfig(enabled=True, rate_limit_window_secs=60, rate_limit_max_packets=10))))
+add("module_config_tak", mesh_pb2.FromRadio(moduleConfig=M(tak=M.TAKConfig(team=atak_pb2.Cyan, role=atak_pb2.Medic))))
 add("queue_status", mesh_pb2.FromRadio(queueStatus=mesh_pb2.QueueStatus(res=0, free=15, maxlen=16, mesh_packet_id=0x01020304)))
 add("log_record", mesh_pb2.FromRadio(log_record=mesh_pb2.LogRecord(message="Radio init ok", time=1763900000, source="RadioIf", level=mesh_pb2.LogRecord.INFO)))
 add("client_notification", mesh_pb2.FromRadio(clientNotification=mesh_pb2.ClientNotification(reply_id=7, time=1763900000, level=mesh_pb2.LogRecord.WARNING, message="Text messages can only be sent once every 2 seconds")))
