@@ -85,6 +85,8 @@ public enum PacketJSON {
         case .tracerouteApp: return decode(Meshtastic_RouteDiscovery.self, data.payload, as: "traceroute")
         case .neighborinfoApp: return decode(Meshtastic_NeighborInfo.self, data.payload, as: "neighborinfo")
         case .waypointApp: return decode(Meshtastic_Waypoint.self, data.payload, as: "waypoint")
+        case .storeForwardApp: return decode(Meshtastic_StoreAndForward.self, data.payload, as: "storeforward")
+        case .paxcounterApp: return decode(Meshtastic_Paxcount.self, data.payload, as: "paxcounter")
         default: return []
         }
     }

@@ -5,7 +5,7 @@ the list; the output is committed so tests do not depend on this script's enviro
 import os
 
 from meshtastic.protobuf import (
-    admin_pb2, atak_pb2, channel_pb2, config_pb2, mesh_pb2, module_config_pb2, portnums_pb2, telemetry_pb2,
+    admin_pb2, atak_pb2, channel_pb2, paxcount_pb2, storeforward_pb2, config_pb2, mesh_pb2, module_config_pb2, portnums_pb2, telemetry_pb2,
 )
 
 SENDER = 0x1A2B3C4D
@@ -98,6 +98,11 @@ add("neighborinfo", packet(T.NEIGHBORINFO_APP, sub(mesh_pb2.NeighborInfo(node_id
     neighbors=[mesh_pb2.Neighbor(node_id=1, snr=7.5), mesh_pb2.Neighbor(node_id=2, snr=-3.25)]))))
 add("waypoint", packet(T.WAYPOINT_APP, sub(mesh_pb2.Waypoint(id=99, latitude_i=475000000, longitude_i=85000000, expire=1763999999,
     locked_to=SENDER, name="Hut", description="Water here", icon=0x1F3E0))))
+SF = storeforward_pb2.StoreAndForward
+add("store_forward_stats", packet(T.STORE_FORWARD_APP, sub(SF(rr=SF.ROUTER_STATS, stats=SF.Statistics(messages_total=500, messages_saved=120, heartbeat=True, return_window=240)))))
+add("store_forward_text", packet(T.STORE_FORWARD_APP, sub(SF(rr=SF.ROUTER_TEXT_BROADCAST, text=b"stored hello"))))
+add("store_forward_heartbeat", packet(T.STORE_FORWARD_APP, sub(SF(rr=SF.ROUTER_HEARTBEAT, heartbeat=SF.Heartbeat(period=900)))))
+add("paxcounter", packet(T.PAXCOUNTER_APP, sub(paxcount_pb2.Paxcount(wifi=12, ble=30, uptime=7200))))
 # Undecodable, encrypted, unknown.
 add("private_app_binary", packet(T.PRIVATE_APP, bytes(range(256))[:233]))
 add("unknown_port_number", packet(300, b"\x01\x02"))
