@@ -1799,6 +1799,74 @@ public nonisolated struct Meshtastic_FileInfo: Sendable {
   public init() {}
 }
 
+public nonisolated struct Meshtastic_KeyVerificationNumberInform: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var nonce: UInt64 = 0
+
+  public var remoteLongname: String = String()
+
+  public var securityNumber: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Meshtastic_KeyVerificationNumberRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var nonce: UInt64 = 0
+
+  public var remoteLongname: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Meshtastic_KeyVerificationFinal: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var nonce: UInt64 = 0
+
+  public var remoteLongname: String = String()
+
+  public var isSender: Bool = false
+
+  public var verificationCharacters: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Meshtastic_DuplicatedPublicKey: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Meshtastic_LowEntropyKey: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Meshtastic_ClientNotification: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1819,11 +1887,167 @@ public nonisolated struct Meshtastic_ClientNotification: Sendable {
 
   public var message: String = String()
 
+  public var payloadVariant: Meshtastic_ClientNotification.OneOf_PayloadVariant? = nil
+
+  public var keyVerificationNumberInform: Meshtastic_KeyVerificationNumberInform {
+    get {
+      if case .keyVerificationNumberInform(let v)? = payloadVariant {return v}
+      return Meshtastic_KeyVerificationNumberInform()
+    }
+    set {payloadVariant = .keyVerificationNumberInform(newValue)}
+  }
+
+  public var keyVerificationNumberRequest: Meshtastic_KeyVerificationNumberRequest {
+    get {
+      if case .keyVerificationNumberRequest(let v)? = payloadVariant {return v}
+      return Meshtastic_KeyVerificationNumberRequest()
+    }
+    set {payloadVariant = .keyVerificationNumberRequest(newValue)}
+  }
+
+  public var keyVerificationFinal: Meshtastic_KeyVerificationFinal {
+    get {
+      if case .keyVerificationFinal(let v)? = payloadVariant {return v}
+      return Meshtastic_KeyVerificationFinal()
+    }
+    set {payloadVariant = .keyVerificationFinal(newValue)}
+  }
+
+  public var duplicatedPublicKey: Meshtastic_DuplicatedPublicKey {
+    get {
+      if case .duplicatedPublicKey(let v)? = payloadVariant {return v}
+      return Meshtastic_DuplicatedPublicKey()
+    }
+    set {payloadVariant = .duplicatedPublicKey(newValue)}
+  }
+
+  public var lowEntropyKey: Meshtastic_LowEntropyKey {
+    get {
+      if case .lowEntropyKey(let v)? = payloadVariant {return v}
+      return Meshtastic_LowEntropyKey()
+    }
+    set {payloadVariant = .lowEntropyKey(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_PayloadVariant: Equatable, Sendable {
+    case keyVerificationNumberInform(Meshtastic_KeyVerificationNumberInform)
+    case keyVerificationNumberRequest(Meshtastic_KeyVerificationNumberRequest)
+    case keyVerificationFinal(Meshtastic_KeyVerificationFinal)
+    case duplicatedPublicKey(Meshtastic_DuplicatedPublicKey)
+    case lowEntropyKey(Meshtastic_LowEntropyKey)
+
+  }
 
   public init() {}
 
   fileprivate var _replyID: UInt32? = nil
+}
+
+/// MQTT traffic the radio hands to its client to forward (client proxy mode).
+public nonisolated struct Meshtastic_MqttClientProxyMessage: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var topic: String = String()
+
+  public var payloadVariant: Meshtastic_MqttClientProxyMessage.OneOf_PayloadVariant? = nil
+
+  public var data: Data {
+    get {
+      if case .data(let v)? = payloadVariant {return v}
+      return Data()
+    }
+    set {payloadVariant = .data(newValue)}
+  }
+
+  public var text: String {
+    get {
+      if case .text(let v)? = payloadVariant {return v}
+      return String()
+    }
+    set {payloadVariant = .text(newValue)}
+  }
+
+  public var retained: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_PayloadVariant: Equatable, Sendable {
+    case data(Data)
+    case text(String)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Meshtastic_LockdownStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var state: Meshtastic_LockdownStatus.State = .unspecified
+
+  public var lockReason: String = String()
+
+  public var bootsRemaining: UInt32 = 0
+
+  public var validUntilEpoch: UInt32 = 0
+
+  public var backoffSeconds: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum State: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case unspecified // = 0
+    case needsProvision // = 1
+    case locked // = 2
+    case unlocked // = 3
+    case unlockFailed // = 4
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .unspecified
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .unspecified
+      case 1: self = .needsProvision
+      case 2: self = .locked
+      case 3: self = .unlocked
+      case 4: self = .unlockFailed
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .unspecified: return 0
+      case .needsProvision: return 1
+      case .locked: return 2
+      case .unlocked: return 3
+      case .unlockFailed: return 4
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Meshtastic_LockdownStatus.State] = [
+      .unspecified,
+      .needsProvision,
+      .locked,
+      .unlocked,
+      .unlockFailed,
+    ]
+
+  }
+
+  public init() {}
 }
 
 public nonisolated struct Meshtastic_Neighbor: Sendable {
@@ -1894,6 +2118,22 @@ public nonisolated struct Meshtastic_ToRadio: Sendable {
     set {payloadVariant = .disconnect(newValue)}
   }
 
+  public var xmodemPacket: Meshtastic_XModem {
+    get {
+      if case .xmodemPacket(let v)? = payloadVariant {return v}
+      return Meshtastic_XModem()
+    }
+    set {payloadVariant = .xmodemPacket(newValue)}
+  }
+
+  public var mqttClientProxyMessage: Meshtastic_MqttClientProxyMessage {
+    get {
+      if case .mqttClientProxyMessage(let v)? = payloadVariant {return v}
+      return Meshtastic_MqttClientProxyMessage()
+    }
+    set {payloadVariant = .mqttClientProxyMessage(newValue)}
+  }
+
   public var heartbeat: Meshtastic_Heartbeat {
     get {
       if case .heartbeat(let v)? = payloadVariant {return v}
@@ -1908,6 +2148,8 @@ public nonisolated struct Meshtastic_ToRadio: Sendable {
     case packet(Meshtastic_MeshPacket)
     case wantConfigID(UInt32)
     case disconnect(Bool)
+    case xmodemPacket(Meshtastic_XModem)
+    case mqttClientProxyMessage(Meshtastic_MqttClientProxyMessage)
     case heartbeat(Meshtastic_Heartbeat)
 
   }
@@ -2005,12 +2247,28 @@ public nonisolated struct Meshtastic_FromRadio: Sendable {
     set {payloadVariant = .queueStatus(newValue)}
   }
 
+  public var xmodemPacket: Meshtastic_XModem {
+    get {
+      if case .xmodemPacket(let v)? = payloadVariant {return v}
+      return Meshtastic_XModem()
+    }
+    set {payloadVariant = .xmodemPacket(newValue)}
+  }
+
   public var metadata: Meshtastic_DeviceMetadata {
     get {
       if case .metadata(let v)? = payloadVariant {return v}
       return Meshtastic_DeviceMetadata()
     }
     set {payloadVariant = .metadata(newValue)}
+  }
+
+  public var mqttClientProxyMessage: Meshtastic_MqttClientProxyMessage {
+    get {
+      if case .mqttClientProxyMessage(let v)? = payloadVariant {return v}
+      return Meshtastic_MqttClientProxyMessage()
+    }
+    set {payloadVariant = .mqttClientProxyMessage(newValue)}
   }
 
   public var fileInfo: Meshtastic_FileInfo {
@@ -2029,6 +2287,14 @@ public nonisolated struct Meshtastic_FromRadio: Sendable {
     set {payloadVariant = .clientNotification(newValue)}
   }
 
+  public var lockdownStatus: Meshtastic_LockdownStatus {
+    get {
+      if case .lockdownStatus(let v)? = payloadVariant {return v}
+      return Meshtastic_LockdownStatus()
+    }
+    set {payloadVariant = .lockdownStatus(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_PayloadVariant: Equatable, Sendable {
@@ -2042,9 +2308,12 @@ public nonisolated struct Meshtastic_FromRadio: Sendable {
     case moduleConfig(Meshtastic_ModuleConfig)
     case channel(Meshtastic_Channel)
     case queueStatus(Meshtastic_QueueStatus)
+    case xmodemPacket(Meshtastic_XModem)
     case metadata(Meshtastic_DeviceMetadata)
+    case mqttClientProxyMessage(Meshtastic_MqttClientProxyMessage)
     case fileInfo(Meshtastic_FileInfo)
     case clientNotification(Meshtastic_ClientNotification)
+    case lockdownStatus(Meshtastic_LockdownStatus)
 
   }
 
@@ -3345,9 +3614,167 @@ nonisolated extension Meshtastic_FileInfo: SwiftProtobuf.Message, SwiftProtobuf.
   }
 }
 
+nonisolated extension Meshtastic_KeyVerificationNumberInform: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KeyVerificationNumberInform"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nonce\0\u{3}remote_longname\0\u{3}security_number\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.nonce) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.remoteLongname) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.securityNumber) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.nonce != 0 {
+      try visitor.visitSingularUInt64Field(value: self.nonce, fieldNumber: 1)
+    }
+    if !self.remoteLongname.isEmpty {
+      try visitor.visitSingularStringField(value: self.remoteLongname, fieldNumber: 2)
+    }
+    if self.securityNumber != 0 {
+      try visitor.visitSingularUInt32Field(value: self.securityNumber, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_KeyVerificationNumberInform, rhs: Meshtastic_KeyVerificationNumberInform) -> Bool {
+    if lhs.nonce != rhs.nonce {return false}
+    if lhs.remoteLongname != rhs.remoteLongname {return false}
+    if lhs.securityNumber != rhs.securityNumber {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_KeyVerificationNumberRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KeyVerificationNumberRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nonce\0\u{3}remote_longname\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.nonce) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.remoteLongname) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.nonce != 0 {
+      try visitor.visitSingularUInt64Field(value: self.nonce, fieldNumber: 1)
+    }
+    if !self.remoteLongname.isEmpty {
+      try visitor.visitSingularStringField(value: self.remoteLongname, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_KeyVerificationNumberRequest, rhs: Meshtastic_KeyVerificationNumberRequest) -> Bool {
+    if lhs.nonce != rhs.nonce {return false}
+    if lhs.remoteLongname != rhs.remoteLongname {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_KeyVerificationFinal: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KeyVerificationFinal"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nonce\0\u{3}remote_longname\0\u{1}isSender\0\u{3}verification_characters\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.nonce) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.remoteLongname) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.isSender) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.verificationCharacters) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.nonce != 0 {
+      try visitor.visitSingularUInt64Field(value: self.nonce, fieldNumber: 1)
+    }
+    if !self.remoteLongname.isEmpty {
+      try visitor.visitSingularStringField(value: self.remoteLongname, fieldNumber: 2)
+    }
+    if self.isSender != false {
+      try visitor.visitSingularBoolField(value: self.isSender, fieldNumber: 3)
+    }
+    if !self.verificationCharacters.isEmpty {
+      try visitor.visitSingularStringField(value: self.verificationCharacters, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_KeyVerificationFinal, rhs: Meshtastic_KeyVerificationFinal) -> Bool {
+    if lhs.nonce != rhs.nonce {return false}
+    if lhs.remoteLongname != rhs.remoteLongname {return false}
+    if lhs.isSender != rhs.isSender {return false}
+    if lhs.verificationCharacters != rhs.verificationCharacters {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_DuplicatedPublicKey: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DuplicatedPublicKey"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_DuplicatedPublicKey, rhs: Meshtastic_DuplicatedPublicKey) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_LowEntropyKey: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LowEntropyKey"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_LowEntropyKey, rhs: Meshtastic_LowEntropyKey) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Meshtastic_ClientNotification: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClientNotification"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}reply_id\0\u{1}time\0\u{1}level\0\u{1}message\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}reply_id\0\u{1}time\0\u{1}level\0\u{1}message\0\u{4}\u{7}key_verification_number_inform\0\u{3}key_verification_number_request\0\u{3}key_verification_final\0\u{3}duplicated_public_key\0\u{3}low_entropy_key\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3359,6 +3786,71 @@ nonisolated extension Meshtastic_ClientNotification: SwiftProtobuf.Message, Swif
       case 2: try { try decoder.decodeSingularFixed32Field(value: &self.time) }()
       case 3: try { try decoder.decodeSingularEnumField(value: &self.level) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 11: try {
+        var v: Meshtastic_KeyVerificationNumberInform?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .keyVerificationNumberInform(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .keyVerificationNumberInform(v)
+        }
+      }()
+      case 12: try {
+        var v: Meshtastic_KeyVerificationNumberRequest?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .keyVerificationNumberRequest(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .keyVerificationNumberRequest(v)
+        }
+      }()
+      case 13: try {
+        var v: Meshtastic_KeyVerificationFinal?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .keyVerificationFinal(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .keyVerificationFinal(v)
+        }
+      }()
+      case 14: try {
+        var v: Meshtastic_DuplicatedPublicKey?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .duplicatedPublicKey(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .duplicatedPublicKey(v)
+        }
+      }()
+      case 15: try {
+        var v: Meshtastic_LowEntropyKey?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .lowEntropyKey(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .lowEntropyKey(v)
+        }
+      }()
       default: break
       }
     }
@@ -3381,6 +3873,29 @@ nonisolated extension Meshtastic_ClientNotification: SwiftProtobuf.Message, Swif
     if !self.message.isEmpty {
       try visitor.visitSingularStringField(value: self.message, fieldNumber: 4)
     }
+    switch self.payloadVariant {
+    case .keyVerificationNumberInform?: try {
+      guard case .keyVerificationNumberInform(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    }()
+    case .keyVerificationNumberRequest?: try {
+      guard case .keyVerificationNumberRequest(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    }()
+    case .keyVerificationFinal?: try {
+      guard case .keyVerificationFinal(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+    }()
+    case .duplicatedPublicKey?: try {
+      guard case .duplicatedPublicKey(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+    }()
+    case .lowEntropyKey?: try {
+      guard case .lowEntropyKey(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+    }()
+    case nil: break
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3389,9 +3904,131 @@ nonisolated extension Meshtastic_ClientNotification: SwiftProtobuf.Message, Swif
     if lhs.time != rhs.time {return false}
     if lhs.level != rhs.level {return false}
     if lhs.message != rhs.message {return false}
+    if lhs.payloadVariant != rhs.payloadVariant {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
+}
+
+nonisolated extension Meshtastic_MqttClientProxyMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MqttClientProxyMessage"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}topic\0\u{1}data\0\u{1}text\0\u{1}retained\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.topic) }()
+      case 2: try {
+        var v: Data?
+        try decoder.decodeSingularBytesField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .data(v)
+        }
+      }()
+      case 3: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .text(v)
+        }
+      }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.retained) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.topic.isEmpty {
+      try visitor.visitSingularStringField(value: self.topic, fieldNumber: 1)
+    }
+    switch self.payloadVariant {
+    case .data?: try {
+      guard case .data(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 2)
+    }()
+    case .text?: try {
+      guard case .text(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 3)
+    }()
+    case nil: break
+    }
+    if self.retained != false {
+      try visitor.visitSingularBoolField(value: self.retained, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_MqttClientProxyMessage, rhs: Meshtastic_MqttClientProxyMessage) -> Bool {
+    if lhs.topic != rhs.topic {return false}
+    if lhs.payloadVariant != rhs.payloadVariant {return false}
+    if lhs.retained != rhs.retained {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_LockdownStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LockdownStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}state\0\u{3}lock_reason\0\u{3}boots_remaining\0\u{3}valid_until_epoch\0\u{3}backoff_seconds\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.state) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.lockReason) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.bootsRemaining) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.validUntilEpoch) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.backoffSeconds) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.state != .unspecified {
+      try visitor.visitSingularEnumField(value: self.state, fieldNumber: 1)
+    }
+    if !self.lockReason.isEmpty {
+      try visitor.visitSingularStringField(value: self.lockReason, fieldNumber: 2)
+    }
+    if self.bootsRemaining != 0 {
+      try visitor.visitSingularUInt32Field(value: self.bootsRemaining, fieldNumber: 3)
+    }
+    if self.validUntilEpoch != 0 {
+      try visitor.visitSingularUInt32Field(value: self.validUntilEpoch, fieldNumber: 4)
+    }
+    if self.backoffSeconds != 0 {
+      try visitor.visitSingularUInt32Field(value: self.backoffSeconds, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_LockdownStatus, rhs: Meshtastic_LockdownStatus) -> Bool {
+    if lhs.state != rhs.state {return false}
+    if lhs.lockReason != rhs.lockReason {return false}
+    if lhs.bootsRemaining != rhs.bootsRemaining {return false}
+    if lhs.validUntilEpoch != rhs.validUntilEpoch {return false}
+    if lhs.backoffSeconds != rhs.backoffSeconds {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_LockdownStatus.State: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STATE_UNSPECIFIED\0\u{1}NEEDS_PROVISION\0\u{1}LOCKED\0\u{1}UNLOCKED\0\u{1}UNLOCK_FAILED\0")
 }
 
 nonisolated extension Meshtastic_Neighbor: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -3486,7 +4123,7 @@ nonisolated extension Meshtastic_NeighborInfo: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Meshtastic_ToRadio: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ToRadio"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}packet\0\u{4}\u{2}want_config_id\0\u{1}disconnect\0\u{2}\u{3}heartbeat\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}packet\0\u{4}\u{2}want_config_id\0\u{1}disconnect\0\u{1}xmodemPacket\0\u{1}mqttClientProxyMessage\0\u{1}heartbeat\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3521,6 +4158,32 @@ nonisolated extension Meshtastic_ToRadio: SwiftProtobuf.Message, SwiftProtobuf._
         if let v = v {
           if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
           self.payloadVariant = .disconnect(v)
+        }
+      }()
+      case 5: try {
+        var v: Meshtastic_XModem?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .xmodemPacket(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .xmodemPacket(v)
+        }
+      }()
+      case 6: try {
+        var v: Meshtastic_MqttClientProxyMessage?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .mqttClientProxyMessage(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .mqttClientProxyMessage(v)
         }
       }()
       case 7: try {
@@ -3559,6 +4222,14 @@ nonisolated extension Meshtastic_ToRadio: SwiftProtobuf.Message, SwiftProtobuf._
       guard case .disconnect(let v)? = self.payloadVariant else { preconditionFailure() }
       try visitor.visitSingularBoolField(value: v, fieldNumber: 4)
     }()
+    case .xmodemPacket?: try {
+      guard case .xmodemPacket(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
+    case .mqttClientProxyMessage?: try {
+      guard case .mqttClientProxyMessage(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    }()
     case .heartbeat?: try {
       guard case .heartbeat(let v)? = self.payloadVariant else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
@@ -3577,7 +4248,7 @@ nonisolated extension Meshtastic_ToRadio: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Meshtastic_FromRadio: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FromRadio"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}packet\0\u{3}my_info\0\u{3}node_info\0\u{1}config\0\u{3}log_record\0\u{3}config_complete_id\0\u{1}rebooted\0\u{1}moduleConfig\0\u{1}channel\0\u{1}queueStatus\0\u{2}\u{2}metadata\0\u{2}\u{2}fileInfo\0\u{1}clientNotification\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}packet\0\u{3}my_info\0\u{3}node_info\0\u{1}config\0\u{3}log_record\0\u{3}config_complete_id\0\u{1}rebooted\0\u{1}moduleConfig\0\u{1}channel\0\u{1}queueStatus\0\u{1}xmodemPacket\0\u{1}metadata\0\u{1}mqttClientProxyMessage\0\u{1}fileInfo\0\u{1}clientNotification\0\u{4}\u{2}lockdown_status\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3706,6 +4377,19 @@ nonisolated extension Meshtastic_FromRadio: SwiftProtobuf.Message, SwiftProtobuf
           self.payloadVariant = .queueStatus(v)
         }
       }()
+      case 12: try {
+        var v: Meshtastic_XModem?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .xmodemPacket(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .xmodemPacket(v)
+        }
+      }()
       case 13: try {
         var v: Meshtastic_DeviceMetadata?
         var hadOneofValue = false
@@ -3717,6 +4401,19 @@ nonisolated extension Meshtastic_FromRadio: SwiftProtobuf.Message, SwiftProtobuf
         if let v = v {
           if hadOneofValue {try decoder.handleConflictingOneOf()}
           self.payloadVariant = .metadata(v)
+        }
+      }()
+      case 14: try {
+        var v: Meshtastic_MqttClientProxyMessage?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .mqttClientProxyMessage(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .mqttClientProxyMessage(v)
         }
       }()
       case 15: try {
@@ -3743,6 +4440,19 @@ nonisolated extension Meshtastic_FromRadio: SwiftProtobuf.Message, SwiftProtobuf
         if let v = v {
           if hadOneofValue {try decoder.handleConflictingOneOf()}
           self.payloadVariant = .clientNotification(v)
+        }
+      }()
+      case 18: try {
+        var v: Meshtastic_LockdownStatus?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .lockdownStatus(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .lockdownStatus(v)
         }
       }()
       default: break
@@ -3799,9 +4509,17 @@ nonisolated extension Meshtastic_FromRadio: SwiftProtobuf.Message, SwiftProtobuf
       guard case .queueStatus(let v)? = self.payloadVariant else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
     }()
+    case .xmodemPacket?: try {
+      guard case .xmodemPacket(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    }()
     case .metadata?: try {
       guard case .metadata(let v)? = self.payloadVariant else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+    }()
+    case .mqttClientProxyMessage?: try {
+      guard case .mqttClientProxyMessage(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
     }()
     case .fileInfo?: try {
       guard case .fileInfo(let v)? = self.payloadVariant else { preconditionFailure() }
@@ -3810,6 +4528,10 @@ nonisolated extension Meshtastic_FromRadio: SwiftProtobuf.Message, SwiftProtobuf
     case .clientNotification?: try {
       guard case .clientNotification(let v)? = self.payloadVariant else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+    }()
+    case .lockdownStatus?: try {
+      guard case .lockdownStatus(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
     }()
     case nil: break
     }

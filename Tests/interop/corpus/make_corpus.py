@@ -5,7 +5,7 @@ the list; the output is committed so tests do not depend on this script's enviro
 import os
 
 from meshtastic.protobuf import (
-    admin_pb2, atak_pb2, channel_pb2, paxcount_pb2, storeforward_pb2, config_pb2, mesh_pb2, module_config_pb2, portnums_pb2, telemetry_pb2,
+    admin_pb2, atak_pb2, channel_pb2, paxcount_pb2, storeforward_pb2, xmodem_pb2, config_pb2, mesh_pb2, module_config_pb2, portnums_pb2, telemetry_pb2,
 )
 
 SENDER = 0x1A2B3C4D
@@ -152,6 +152,13 @@ add("module_config_tak", mesh_pb2.FromRadio(moduleConfig=M(tak=M.TAKConfig(team=
 add("queue_status", mesh_pb2.FromRadio(queueStatus=mesh_pb2.QueueStatus(res=0, free=15, maxlen=16, mesh_packet_id=0x01020304)))
 add("log_record", mesh_pb2.FromRadio(log_record=mesh_pb2.LogRecord(message="Radio init ok", time=1763900000, source="RadioIf", level=mesh_pb2.LogRecord.INFO)))
 add("client_notification", mesh_pb2.FromRadio(clientNotification=mesh_pb2.ClientNotification(reply_id=7, time=1763900000, level=mesh_pb2.LogRecord.WARNING, message="Text messages can only be sent once every 2 seconds")))
+add("client_notification_key_verification", mesh_pb2.FromRadio(clientNotification=mesh_pb2.ClientNotification(level=mesh_pb2.LogRecord.INFO,
+    message="verify", key_verification_number_inform=mesh_pb2.KeyVerificationNumberInform(nonce=18446744073709551000, remote_longname="Roof", security_number=123456))))
+add("client_notification_duplicated_key", mesh_pb2.FromRadio(clientNotification=mesh_pb2.ClientNotification(reply_id=0, duplicated_public_key=mesh_pb2.DuplicatedPublicKey())))
+add("mqtt_client_proxy_data", mesh_pb2.FromRadio(mqttClientProxyMessage=mesh_pb2.MqttClientProxyMessage(topic="msh/EU_868/2/e/LongFast/!1a2b3c4d", data=bytes(range(40)), retained=False)))
+add("mqtt_client_proxy_text", mesh_pb2.FromRadio(mqttClientProxyMessage=mesh_pb2.MqttClientProxyMessage(topic="msh/EU_868/2/json", text='{"a":1}', retained=True)))
+add("xmodem_packet", mesh_pb2.FromRadio(xmodemPacket=xmodem_pb2.XModem(control=xmodem_pb2.XModem.SOH, seq=1, crc16=0xBEEF, buffer=b"chunk")))
+add("lockdown_status", mesh_pb2.FromRadio(lockdown_status=mesh_pb2.LockdownStatus(state=mesh_pb2.LockdownStatus.LOCKED, lock_reason="pin", boots_remaining=2)))
 add("file_info", mesh_pb2.FromRadio(fileInfo=mesh_pb2.FileInfo(file_name="/prefs/db.proto", size_bytes=4096)))
 add("rebooted", mesh_pb2.FromRadio(rebooted=True))
 add("config_complete", mesh_pb2.FromRadio(config_complete_id=0xCAFE1234))
