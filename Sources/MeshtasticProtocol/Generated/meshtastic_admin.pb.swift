@@ -8,8 +8,11 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// The subset of admin messages MeshBus uses: a metadata round trip for probing
-/// older firmware, and the config-changing requests it must recognise to refuse.
+/// Admin messages (ADMIN_APP): MeshBus probes older firmware with the metadata round trip,
+/// must recognise config-changing requests, and decodes admin packets into JSON. Requests
+/// whose payload types are not modelled here (connection status, ham parameters, remote
+/// hardware pins, device UI, contacts, key verification, sensors, lockdown) are kept as
+/// unknown fields.
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -67,6 +70,54 @@ public nonisolated struct Meshtastic_AdminMessage: Sendable {
     set {payloadVariant = .getOwnerResponse(newValue)}
   }
 
+  public var getConfigRequest: Meshtastic_AdminMessage.ConfigType {
+    get {
+      if case .getConfigRequest(let v)? = payloadVariant {return v}
+      return .deviceConfig
+    }
+    set {payloadVariant = .getConfigRequest(newValue)}
+  }
+
+  public var getConfigResponse: Meshtastic_Config {
+    get {
+      if case .getConfigResponse(let v)? = payloadVariant {return v}
+      return Meshtastic_Config()
+    }
+    set {payloadVariant = .getConfigResponse(newValue)}
+  }
+
+  public var getModuleConfigRequest: Meshtastic_AdminMessage.ModuleConfigType {
+    get {
+      if case .getModuleConfigRequest(let v)? = payloadVariant {return v}
+      return .mqttConfig
+    }
+    set {payloadVariant = .getModuleConfigRequest(newValue)}
+  }
+
+  public var getModuleConfigResponse: Meshtastic_ModuleConfig {
+    get {
+      if case .getModuleConfigResponse(let v)? = payloadVariant {return v}
+      return Meshtastic_ModuleConfig()
+    }
+    set {payloadVariant = .getModuleConfigResponse(newValue)}
+  }
+
+  public var getCannedMessageModuleMessagesRequest: Bool {
+    get {
+      if case .getCannedMessageModuleMessagesRequest(let v)? = payloadVariant {return v}
+      return false
+    }
+    set {payloadVariant = .getCannedMessageModuleMessagesRequest(newValue)}
+  }
+
+  public var getCannedMessageModuleMessagesResponse: String {
+    get {
+      if case .getCannedMessageModuleMessagesResponse(let v)? = payloadVariant {return v}
+      return String()
+    }
+    set {payloadVariant = .getCannedMessageModuleMessagesResponse(newValue)}
+  }
+
   public var getDeviceMetadataRequest: Bool {
     get {
       if case .getDeviceMetadataRequest(let v)? = payloadVariant {return v}
@@ -81,6 +132,94 @@ public nonisolated struct Meshtastic_AdminMessage: Sendable {
       return Meshtastic_DeviceMetadata()
     }
     set {payloadVariant = .getDeviceMetadataResponse(newValue)}
+  }
+
+  public var getRingtoneRequest: Bool {
+    get {
+      if case .getRingtoneRequest(let v)? = payloadVariant {return v}
+      return false
+    }
+    set {payloadVariant = .getRingtoneRequest(newValue)}
+  }
+
+  public var getRingtoneResponse: String {
+    get {
+      if case .getRingtoneResponse(let v)? = payloadVariant {return v}
+      return String()
+    }
+    set {payloadVariant = .getRingtoneResponse(newValue)}
+  }
+
+  public var getDeviceConnectionStatusRequest: Bool {
+    get {
+      if case .getDeviceConnectionStatusRequest(let v)? = payloadVariant {return v}
+      return false
+    }
+    set {payloadVariant = .getDeviceConnectionStatusRequest(newValue)}
+  }
+
+  public var getNodeRemoteHardwarePinsRequest: Bool {
+    get {
+      if case .getNodeRemoteHardwarePinsRequest(let v)? = payloadVariant {return v}
+      return false
+    }
+    set {payloadVariant = .getNodeRemoteHardwarePinsRequest(newValue)}
+  }
+
+  public var enterDfuModeRequest: Bool {
+    get {
+      if case .enterDfuModeRequest(let v)? = payloadVariant {return v}
+      return false
+    }
+    set {payloadVariant = .enterDfuModeRequest(newValue)}
+  }
+
+  public var deleteFileRequest: String {
+    get {
+      if case .deleteFileRequest(let v)? = payloadVariant {return v}
+      return String()
+    }
+    set {payloadVariant = .deleteFileRequest(newValue)}
+  }
+
+  public var setScale: UInt32 {
+    get {
+      if case .setScale(let v)? = payloadVariant {return v}
+      return 0
+    }
+    set {payloadVariant = .setScale(newValue)}
+  }
+
+  public var backupPreferences: Meshtastic_AdminMessage.BackupLocation {
+    get {
+      if case .backupPreferences(let v)? = payloadVariant {return v}
+      return .flash
+    }
+    set {payloadVariant = .backupPreferences(newValue)}
+  }
+
+  public var restorePreferences: Meshtastic_AdminMessage.BackupLocation {
+    get {
+      if case .restorePreferences(let v)? = payloadVariant {return v}
+      return .flash
+    }
+    set {payloadVariant = .restorePreferences(newValue)}
+  }
+
+  public var removeBackupPreferences: Meshtastic_AdminMessage.BackupLocation {
+    get {
+      if case .removeBackupPreferences(let v)? = payloadVariant {return v}
+      return .flash
+    }
+    set {payloadVariant = .removeBackupPreferences(newValue)}
+  }
+
+  public var sendInputEvent: Meshtastic_AdminMessage.InputEvent {
+    get {
+      if case .sendInputEvent(let v)? = payloadVariant {return v}
+      return Meshtastic_AdminMessage.InputEvent()
+    }
+    set {payloadVariant = .sendInputEvent(newValue)}
   }
 
   public var setOwner: Meshtastic_User {
@@ -107,6 +246,126 @@ public nonisolated struct Meshtastic_AdminMessage: Sendable {
     set {payloadVariant = .setConfig(newValue)}
   }
 
+  public var setModuleConfig: Meshtastic_ModuleConfig {
+    get {
+      if case .setModuleConfig(let v)? = payloadVariant {return v}
+      return Meshtastic_ModuleConfig()
+    }
+    set {payloadVariant = .setModuleConfig(newValue)}
+  }
+
+  public var setCannedMessageModuleMessages: String {
+    get {
+      if case .setCannedMessageModuleMessages(let v)? = payloadVariant {return v}
+      return String()
+    }
+    set {payloadVariant = .setCannedMessageModuleMessages(newValue)}
+  }
+
+  public var setRingtoneMessage: String {
+    get {
+      if case .setRingtoneMessage(let v)? = payloadVariant {return v}
+      return String()
+    }
+    set {payloadVariant = .setRingtoneMessage(newValue)}
+  }
+
+  public var removeByNodenum: UInt32 {
+    get {
+      if case .removeByNodenum(let v)? = payloadVariant {return v}
+      return 0
+    }
+    set {payloadVariant = .removeByNodenum(newValue)}
+  }
+
+  public var setFavoriteNode: UInt32 {
+    get {
+      if case .setFavoriteNode(let v)? = payloadVariant {return v}
+      return 0
+    }
+    set {payloadVariant = .setFavoriteNode(newValue)}
+  }
+
+  public var removeFavoriteNode: UInt32 {
+    get {
+      if case .removeFavoriteNode(let v)? = payloadVariant {return v}
+      return 0
+    }
+    set {payloadVariant = .removeFavoriteNode(newValue)}
+  }
+
+  public var setFixedPosition: Meshtastic_Position {
+    get {
+      if case .setFixedPosition(let v)? = payloadVariant {return v}
+      return Meshtastic_Position()
+    }
+    set {payloadVariant = .setFixedPosition(newValue)}
+  }
+
+  public var removeFixedPosition: Bool {
+    get {
+      if case .removeFixedPosition(let v)? = payloadVariant {return v}
+      return false
+    }
+    set {payloadVariant = .removeFixedPosition(newValue)}
+  }
+
+  public var setTimeOnly: UInt32 {
+    get {
+      if case .setTimeOnly(let v)? = payloadVariant {return v}
+      return 0
+    }
+    set {payloadVariant = .setTimeOnly(newValue)}
+  }
+
+  public var getUiConfigRequest: Bool {
+    get {
+      if case .getUiConfigRequest(let v)? = payloadVariant {return v}
+      return false
+    }
+    set {payloadVariant = .getUiConfigRequest(newValue)}
+  }
+
+  public var setIgnoredNode: UInt32 {
+    get {
+      if case .setIgnoredNode(let v)? = payloadVariant {return v}
+      return 0
+    }
+    set {payloadVariant = .setIgnoredNode(newValue)}
+  }
+
+  public var removeIgnoredNode: UInt32 {
+    get {
+      if case .removeIgnoredNode(let v)? = payloadVariant {return v}
+      return 0
+    }
+    set {payloadVariant = .removeIgnoredNode(newValue)}
+  }
+
+  public var toggleMutedNode: UInt32 {
+    get {
+      if case .toggleMutedNode(let v)? = payloadVariant {return v}
+      return 0
+    }
+    set {payloadVariant = .toggleMutedNode(newValue)}
+  }
+
+  public var beginEditSettings: Bool {
+    get {
+      if case .beginEditSettings(let v)? = payloadVariant {return v}
+      return false
+    }
+    set {payloadVariant = .beginEditSettings(newValue)}
+  }
+
+  public var commitEditSettings: Bool {
+    get {
+      if case .commitEditSettings(let v)? = payloadVariant {return v}
+      return false
+    }
+    set {payloadVariant = .commitEditSettings(newValue)}
+  }
+
   public var factoryResetDevice: Int32 {
     get {
       if case .factoryResetDevice(let v)? = payloadVariant {return v}
@@ -115,12 +374,52 @@ public nonisolated struct Meshtastic_AdminMessage: Sendable {
     set {payloadVariant = .factoryResetDevice(newValue)}
   }
 
+  public var rebootOtaSeconds: Int32 {
+    get {
+      if case .rebootOtaSeconds(let v)? = payloadVariant {return v}
+      return 0
+    }
+    set {payloadVariant = .rebootOtaSeconds(newValue)}
+  }
+
+  public var exitSimulator: Bool {
+    get {
+      if case .exitSimulator(let v)? = payloadVariant {return v}
+      return false
+    }
+    set {payloadVariant = .exitSimulator(newValue)}
+  }
+
   public var rebootSeconds: Int32 {
     get {
       if case .rebootSeconds(let v)? = payloadVariant {return v}
       return 0
     }
     set {payloadVariant = .rebootSeconds(newValue)}
+  }
+
+  public var shutdownSeconds: Int32 {
+    get {
+      if case .shutdownSeconds(let v)? = payloadVariant {return v}
+      return 0
+    }
+    set {payloadVariant = .shutdownSeconds(newValue)}
+  }
+
+  public var factoryResetConfig: Int32 {
+    get {
+      if case .factoryResetConfig(let v)? = payloadVariant {return v}
+      return 0
+    }
+    set {payloadVariant = .factoryResetConfig(newValue)}
+  }
+
+  public var nodedbReset: Bool {
+    get {
+      if case .nodedbReset(let v)? = payloadVariant {return v}
+      return false
+    }
+    set {payloadVariant = .nodedbReset(newValue)}
   }
 
   public var sessionPasskey: Data = Data()
@@ -132,14 +431,259 @@ public nonisolated struct Meshtastic_AdminMessage: Sendable {
     case getChannelResponse(Meshtastic_Channel)
     case getOwnerRequest(Bool)
     case getOwnerResponse(Meshtastic_User)
+    case getConfigRequest(Meshtastic_AdminMessage.ConfigType)
+    case getConfigResponse(Meshtastic_Config)
+    case getModuleConfigRequest(Meshtastic_AdminMessage.ModuleConfigType)
+    case getModuleConfigResponse(Meshtastic_ModuleConfig)
+    case getCannedMessageModuleMessagesRequest(Bool)
+    case getCannedMessageModuleMessagesResponse(String)
     case getDeviceMetadataRequest(Bool)
     case getDeviceMetadataResponse(Meshtastic_DeviceMetadata)
+    case getRingtoneRequest(Bool)
+    case getRingtoneResponse(String)
+    case getDeviceConnectionStatusRequest(Bool)
+    case getNodeRemoteHardwarePinsRequest(Bool)
+    case enterDfuModeRequest(Bool)
+    case deleteFileRequest(String)
+    case setScale(UInt32)
+    case backupPreferences(Meshtastic_AdminMessage.BackupLocation)
+    case restorePreferences(Meshtastic_AdminMessage.BackupLocation)
+    case removeBackupPreferences(Meshtastic_AdminMessage.BackupLocation)
+    case sendInputEvent(Meshtastic_AdminMessage.InputEvent)
     case setOwner(Meshtastic_User)
     case setChannel(Meshtastic_Channel)
     case setConfig(Meshtastic_Config)
+    case setModuleConfig(Meshtastic_ModuleConfig)
+    case setCannedMessageModuleMessages(String)
+    case setRingtoneMessage(String)
+    case removeByNodenum(UInt32)
+    case setFavoriteNode(UInt32)
+    case removeFavoriteNode(UInt32)
+    case setFixedPosition(Meshtastic_Position)
+    case removeFixedPosition(Bool)
+    case setTimeOnly(UInt32)
+    case getUiConfigRequest(Bool)
+    case setIgnoredNode(UInt32)
+    case removeIgnoredNode(UInt32)
+    case toggleMutedNode(UInt32)
+    case beginEditSettings(Bool)
+    case commitEditSettings(Bool)
     case factoryResetDevice(Int32)
+    case rebootOtaSeconds(Int32)
+    case exitSimulator(Bool)
     case rebootSeconds(Int32)
+    case shutdownSeconds(Int32)
+    case factoryResetConfig(Int32)
+    case nodedbReset(Bool)
 
+  }
+
+  public nonisolated enum ConfigType: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case deviceConfig // = 0
+    case positionConfig // = 1
+    case powerConfig // = 2
+    case networkConfig // = 3
+    case displayConfig // = 4
+    case loraConfig // = 5
+    case bluetoothConfig // = 6
+    case securityConfig // = 7
+    case sessionkeyConfig // = 8
+    case deviceuiConfig // = 9
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .deviceConfig
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .deviceConfig
+      case 1: self = .positionConfig
+      case 2: self = .powerConfig
+      case 3: self = .networkConfig
+      case 4: self = .displayConfig
+      case 5: self = .loraConfig
+      case 6: self = .bluetoothConfig
+      case 7: self = .securityConfig
+      case 8: self = .sessionkeyConfig
+      case 9: self = .deviceuiConfig
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .deviceConfig: return 0
+      case .positionConfig: return 1
+      case .powerConfig: return 2
+      case .networkConfig: return 3
+      case .displayConfig: return 4
+      case .loraConfig: return 5
+      case .bluetoothConfig: return 6
+      case .securityConfig: return 7
+      case .sessionkeyConfig: return 8
+      case .deviceuiConfig: return 9
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Meshtastic_AdminMessage.ConfigType] = [
+      .deviceConfig,
+      .positionConfig,
+      .powerConfig,
+      .networkConfig,
+      .displayConfig,
+      .loraConfig,
+      .bluetoothConfig,
+      .securityConfig,
+      .sessionkeyConfig,
+      .deviceuiConfig,
+    ]
+
+  }
+
+  public nonisolated enum ModuleConfigType: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case mqttConfig // = 0
+    case serialConfig // = 1
+    case extnotifConfig // = 2
+    case storeforwardConfig // = 3
+    case rangetestConfig // = 4
+    case telemetryConfig // = 5
+    case cannedmsgConfig // = 6
+    case audioConfig // = 7
+    case remotehardwareConfig // = 8
+    case neighborinfoConfig // = 9
+    case ambientlightingConfig // = 10
+    case detectionsensorConfig // = 11
+    case paxcounterConfig // = 12
+    case statusmessageConfig // = 13
+    case trafficmanagementConfig // = 14
+    case takConfig // = 15
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .mqttConfig
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .mqttConfig
+      case 1: self = .serialConfig
+      case 2: self = .extnotifConfig
+      case 3: self = .storeforwardConfig
+      case 4: self = .rangetestConfig
+      case 5: self = .telemetryConfig
+      case 6: self = .cannedmsgConfig
+      case 7: self = .audioConfig
+      case 8: self = .remotehardwareConfig
+      case 9: self = .neighborinfoConfig
+      case 10: self = .ambientlightingConfig
+      case 11: self = .detectionsensorConfig
+      case 12: self = .paxcounterConfig
+      case 13: self = .statusmessageConfig
+      case 14: self = .trafficmanagementConfig
+      case 15: self = .takConfig
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .mqttConfig: return 0
+      case .serialConfig: return 1
+      case .extnotifConfig: return 2
+      case .storeforwardConfig: return 3
+      case .rangetestConfig: return 4
+      case .telemetryConfig: return 5
+      case .cannedmsgConfig: return 6
+      case .audioConfig: return 7
+      case .remotehardwareConfig: return 8
+      case .neighborinfoConfig: return 9
+      case .ambientlightingConfig: return 10
+      case .detectionsensorConfig: return 11
+      case .paxcounterConfig: return 12
+      case .statusmessageConfig: return 13
+      case .trafficmanagementConfig: return 14
+      case .takConfig: return 15
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Meshtastic_AdminMessage.ModuleConfigType] = [
+      .mqttConfig,
+      .serialConfig,
+      .extnotifConfig,
+      .storeforwardConfig,
+      .rangetestConfig,
+      .telemetryConfig,
+      .cannedmsgConfig,
+      .audioConfig,
+      .remotehardwareConfig,
+      .neighborinfoConfig,
+      .ambientlightingConfig,
+      .detectionsensorConfig,
+      .paxcounterConfig,
+      .statusmessageConfig,
+      .trafficmanagementConfig,
+      .takConfig,
+    ]
+
+  }
+
+  public nonisolated enum BackupLocation: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case flash // = 0
+    case sd // = 1
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .flash
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .flash
+      case 1: self = .sd
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .flash: return 0
+      case .sd: return 1
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Meshtastic_AdminMessage.BackupLocation] = [
+      .flash,
+      .sd,
+    ]
+
+  }
+
+  public nonisolated struct InputEvent: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var eventCode: UInt32 = 0
+
+    public var kbChar: UInt32 = 0
+
+    public var touchX: UInt32 = 0
+
+    public var touchY: UInt32 = 0
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
   }
 
   public init() {}
@@ -151,7 +695,7 @@ fileprivate nonisolated let _protobuf_package = "meshtastic.protobuf"
 
 nonisolated extension Meshtastic_AdminMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AdminMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}get_channel_request\0\u{3}get_channel_response\0\u{3}get_owner_request\0\u{3}get_owner_response\0\u{4}\u{8}get_device_metadata_request\0\u{3}get_device_metadata_response\0\u{4}\u{13}set_owner\0\u{3}set_channel\0\u{3}set_config\0\u{4}<factory_reset_device\0\u{4}\u{3}reboot_seconds\0\u{4}\u{4}session_passkey\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}get_channel_request\0\u{3}get_channel_response\0\u{3}get_owner_request\0\u{3}get_owner_response\0\u{3}get_config_request\0\u{3}get_config_response\0\u{3}get_module_config_request\0\u{3}get_module_config_response\0\u{4}\u{2}get_canned_message_module_messages_request\0\u{3}get_canned_message_module_messages_response\0\u{3}get_device_metadata_request\0\u{3}get_device_metadata_response\0\u{3}get_ringtone_request\0\u{3}get_ringtone_response\0\u{3}get_device_connection_status_request\0\u{4}\u{3}get_node_remote_hardware_pins_request\0\u{4}\u{2}enter_dfu_mode_request\0\u{3}delete_file_request\0\u{3}set_scale\0\u{3}backup_preferences\0\u{3}restore_preferences\0\u{3}remove_backup_preferences\0\u{3}send_input_event\0\u{4}\u{5}set_owner\0\u{3}set_channel\0\u{3}set_config\0\u{3}set_module_config\0\u{3}set_canned_message_module_messages\0\u{3}set_ringtone_message\0\u{3}remove_by_nodenum\0\u{3}set_favorite_node\0\u{3}remove_favorite_node\0\u{3}set_fixed_position\0\u{3}remove_fixed_position\0\u{3}set_time_only\0\u{3}get_ui_config_request\0\u{4}\u{3}set_ignored_node\0\u{3}remove_ignored_node\0\u{3}toggle_muted_node\0\u{4}\u{f}begin_edit_settings\0\u{3}commit_edit_settings\0\u{4}\u{1d}factory_reset_device\0\u{3}reboot_ota_seconds\0\u{3}exit_simulator\0\u{3}reboot_seconds\0\u{3}shutdown_seconds\0\u{3}factory_reset_config\0\u{3}nodedb_reset\0\u{3}session_passkey\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -201,6 +745,64 @@ nonisolated extension Meshtastic_AdminMessage: SwiftProtobuf.Message, SwiftProto
           self.payloadVariant = .getOwnerResponse(v)
         }
       }()
+      case 5: try {
+        var v: Meshtastic_AdminMessage.ConfigType?
+        try decoder.decodeSingularEnumField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .getConfigRequest(v)
+        }
+      }()
+      case 6: try {
+        var v: Meshtastic_Config?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .getConfigResponse(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .getConfigResponse(v)
+        }
+      }()
+      case 7: try {
+        var v: Meshtastic_AdminMessage.ModuleConfigType?
+        try decoder.decodeSingularEnumField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .getModuleConfigRequest(v)
+        }
+      }()
+      case 8: try {
+        var v: Meshtastic_ModuleConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .getModuleConfigResponse(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .getModuleConfigResponse(v)
+        }
+      }()
+      case 10: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .getCannedMessageModuleMessagesRequest(v)
+        }
+      }()
+      case 11: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .getCannedMessageModuleMessagesResponse(v)
+        }
+      }()
       case 12: try {
         var v: Bool?
         try decoder.decodeSingularBoolField(value: &v)
@@ -220,6 +822,99 @@ nonisolated extension Meshtastic_AdminMessage: SwiftProtobuf.Message, SwiftProto
         if let v = v {
           if hadOneofValue {try decoder.handleConflictingOneOf()}
           self.payloadVariant = .getDeviceMetadataResponse(v)
+        }
+      }()
+      case 14: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .getRingtoneRequest(v)
+        }
+      }()
+      case 15: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .getRingtoneResponse(v)
+        }
+      }()
+      case 16: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .getDeviceConnectionStatusRequest(v)
+        }
+      }()
+      case 19: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .getNodeRemoteHardwarePinsRequest(v)
+        }
+      }()
+      case 21: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .enterDfuModeRequest(v)
+        }
+      }()
+      case 22: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .deleteFileRequest(v)
+        }
+      }()
+      case 23: try {
+        var v: UInt32?
+        try decoder.decodeSingularUInt32Field(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .setScale(v)
+        }
+      }()
+      case 24: try {
+        var v: Meshtastic_AdminMessage.BackupLocation?
+        try decoder.decodeSingularEnumField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .backupPreferences(v)
+        }
+      }()
+      case 25: try {
+        var v: Meshtastic_AdminMessage.BackupLocation?
+        try decoder.decodeSingularEnumField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .restorePreferences(v)
+        }
+      }()
+      case 26: try {
+        var v: Meshtastic_AdminMessage.BackupLocation?
+        try decoder.decodeSingularEnumField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .removeBackupPreferences(v)
+        }
+      }()
+      case 27: try {
+        var v: Meshtastic_AdminMessage.InputEvent?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .sendInputEvent(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .sendInputEvent(v)
         }
       }()
       case 32: try {
@@ -261,6 +956,136 @@ nonisolated extension Meshtastic_AdminMessage: SwiftProtobuf.Message, SwiftProto
           self.payloadVariant = .setConfig(v)
         }
       }()
+      case 35: try {
+        var v: Meshtastic_ModuleConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .setModuleConfig(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .setModuleConfig(v)
+        }
+      }()
+      case 36: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .setCannedMessageModuleMessages(v)
+        }
+      }()
+      case 37: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .setRingtoneMessage(v)
+        }
+      }()
+      case 38: try {
+        var v: UInt32?
+        try decoder.decodeSingularUInt32Field(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .removeByNodenum(v)
+        }
+      }()
+      case 39: try {
+        var v: UInt32?
+        try decoder.decodeSingularUInt32Field(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .setFavoriteNode(v)
+        }
+      }()
+      case 40: try {
+        var v: UInt32?
+        try decoder.decodeSingularUInt32Field(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .removeFavoriteNode(v)
+        }
+      }()
+      case 41: try {
+        var v: Meshtastic_Position?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .setFixedPosition(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .setFixedPosition(v)
+        }
+      }()
+      case 42: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .removeFixedPosition(v)
+        }
+      }()
+      case 43: try {
+        var v: UInt32?
+        try decoder.decodeSingularFixed32Field(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .setTimeOnly(v)
+        }
+      }()
+      case 44: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .getUiConfigRequest(v)
+        }
+      }()
+      case 47: try {
+        var v: UInt32?
+        try decoder.decodeSingularUInt32Field(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .setIgnoredNode(v)
+        }
+      }()
+      case 48: try {
+        var v: UInt32?
+        try decoder.decodeSingularUInt32Field(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .removeIgnoredNode(v)
+        }
+      }()
+      case 49: try {
+        var v: UInt32?
+        try decoder.decodeSingularUInt32Field(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .toggleMutedNode(v)
+        }
+      }()
+      case 64: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .beginEditSettings(v)
+        }
+      }()
+      case 65: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .commitEditSettings(v)
+        }
+      }()
       case 94: try {
         var v: Int32?
         try decoder.decodeSingularInt32Field(value: &v)
@@ -269,12 +1094,52 @@ nonisolated extension Meshtastic_AdminMessage: SwiftProtobuf.Message, SwiftProto
           self.payloadVariant = .factoryResetDevice(v)
         }
       }()
+      case 95: try {
+        var v: Int32?
+        try decoder.decodeSingularInt32Field(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .rebootOtaSeconds(v)
+        }
+      }()
+      case 96: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .exitSimulator(v)
+        }
+      }()
       case 97: try {
         var v: Int32?
         try decoder.decodeSingularInt32Field(value: &v)
         if let v = v {
           if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
           self.payloadVariant = .rebootSeconds(v)
+        }
+      }()
+      case 98: try {
+        var v: Int32?
+        try decoder.decodeSingularInt32Field(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .shutdownSeconds(v)
+        }
+      }()
+      case 99: try {
+        var v: Int32?
+        try decoder.decodeSingularInt32Field(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .factoryResetConfig(v)
+        }
+      }()
+      case 100: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.payloadVariant != nil {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .nodedbReset(v)
         }
       }()
       case 101: try { try decoder.decodeSingularBytesField(value: &self.sessionPasskey) }()
@@ -305,6 +1170,30 @@ nonisolated extension Meshtastic_AdminMessage: SwiftProtobuf.Message, SwiftProto
       guard case .getOwnerResponse(let v)? = self.payloadVariant else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     }()
+    case .getConfigRequest?: try {
+      guard case .getConfigRequest(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularEnumField(value: v, fieldNumber: 5)
+    }()
+    case .getConfigResponse?: try {
+      guard case .getConfigResponse(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    }()
+    case .getModuleConfigRequest?: try {
+      guard case .getModuleConfigRequest(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularEnumField(value: v, fieldNumber: 7)
+    }()
+    case .getModuleConfigResponse?: try {
+      guard case .getModuleConfigResponse(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    }()
+    case .getCannedMessageModuleMessagesRequest?: try {
+      guard case .getCannedMessageModuleMessagesRequest(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 10)
+    }()
+    case .getCannedMessageModuleMessagesResponse?: try {
+      guard case .getCannedMessageModuleMessagesResponse(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 11)
+    }()
     case .getDeviceMetadataRequest?: try {
       guard case .getDeviceMetadataRequest(let v)? = self.payloadVariant else { preconditionFailure() }
       try visitor.visitSingularBoolField(value: v, fieldNumber: 12)
@@ -312,6 +1201,50 @@ nonisolated extension Meshtastic_AdminMessage: SwiftProtobuf.Message, SwiftProto
     case .getDeviceMetadataResponse?: try {
       guard case .getDeviceMetadataResponse(let v)? = self.payloadVariant else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+    }()
+    case .getRingtoneRequest?: try {
+      guard case .getRingtoneRequest(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 14)
+    }()
+    case .getRingtoneResponse?: try {
+      guard case .getRingtoneResponse(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 15)
+    }()
+    case .getDeviceConnectionStatusRequest?: try {
+      guard case .getDeviceConnectionStatusRequest(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 16)
+    }()
+    case .getNodeRemoteHardwarePinsRequest?: try {
+      guard case .getNodeRemoteHardwarePinsRequest(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 19)
+    }()
+    case .enterDfuModeRequest?: try {
+      guard case .enterDfuModeRequest(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 21)
+    }()
+    case .deleteFileRequest?: try {
+      guard case .deleteFileRequest(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 22)
+    }()
+    case .setScale?: try {
+      guard case .setScale(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 23)
+    }()
+    case .backupPreferences?: try {
+      guard case .backupPreferences(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularEnumField(value: v, fieldNumber: 24)
+    }()
+    case .restorePreferences?: try {
+      guard case .restorePreferences(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularEnumField(value: v, fieldNumber: 25)
+    }()
+    case .removeBackupPreferences?: try {
+      guard case .removeBackupPreferences(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularEnumField(value: v, fieldNumber: 26)
+    }()
+    case .sendInputEvent?: try {
+      guard case .sendInputEvent(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
     }()
     case .setOwner?: try {
       guard case .setOwner(let v)? = self.payloadVariant else { preconditionFailure() }
@@ -325,13 +1258,93 @@ nonisolated extension Meshtastic_AdminMessage: SwiftProtobuf.Message, SwiftProto
       guard case .setConfig(let v)? = self.payloadVariant else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 34)
     }()
+    case .setModuleConfig?: try {
+      guard case .setModuleConfig(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 35)
+    }()
+    case .setCannedMessageModuleMessages?: try {
+      guard case .setCannedMessageModuleMessages(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 36)
+    }()
+    case .setRingtoneMessage?: try {
+      guard case .setRingtoneMessage(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 37)
+    }()
+    case .removeByNodenum?: try {
+      guard case .removeByNodenum(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 38)
+    }()
+    case .setFavoriteNode?: try {
+      guard case .setFavoriteNode(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 39)
+    }()
+    case .removeFavoriteNode?: try {
+      guard case .removeFavoriteNode(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 40)
+    }()
+    case .setFixedPosition?: try {
+      guard case .setFixedPosition(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
+    }()
+    case .removeFixedPosition?: try {
+      guard case .removeFixedPosition(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 42)
+    }()
+    case .setTimeOnly?: try {
+      guard case .setTimeOnly(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularFixed32Field(value: v, fieldNumber: 43)
+    }()
+    case .getUiConfigRequest?: try {
+      guard case .getUiConfigRequest(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 44)
+    }()
+    case .setIgnoredNode?: try {
+      guard case .setIgnoredNode(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 47)
+    }()
+    case .removeIgnoredNode?: try {
+      guard case .removeIgnoredNode(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 48)
+    }()
+    case .toggleMutedNode?: try {
+      guard case .toggleMutedNode(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 49)
+    }()
+    case .beginEditSettings?: try {
+      guard case .beginEditSettings(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 64)
+    }()
+    case .commitEditSettings?: try {
+      guard case .commitEditSettings(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 65)
+    }()
     case .factoryResetDevice?: try {
       guard case .factoryResetDevice(let v)? = self.payloadVariant else { preconditionFailure() }
       try visitor.visitSingularInt32Field(value: v, fieldNumber: 94)
     }()
+    case .rebootOtaSeconds?: try {
+      guard case .rebootOtaSeconds(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 95)
+    }()
+    case .exitSimulator?: try {
+      guard case .exitSimulator(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 96)
+    }()
     case .rebootSeconds?: try {
       guard case .rebootSeconds(let v)? = self.payloadVariant else { preconditionFailure() }
       try visitor.visitSingularInt32Field(value: v, fieldNumber: 97)
+    }()
+    case .shutdownSeconds?: try {
+      guard case .shutdownSeconds(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 98)
+    }()
+    case .factoryResetConfig?: try {
+      guard case .factoryResetConfig(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 99)
+    }()
+    case .nodedbReset?: try {
+      guard case .nodedbReset(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 100)
     }()
     case nil: break
     }
@@ -344,6 +1357,63 @@ nonisolated extension Meshtastic_AdminMessage: SwiftProtobuf.Message, SwiftProto
   public static func ==(lhs: Meshtastic_AdminMessage, rhs: Meshtastic_AdminMessage) -> Bool {
     if lhs.payloadVariant != rhs.payloadVariant {return false}
     if lhs.sessionPasskey != rhs.sessionPasskey {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_AdminMessage.ConfigType: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DEVICE_CONFIG\0\u{1}POSITION_CONFIG\0\u{1}POWER_CONFIG\0\u{1}NETWORK_CONFIG\0\u{1}DISPLAY_CONFIG\0\u{1}LORA_CONFIG\0\u{1}BLUETOOTH_CONFIG\0\u{1}SECURITY_CONFIG\0\u{1}SESSIONKEY_CONFIG\0\u{1}DEVICEUI_CONFIG\0")
+}
+
+nonisolated extension Meshtastic_AdminMessage.ModuleConfigType: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MQTT_CONFIG\0\u{1}SERIAL_CONFIG\0\u{1}EXTNOTIF_CONFIG\0\u{1}STOREFORWARD_CONFIG\0\u{1}RANGETEST_CONFIG\0\u{1}TELEMETRY_CONFIG\0\u{1}CANNEDMSG_CONFIG\0\u{1}AUDIO_CONFIG\0\u{1}REMOTEHARDWARE_CONFIG\0\u{1}NEIGHBORINFO_CONFIG\0\u{1}AMBIENTLIGHTING_CONFIG\0\u{1}DETECTIONSENSOR_CONFIG\0\u{1}PAXCOUNTER_CONFIG\0\u{1}STATUSMESSAGE_CONFIG\0\u{1}TRAFFICMANAGEMENT_CONFIG\0\u{1}TAK_CONFIG\0")
+}
+
+nonisolated extension Meshtastic_AdminMessage.BackupLocation: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0FLASH\0\u{1}SD\0")
+}
+
+nonisolated extension Meshtastic_AdminMessage.InputEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Meshtastic_AdminMessage.protoMessageName + ".InputEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}event_code\0\u{3}kb_char\0\u{3}touch_x\0\u{3}touch_y\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.eventCode) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.kbChar) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.touchX) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.touchY) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.eventCode != 0 {
+      try visitor.visitSingularUInt32Field(value: self.eventCode, fieldNumber: 1)
+    }
+    if self.kbChar != 0 {
+      try visitor.visitSingularUInt32Field(value: self.kbChar, fieldNumber: 2)
+    }
+    if self.touchX != 0 {
+      try visitor.visitSingularUInt32Field(value: self.touchX, fieldNumber: 3)
+    }
+    if self.touchY != 0 {
+      try visitor.visitSingularUInt32Field(value: self.touchY, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_AdminMessage.InputEvent, rhs: Meshtastic_AdminMessage.InputEvent) -> Bool {
+    if lhs.eventCode != rhs.eventCode {return false}
+    if lhs.kbChar != rhs.kbChar {return false}
+    if lhs.touchX != rhs.touchX {return false}
+    if lhs.touchY != rhs.touchY {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

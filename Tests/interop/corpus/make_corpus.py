@@ -93,6 +93,11 @@ add("routing_route_reply", packet(T.ROUTING_APP, sub(mesh_pb2.Routing(route_repl
 # Admin, traceroute, neighbor info, waypoint.
 add("admin_metadata_response", packet(T.ADMIN_APP, sub(admin_pb2.AdminMessage(get_device_metadata_response=mesh_pb2.DeviceMetadata(
     firmware_version="2.7.11.abcdef", device_state_version=24, canShutdown=True, hasWifi=True, hw_model=mesh_pb2.HardwareModel.RAK4631, role=config_pb2.Config.DeviceConfig.CLIENT)))))
+A = admin_pb2.AdminMessage
+add("admin_get_config_response", packet(T.ADMIN_APP, sub(A(get_config_response=config_pb2.Config(lora=config_pb2.Config.LoRaConfig(region=config_pb2.Config.LoRaConfig.US, hop_limit=5))))))
+add("admin_get_module_config_request", packet(T.ADMIN_APP, sub(A(get_module_config_request=A.TELEMETRY_CONFIG, session_passkey=b"\x01\x02"))))
+add("admin_set_fixed_position", packet(T.ADMIN_APP, sub(A(set_fixed_position=mesh_pb2.Position(latitude_i=475000000, longitude_i=85000000)))))
+add("admin_reboot", packet(T.ADMIN_APP, sub(A(reboot_seconds=5))))
 add("traceroute", packet(T.TRACEROUTE_APP, sub(mesh_pb2.RouteDiscovery(route=[0x11111111, 0x22222222], snr_towards=[24, -8, 3], route_back=[0x33333333], snr_back=[-128, 127]))))
 add("neighborinfo", packet(T.NEIGHBORINFO_APP, sub(mesh_pb2.NeighborInfo(node_id=SENDER, last_sent_by_id=LOCAL, node_broadcast_interval_secs=900,
     neighbors=[mesh_pb2.Neighbor(node_id=1, snr=7.5), mesh_pb2.Neighbor(node_id=2, snr=-3.25)]))))
