@@ -87,6 +87,8 @@ public enum PacketJSON {
         case .waypointApp: return decode(Meshtastic_Waypoint.self, data.payload, as: "waypoint")
         case .storeForwardApp: return decode(Meshtastic_StoreAndForward.self, data.payload, as: "storeforward")
         case .paxcounterApp: return decode(Meshtastic_Paxcount.self, data.payload, as: "paxcounter")
+        case .remoteHardwareApp: return decode(Meshtastic_HardwareMessage.self, data.payload, as: "remotehw")
+        case .mapReportApp: return decode(Meshtastic_MapReport.self, data.payload, as: "mapreport")
         default: return []
         }
     }

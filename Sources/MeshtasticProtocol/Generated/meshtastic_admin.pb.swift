@@ -11,7 +11,7 @@
 /// Admin messages (ADMIN_APP): MeshBus probes older firmware with the metadata round trip,
 /// must recognise config-changing requests, and decodes admin packets into JSON. Requests
 /// whose payload types are not modelled here (connection status, ham parameters, remote
-/// hardware pins, device UI, contacts, key verification, sensors, lockdown) are kept as
+/// hardware pins, contacts, key verification, sensors, lockdown) are kept as
 /// unknown fields.
 
 #if canImport(FoundationEssentials)
@@ -326,6 +326,22 @@ public nonisolated struct Meshtastic_AdminMessage: Sendable {
     set {payloadVariant = .getUiConfigRequest(newValue)}
   }
 
+  public var getUiConfigResponse: Meshtastic_DeviceUIConfig {
+    get {
+      if case .getUiConfigResponse(let v)? = payloadVariant {return v}
+      return Meshtastic_DeviceUIConfig()
+    }
+    set {payloadVariant = .getUiConfigResponse(newValue)}
+  }
+
+  public var storeUiConfig: Meshtastic_DeviceUIConfig {
+    get {
+      if case .storeUiConfig(let v)? = payloadVariant {return v}
+      return Meshtastic_DeviceUIConfig()
+    }
+    set {payloadVariant = .storeUiConfig(newValue)}
+  }
+
   public var setIgnoredNode: UInt32 {
     get {
       if case .setIgnoredNode(let v)? = payloadVariant {return v}
@@ -463,6 +479,8 @@ public nonisolated struct Meshtastic_AdminMessage: Sendable {
     case removeFixedPosition(Bool)
     case setTimeOnly(UInt32)
     case getUiConfigRequest(Bool)
+    case getUiConfigResponse(Meshtastic_DeviceUIConfig)
+    case storeUiConfig(Meshtastic_DeviceUIConfig)
     case setIgnoredNode(UInt32)
     case removeIgnoredNode(UInt32)
     case toggleMutedNode(UInt32)
@@ -695,7 +713,7 @@ fileprivate nonisolated let _protobuf_package = "meshtastic.protobuf"
 
 nonisolated extension Meshtastic_AdminMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AdminMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}get_channel_request\0\u{3}get_channel_response\0\u{3}get_owner_request\0\u{3}get_owner_response\0\u{3}get_config_request\0\u{3}get_config_response\0\u{3}get_module_config_request\0\u{3}get_module_config_response\0\u{4}\u{2}get_canned_message_module_messages_request\0\u{3}get_canned_message_module_messages_response\0\u{3}get_device_metadata_request\0\u{3}get_device_metadata_response\0\u{3}get_ringtone_request\0\u{3}get_ringtone_response\0\u{3}get_device_connection_status_request\0\u{4}\u{3}get_node_remote_hardware_pins_request\0\u{4}\u{2}enter_dfu_mode_request\0\u{3}delete_file_request\0\u{3}set_scale\0\u{3}backup_preferences\0\u{3}restore_preferences\0\u{3}remove_backup_preferences\0\u{3}send_input_event\0\u{4}\u{5}set_owner\0\u{3}set_channel\0\u{3}set_config\0\u{3}set_module_config\0\u{3}set_canned_message_module_messages\0\u{3}set_ringtone_message\0\u{3}remove_by_nodenum\0\u{3}set_favorite_node\0\u{3}remove_favorite_node\0\u{3}set_fixed_position\0\u{3}remove_fixed_position\0\u{3}set_time_only\0\u{3}get_ui_config_request\0\u{4}\u{3}set_ignored_node\0\u{3}remove_ignored_node\0\u{3}toggle_muted_node\0\u{4}\u{f}begin_edit_settings\0\u{3}commit_edit_settings\0\u{4}\u{1d}factory_reset_device\0\u{3}reboot_ota_seconds\0\u{3}exit_simulator\0\u{3}reboot_seconds\0\u{3}shutdown_seconds\0\u{3}factory_reset_config\0\u{3}nodedb_reset\0\u{3}session_passkey\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}get_channel_request\0\u{3}get_channel_response\0\u{3}get_owner_request\0\u{3}get_owner_response\0\u{3}get_config_request\0\u{3}get_config_response\0\u{3}get_module_config_request\0\u{3}get_module_config_response\0\u{4}\u{2}get_canned_message_module_messages_request\0\u{3}get_canned_message_module_messages_response\0\u{3}get_device_metadata_request\0\u{3}get_device_metadata_response\0\u{3}get_ringtone_request\0\u{3}get_ringtone_response\0\u{3}get_device_connection_status_request\0\u{4}\u{3}get_node_remote_hardware_pins_request\0\u{4}\u{2}enter_dfu_mode_request\0\u{3}delete_file_request\0\u{3}set_scale\0\u{3}backup_preferences\0\u{3}restore_preferences\0\u{3}remove_backup_preferences\0\u{3}send_input_event\0\u{4}\u{5}set_owner\0\u{3}set_channel\0\u{3}set_config\0\u{3}set_module_config\0\u{3}set_canned_message_module_messages\0\u{3}set_ringtone_message\0\u{3}remove_by_nodenum\0\u{3}set_favorite_node\0\u{3}remove_favorite_node\0\u{3}set_fixed_position\0\u{3}remove_fixed_position\0\u{3}set_time_only\0\u{3}get_ui_config_request\0\u{3}get_ui_config_response\0\u{3}store_ui_config\0\u{3}set_ignored_node\0\u{3}remove_ignored_node\0\u{3}toggle_muted_node\0\u{4}\u{f}begin_edit_settings\0\u{3}commit_edit_settings\0\u{4}\u{1d}factory_reset_device\0\u{3}reboot_ota_seconds\0\u{3}exit_simulator\0\u{3}reboot_seconds\0\u{3}shutdown_seconds\0\u{3}factory_reset_config\0\u{3}nodedb_reset\0\u{3}session_passkey\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1046,6 +1064,32 @@ nonisolated extension Meshtastic_AdminMessage: SwiftProtobuf.Message, SwiftProto
           self.payloadVariant = .getUiConfigRequest(v)
         }
       }()
+      case 45: try {
+        var v: Meshtastic_DeviceUIConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .getUiConfigResponse(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .getUiConfigResponse(v)
+        }
+      }()
+      case 46: try {
+        var v: Meshtastic_DeviceUIConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .storeUiConfig(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .storeUiConfig(v)
+        }
+      }()
       case 47: try {
         var v: UInt32?
         try decoder.decodeSingularUInt32Field(value: &v)
@@ -1297,6 +1341,14 @@ nonisolated extension Meshtastic_AdminMessage: SwiftProtobuf.Message, SwiftProto
     case .getUiConfigRequest?: try {
       guard case .getUiConfigRequest(let v)? = self.payloadVariant else { preconditionFailure() }
       try visitor.visitSingularBoolField(value: v, fieldNumber: 44)
+    }()
+    case .getUiConfigResponse?: try {
+      guard case .getUiConfigResponse(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 45)
+    }()
+    case .storeUiConfig?: try {
+      guard case .storeUiConfig(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 46)
     }()
     case .setIgnoredNode?: try {
       guard case .setIgnoredNode(let v)? = self.payloadVariant else { preconditionFailure() }

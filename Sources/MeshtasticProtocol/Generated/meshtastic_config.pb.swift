@@ -107,6 +107,14 @@ public nonisolated struct Meshtastic_Config: Sendable {
     set {payloadVariant = .sessionkey(newValue)}
   }
 
+  public var deviceUi: Meshtastic_DeviceUIConfig {
+    get {
+      if case .deviceUi(let v)? = payloadVariant {return v}
+      return Meshtastic_DeviceUIConfig()
+    }
+    set {payloadVariant = .deviceUi(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_PayloadVariant: Equatable, Sendable {
@@ -119,6 +127,7 @@ public nonisolated struct Meshtastic_Config: Sendable {
     case bluetooth(Meshtastic_Config.BluetoothConfig)
     case security(Meshtastic_Config.SecurityConfig)
     case sessionkey(Meshtastic_Config.SessionkeyConfig)
+    case deviceUi(Meshtastic_DeviceUIConfig)
 
   }
 
@@ -413,6 +422,8 @@ public nonisolated struct Meshtastic_Config: Sendable {
 
     public var onBatteryShutdownAfterSecs: UInt32 = 0
 
+    public var adcMultiplierOverride: Float = 0
+
     public var waitBluetoothSecs: UInt32 = 0
 
     public var sdsSecs: UInt32 = 0
@@ -420,6 +431,10 @@ public nonisolated struct Meshtastic_Config: Sendable {
     public var lsSecs: UInt32 = 0
 
     public var minWakeSecs: UInt32 = 0
+
+    public var deviceBatteryInaAddress: UInt32 = 0
+
+    public var powermonEnables: UInt64 = 0
 
     public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -435,13 +450,120 @@ public nonisolated struct Meshtastic_Config: Sendable {
 
     public var wifiSsid: String = String()
 
+    public var wifiPsk: String = String()
+
     public var ntpServer: String = String()
 
     public var ethEnabled: Bool = false
 
+    public var addressMode: Meshtastic_Config.NetworkConfig.AddressMode = .dhcp
+
+    public var ipv4Config: Meshtastic_Config.NetworkConfig.IpV4Config {
+      get {_ipv4Config ?? Meshtastic_Config.NetworkConfig.IpV4Config()}
+      set {_ipv4Config = newValue}
+    }
+    /// Returns true if `ipv4Config` has been explicitly set.
+    public var hasIpv4Config: Bool {self._ipv4Config != nil}
+    /// Clears the value of `ipv4Config`. Subsequent reads from it will return its default value.
+    public mutating func clearIpv4Config() {self._ipv4Config = nil}
+
+    public var rsyslogServer: String = String()
+
+    public var enabledProtocols: UInt32 = 0
+
+    public var ipv6Enabled: Bool = false
+
     public var unknownFields = SwiftProtobuf.UnknownStorage()
 
+    public nonisolated enum AddressMode: SwiftProtobuf.Enum, Swift.CaseIterable {
+      public typealias RawValue = Int
+      case dhcp // = 0
+      case `static` // = 1
+      case UNRECOGNIZED(Int)
+
+      public init() {
+        self = .dhcp
+      }
+
+      public init?(rawValue: Int) {
+        switch rawValue {
+        case 0: self = .dhcp
+        case 1: self = .static
+        default: self = .UNRECOGNIZED(rawValue)
+        }
+      }
+
+      public var rawValue: Int {
+        switch self {
+        case .dhcp: return 0
+        case .static: return 1
+        case .UNRECOGNIZED(let i): return i
+        }
+      }
+
+      // The compiler won't synthesize support with the UNRECOGNIZED case.
+      public static let allCases: [Meshtastic_Config.NetworkConfig.AddressMode] = [
+        .dhcp,
+        .static,
+      ]
+
+    }
+
+    public nonisolated enum ProtocolFlags: SwiftProtobuf.Enum, Swift.CaseIterable {
+      public typealias RawValue = Int
+      case noBroadcast // = 0
+      case udpBroadcast // = 1
+      case UNRECOGNIZED(Int)
+
+      public init() {
+        self = .noBroadcast
+      }
+
+      public init?(rawValue: Int) {
+        switch rawValue {
+        case 0: self = .noBroadcast
+        case 1: self = .udpBroadcast
+        default: self = .UNRECOGNIZED(rawValue)
+        }
+      }
+
+      public var rawValue: Int {
+        switch self {
+        case .noBroadcast: return 0
+        case .udpBroadcast: return 1
+        case .UNRECOGNIZED(let i): return i
+        }
+      }
+
+      // The compiler won't synthesize support with the UNRECOGNIZED case.
+      public static let allCases: [Meshtastic_Config.NetworkConfig.ProtocolFlags] = [
+        .noBroadcast,
+        .udpBroadcast,
+      ]
+
+    }
+
+    public nonisolated struct IpV4Config: Sendable {
+      // SwiftProtobuf.Message conformance is added in an extension below. See the
+      // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+      // methods supported on all messages.
+
+      public var ip: UInt32 = 0
+
+      public var gateway: UInt32 = 0
+
+      public var subnet: UInt32 = 0
+
+      public var dns: UInt32 = 0
+
+      public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+      public init() {}
+    }
+
     public init() {}
+
+    fileprivate var _ipv4Config: Meshtastic_Config.NetworkConfig.IpV4Config? = nil
   }
 
   public nonisolated struct DisplayConfig: Sendable {
@@ -451,11 +573,247 @@ public nonisolated struct Meshtastic_Config: Sendable {
 
     public var screenOnSecs: UInt32 = 0
 
+    public var gpsFormat: Meshtastic_Config.DisplayConfig.DeprecatedGpsCoordinateFormat = .unused
+
     public var autoScreenCarouselSecs: UInt32 = 0
+
+    public var compassNorthTop: Bool = false
 
     public var flipScreen: Bool = false
 
+    public var units: Meshtastic_Config.DisplayConfig.DisplayUnits = .metric
+
+    public var oled: Meshtastic_Config.DisplayConfig.OledType = .oledAuto
+
+    public var displaymode: Meshtastic_Config.DisplayConfig.DisplayMode = .default
+
+    public var headingBold: Bool = false
+
+    public var wakeOnTapOrMotion: Bool = false
+
+    public var compassOrientation: Meshtastic_Config.DisplayConfig.CompassOrientation = .degrees0
+
+    public var use12HClock: Bool = false
+
+    public var useLongNodeName: Bool = false
+
+    public var enableMessageBubbles: Bool = false
+
     public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public nonisolated enum DeprecatedGpsCoordinateFormat: SwiftProtobuf.Enum, Swift.CaseIterable {
+      public typealias RawValue = Int
+      case unused // = 0
+      case UNRECOGNIZED(Int)
+
+      public init() {
+        self = .unused
+      }
+
+      public init?(rawValue: Int) {
+        switch rawValue {
+        case 0: self = .unused
+        default: self = .UNRECOGNIZED(rawValue)
+        }
+      }
+
+      public var rawValue: Int {
+        switch self {
+        case .unused: return 0
+        case .UNRECOGNIZED(let i): return i
+        }
+      }
+
+      // The compiler won't synthesize support with the UNRECOGNIZED case.
+      public static let allCases: [Meshtastic_Config.DisplayConfig.DeprecatedGpsCoordinateFormat] = [
+        .unused,
+      ]
+
+    }
+
+    public nonisolated enum DisplayUnits: SwiftProtobuf.Enum, Swift.CaseIterable {
+      public typealias RawValue = Int
+      case metric // = 0
+      case imperial // = 1
+      case UNRECOGNIZED(Int)
+
+      public init() {
+        self = .metric
+      }
+
+      public init?(rawValue: Int) {
+        switch rawValue {
+        case 0: self = .metric
+        case 1: self = .imperial
+        default: self = .UNRECOGNIZED(rawValue)
+        }
+      }
+
+      public var rawValue: Int {
+        switch self {
+        case .metric: return 0
+        case .imperial: return 1
+        case .UNRECOGNIZED(let i): return i
+        }
+      }
+
+      // The compiler won't synthesize support with the UNRECOGNIZED case.
+      public static let allCases: [Meshtastic_Config.DisplayConfig.DisplayUnits] = [
+        .metric,
+        .imperial,
+      ]
+
+    }
+
+    public nonisolated enum OledType: SwiftProtobuf.Enum, Swift.CaseIterable {
+      public typealias RawValue = Int
+      case oledAuto // = 0
+      case oledSsd1306 // = 1
+      case oledSh1106 // = 2
+      case oledSh1107 // = 3
+      case oledSh1107128128 // = 4
+      case oledSh1107Rotated // = 5
+      case UNRECOGNIZED(Int)
+
+      public init() {
+        self = .oledAuto
+      }
+
+      public init?(rawValue: Int) {
+        switch rawValue {
+        case 0: self = .oledAuto
+        case 1: self = .oledSsd1306
+        case 2: self = .oledSh1106
+        case 3: self = .oledSh1107
+        case 4: self = .oledSh1107128128
+        case 5: self = .oledSh1107Rotated
+        default: self = .UNRECOGNIZED(rawValue)
+        }
+      }
+
+      public var rawValue: Int {
+        switch self {
+        case .oledAuto: return 0
+        case .oledSsd1306: return 1
+        case .oledSh1106: return 2
+        case .oledSh1107: return 3
+        case .oledSh1107128128: return 4
+        case .oledSh1107Rotated: return 5
+        case .UNRECOGNIZED(let i): return i
+        }
+      }
+
+      // The compiler won't synthesize support with the UNRECOGNIZED case.
+      public static let allCases: [Meshtastic_Config.DisplayConfig.OledType] = [
+        .oledAuto,
+        .oledSsd1306,
+        .oledSh1106,
+        .oledSh1107,
+        .oledSh1107128128,
+        .oledSh1107Rotated,
+      ]
+
+    }
+
+    public nonisolated enum DisplayMode: SwiftProtobuf.Enum, Swift.CaseIterable {
+      public typealias RawValue = Int
+      case `default` // = 0
+      case twocolor // = 1
+      case inverted // = 2
+      case color // = 3
+      case UNRECOGNIZED(Int)
+
+      public init() {
+        self = .default
+      }
+
+      public init?(rawValue: Int) {
+        switch rawValue {
+        case 0: self = .default
+        case 1: self = .twocolor
+        case 2: self = .inverted
+        case 3: self = .color
+        default: self = .UNRECOGNIZED(rawValue)
+        }
+      }
+
+      public var rawValue: Int {
+        switch self {
+        case .default: return 0
+        case .twocolor: return 1
+        case .inverted: return 2
+        case .color: return 3
+        case .UNRECOGNIZED(let i): return i
+        }
+      }
+
+      // The compiler won't synthesize support with the UNRECOGNIZED case.
+      public static let allCases: [Meshtastic_Config.DisplayConfig.DisplayMode] = [
+        .default,
+        .twocolor,
+        .inverted,
+        .color,
+      ]
+
+    }
+
+    public nonisolated enum CompassOrientation: SwiftProtobuf.Enum, Swift.CaseIterable {
+      public typealias RawValue = Int
+      case degrees0 // = 0
+      case degrees90 // = 1
+      case degrees180 // = 2
+      case degrees270 // = 3
+      case degrees0Inverted // = 4
+      case degrees90Inverted // = 5
+      case degrees180Inverted // = 6
+      case degrees270Inverted // = 7
+      case UNRECOGNIZED(Int)
+
+      public init() {
+        self = .degrees0
+      }
+
+      public init?(rawValue: Int) {
+        switch rawValue {
+        case 0: self = .degrees0
+        case 1: self = .degrees90
+        case 2: self = .degrees180
+        case 3: self = .degrees270
+        case 4: self = .degrees0Inverted
+        case 5: self = .degrees90Inverted
+        case 6: self = .degrees180Inverted
+        case 7: self = .degrees270Inverted
+        default: self = .UNRECOGNIZED(rawValue)
+        }
+      }
+
+      public var rawValue: Int {
+        switch self {
+        case .degrees0: return 0
+        case .degrees90: return 1
+        case .degrees180: return 2
+        case .degrees270: return 3
+        case .degrees0Inverted: return 4
+        case .degrees90Inverted: return 5
+        case .degrees180Inverted: return 6
+        case .degrees270Inverted: return 7
+        case .UNRECOGNIZED(let i): return i
+        }
+      }
+
+      // The compiler won't synthesize support with the UNRECOGNIZED case.
+      public static let allCases: [Meshtastic_Config.DisplayConfig.CompassOrientation] = [
+        .degrees0,
+        .degrees90,
+        .degrees180,
+        .degrees270,
+        .degrees0Inverted,
+        .degrees90Inverted,
+        .degrees180Inverted,
+        .degrees270Inverted,
+      ]
+
+    }
 
     public init() {}
   }
@@ -952,7 +1310,7 @@ fileprivate nonisolated let _protobuf_package = "meshtastic.protobuf"
 
 nonisolated extension Meshtastic_Config: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Config"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}device\0\u{1}position\0\u{1}power\0\u{1}network\0\u{1}display\0\u{1}lora\0\u{1}bluetooth\0\u{1}security\0\u{1}sessionkey\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}device\0\u{1}position\0\u{1}power\0\u{1}network\0\u{1}display\0\u{1}lora\0\u{1}bluetooth\0\u{1}security\0\u{1}sessionkey\0\u{3}device_ui\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1077,6 +1435,19 @@ nonisolated extension Meshtastic_Config: SwiftProtobuf.Message, SwiftProtobuf._M
           self.payloadVariant = .sessionkey(v)
         }
       }()
+      case 10: try {
+        var v: Meshtastic_DeviceUIConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .deviceUi(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .deviceUi(v)
+        }
+      }()
       default: break
       }
     }
@@ -1123,6 +1494,10 @@ nonisolated extension Meshtastic_Config: SwiftProtobuf.Message, SwiftProtobuf._M
     case .sessionkey?: try {
       guard case .sessionkey(let v)? = self.payloadVariant else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    }()
+    case .deviceUi?: try {
+      guard case .deviceUi(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
     }()
     case nil: break
     }
@@ -1329,7 +1704,7 @@ nonisolated extension Meshtastic_Config.PositionConfig.GpsMode: SwiftProtobuf._P
 
 nonisolated extension Meshtastic_Config.PowerConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = Meshtastic_Config.protoMessageName + ".PowerConfig"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}is_power_saving\0\u{3}on_battery_shutdown_after_secs\0\u{4}\u{2}wait_bluetooth_secs\0\u{4}\u{2}sds_secs\0\u{3}ls_secs\0\u{3}min_wake_secs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}is_power_saving\0\u{3}on_battery_shutdown_after_secs\0\u{3}adc_multiplier_override\0\u{3}wait_bluetooth_secs\0\u{4}\u{2}sds_secs\0\u{3}ls_secs\0\u{3}min_wake_secs\0\u{3}device_battery_ina_address\0\u{4}\u{17}powermon_enables\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1339,10 +1714,13 @@ nonisolated extension Meshtastic_Config.PowerConfig: SwiftProtobuf.Message, Swif
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBoolField(value: &self.isPowerSaving) }()
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.onBatteryShutdownAfterSecs) }()
+      case 3: try { try decoder.decodeSingularFloatField(value: &self.adcMultiplierOverride) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.waitBluetoothSecs) }()
       case 6: try { try decoder.decodeSingularUInt32Field(value: &self.sdsSecs) }()
       case 7: try { try decoder.decodeSingularUInt32Field(value: &self.lsSecs) }()
       case 8: try { try decoder.decodeSingularUInt32Field(value: &self.minWakeSecs) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.deviceBatteryInaAddress) }()
+      case 32: try { try decoder.decodeSingularUInt64Field(value: &self.powermonEnables) }()
       default: break
       }
     }
@@ -1354,6 +1732,9 @@ nonisolated extension Meshtastic_Config.PowerConfig: SwiftProtobuf.Message, Swif
     }
     if self.onBatteryShutdownAfterSecs != 0 {
       try visitor.visitSingularUInt32Field(value: self.onBatteryShutdownAfterSecs, fieldNumber: 2)
+    }
+    if self.adcMultiplierOverride.bitPattern != 0 {
+      try visitor.visitSingularFloatField(value: self.adcMultiplierOverride, fieldNumber: 3)
     }
     if self.waitBluetoothSecs != 0 {
       try visitor.visitSingularUInt32Field(value: self.waitBluetoothSecs, fieldNumber: 4)
@@ -1367,16 +1748,25 @@ nonisolated extension Meshtastic_Config.PowerConfig: SwiftProtobuf.Message, Swif
     if self.minWakeSecs != 0 {
       try visitor.visitSingularUInt32Field(value: self.minWakeSecs, fieldNumber: 8)
     }
+    if self.deviceBatteryInaAddress != 0 {
+      try visitor.visitSingularUInt32Field(value: self.deviceBatteryInaAddress, fieldNumber: 9)
+    }
+    if self.powermonEnables != 0 {
+      try visitor.visitSingularUInt64Field(value: self.powermonEnables, fieldNumber: 32)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Meshtastic_Config.PowerConfig, rhs: Meshtastic_Config.PowerConfig) -> Bool {
     if lhs.isPowerSaving != rhs.isPowerSaving {return false}
     if lhs.onBatteryShutdownAfterSecs != rhs.onBatteryShutdownAfterSecs {return false}
+    if lhs.adcMultiplierOverride != rhs.adcMultiplierOverride {return false}
     if lhs.waitBluetoothSecs != rhs.waitBluetoothSecs {return false}
     if lhs.sdsSecs != rhs.sdsSecs {return false}
     if lhs.lsSecs != rhs.lsSecs {return false}
     if lhs.minWakeSecs != rhs.minWakeSecs {return false}
+    if lhs.deviceBatteryInaAddress != rhs.deviceBatteryInaAddress {return false}
+    if lhs.powermonEnables != rhs.powermonEnables {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1384,7 +1774,7 @@ nonisolated extension Meshtastic_Config.PowerConfig: SwiftProtobuf.Message, Swif
 
 nonisolated extension Meshtastic_Config.NetworkConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = Meshtastic_Config.protoMessageName + ".NetworkConfig"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}wifi_enabled\0\u{4}\u{2}wifi_ssid\0\u{4}\u{2}ntp_server\0\u{3}eth_enabled\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}wifi_enabled\0\u{4}\u{2}wifi_ssid\0\u{3}wifi_psk\0\u{3}ntp_server\0\u{3}eth_enabled\0\u{3}address_mode\0\u{3}ipv4_config\0\u{3}rsyslog_server\0\u{3}enabled_protocols\0\u{3}ipv6_enabled\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1394,19 +1784,32 @@ nonisolated extension Meshtastic_Config.NetworkConfig: SwiftProtobuf.Message, Sw
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBoolField(value: &self.wifiEnabled) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.wifiSsid) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.wifiPsk) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.ntpServer) }()
       case 6: try { try decoder.decodeSingularBoolField(value: &self.ethEnabled) }()
+      case 7: try { try decoder.decodeSingularEnumField(value: &self.addressMode) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._ipv4Config) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.rsyslogServer) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.enabledProtocols) }()
+      case 11: try { try decoder.decodeSingularBoolField(value: &self.ipv6Enabled) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if self.wifiEnabled != false {
       try visitor.visitSingularBoolField(value: self.wifiEnabled, fieldNumber: 1)
     }
     if !self.wifiSsid.isEmpty {
       try visitor.visitSingularStringField(value: self.wifiSsid, fieldNumber: 3)
+    }
+    if !self.wifiPsk.isEmpty {
+      try visitor.visitSingularStringField(value: self.wifiPsk, fieldNumber: 4)
     }
     if !self.ntpServer.isEmpty {
       try visitor.visitSingularStringField(value: self.ntpServer, fieldNumber: 5)
@@ -1414,14 +1817,88 @@ nonisolated extension Meshtastic_Config.NetworkConfig: SwiftProtobuf.Message, Sw
     if self.ethEnabled != false {
       try visitor.visitSingularBoolField(value: self.ethEnabled, fieldNumber: 6)
     }
+    if self.addressMode != .dhcp {
+      try visitor.visitSingularEnumField(value: self.addressMode, fieldNumber: 7)
+    }
+    try { if let v = self._ipv4Config {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    if !self.rsyslogServer.isEmpty {
+      try visitor.visitSingularStringField(value: self.rsyslogServer, fieldNumber: 9)
+    }
+    if self.enabledProtocols != 0 {
+      try visitor.visitSingularUInt32Field(value: self.enabledProtocols, fieldNumber: 10)
+    }
+    if self.ipv6Enabled != false {
+      try visitor.visitSingularBoolField(value: self.ipv6Enabled, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Meshtastic_Config.NetworkConfig, rhs: Meshtastic_Config.NetworkConfig) -> Bool {
     if lhs.wifiEnabled != rhs.wifiEnabled {return false}
     if lhs.wifiSsid != rhs.wifiSsid {return false}
+    if lhs.wifiPsk != rhs.wifiPsk {return false}
     if lhs.ntpServer != rhs.ntpServer {return false}
     if lhs.ethEnabled != rhs.ethEnabled {return false}
+    if lhs.addressMode != rhs.addressMode {return false}
+    if lhs._ipv4Config != rhs._ipv4Config {return false}
+    if lhs.rsyslogServer != rhs.rsyslogServer {return false}
+    if lhs.enabledProtocols != rhs.enabledProtocols {return false}
+    if lhs.ipv6Enabled != rhs.ipv6Enabled {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Meshtastic_Config.NetworkConfig.AddressMode: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DHCP\0\u{1}STATIC\0")
+}
+
+nonisolated extension Meshtastic_Config.NetworkConfig.ProtocolFlags: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0NO_BROADCAST\0\u{1}UDP_BROADCAST\0")
+}
+
+nonisolated extension Meshtastic_Config.NetworkConfig.IpV4Config: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Meshtastic_Config.NetworkConfig.protoMessageName + ".IpV4Config"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}ip\0\u{1}gateway\0\u{1}subnet\0\u{1}dns\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularFixed32Field(value: &self.ip) }()
+      case 2: try { try decoder.decodeSingularFixed32Field(value: &self.gateway) }()
+      case 3: try { try decoder.decodeSingularFixed32Field(value: &self.subnet) }()
+      case 4: try { try decoder.decodeSingularFixed32Field(value: &self.dns) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.ip != 0 {
+      try visitor.visitSingularFixed32Field(value: self.ip, fieldNumber: 1)
+    }
+    if self.gateway != 0 {
+      try visitor.visitSingularFixed32Field(value: self.gateway, fieldNumber: 2)
+    }
+    if self.subnet != 0 {
+      try visitor.visitSingularFixed32Field(value: self.subnet, fieldNumber: 3)
+    }
+    if self.dns != 0 {
+      try visitor.visitSingularFixed32Field(value: self.dns, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Meshtastic_Config.NetworkConfig.IpV4Config, rhs: Meshtastic_Config.NetworkConfig.IpV4Config) -> Bool {
+    if lhs.ip != rhs.ip {return false}
+    if lhs.gateway != rhs.gateway {return false}
+    if lhs.subnet != rhs.subnet {return false}
+    if lhs.dns != rhs.dns {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1429,7 +1906,7 @@ nonisolated extension Meshtastic_Config.NetworkConfig: SwiftProtobuf.Message, Sw
 
 nonisolated extension Meshtastic_Config.DisplayConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = Meshtastic_Config.protoMessageName + ".DisplayConfig"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}screen_on_secs\0\u{4}\u{2}auto_screen_carousel_secs\0\u{4}\u{2}flip_screen\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}screen_on_secs\0\u{3}gps_format\0\u{3}auto_screen_carousel_secs\0\u{3}compass_north_top\0\u{3}flip_screen\0\u{1}units\0\u{1}oled\0\u{1}displaymode\0\u{3}heading_bold\0\u{3}wake_on_tap_or_motion\0\u{3}compass_orientation\0\u{3}use_12h_clock\0\u{3}use_long_node_name\0\u{3}enable_message_bubbles\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1438,8 +1915,19 @@ nonisolated extension Meshtastic_Config.DisplayConfig: SwiftProtobuf.Message, Sw
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.screenOnSecs) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.gpsFormat) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.autoScreenCarouselSecs) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.compassNorthTop) }()
       case 5: try { try decoder.decodeSingularBoolField(value: &self.flipScreen) }()
+      case 6: try { try decoder.decodeSingularEnumField(value: &self.units) }()
+      case 7: try { try decoder.decodeSingularEnumField(value: &self.oled) }()
+      case 8: try { try decoder.decodeSingularEnumField(value: &self.displaymode) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.headingBold) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.wakeOnTapOrMotion) }()
+      case 11: try { try decoder.decodeSingularEnumField(value: &self.compassOrientation) }()
+      case 12: try { try decoder.decodeSingularBoolField(value: &self.use12HClock) }()
+      case 13: try { try decoder.decodeSingularBoolField(value: &self.useLongNodeName) }()
+      case 14: try { try decoder.decodeSingularBoolField(value: &self.enableMessageBubbles) }()
       default: break
       }
     }
@@ -1449,22 +1937,86 @@ nonisolated extension Meshtastic_Config.DisplayConfig: SwiftProtobuf.Message, Sw
     if self.screenOnSecs != 0 {
       try visitor.visitSingularUInt32Field(value: self.screenOnSecs, fieldNumber: 1)
     }
+    if self.gpsFormat != .unused {
+      try visitor.visitSingularEnumField(value: self.gpsFormat, fieldNumber: 2)
+    }
     if self.autoScreenCarouselSecs != 0 {
       try visitor.visitSingularUInt32Field(value: self.autoScreenCarouselSecs, fieldNumber: 3)
     }
+    if self.compassNorthTop != false {
+      try visitor.visitSingularBoolField(value: self.compassNorthTop, fieldNumber: 4)
+    }
     if self.flipScreen != false {
       try visitor.visitSingularBoolField(value: self.flipScreen, fieldNumber: 5)
+    }
+    if self.units != .metric {
+      try visitor.visitSingularEnumField(value: self.units, fieldNumber: 6)
+    }
+    if self.oled != .oledAuto {
+      try visitor.visitSingularEnumField(value: self.oled, fieldNumber: 7)
+    }
+    if self.displaymode != .default {
+      try visitor.visitSingularEnumField(value: self.displaymode, fieldNumber: 8)
+    }
+    if self.headingBold != false {
+      try visitor.visitSingularBoolField(value: self.headingBold, fieldNumber: 9)
+    }
+    if self.wakeOnTapOrMotion != false {
+      try visitor.visitSingularBoolField(value: self.wakeOnTapOrMotion, fieldNumber: 10)
+    }
+    if self.compassOrientation != .degrees0 {
+      try visitor.visitSingularEnumField(value: self.compassOrientation, fieldNumber: 11)
+    }
+    if self.use12HClock != false {
+      try visitor.visitSingularBoolField(value: self.use12HClock, fieldNumber: 12)
+    }
+    if self.useLongNodeName != false {
+      try visitor.visitSingularBoolField(value: self.useLongNodeName, fieldNumber: 13)
+    }
+    if self.enableMessageBubbles != false {
+      try visitor.visitSingularBoolField(value: self.enableMessageBubbles, fieldNumber: 14)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Meshtastic_Config.DisplayConfig, rhs: Meshtastic_Config.DisplayConfig) -> Bool {
     if lhs.screenOnSecs != rhs.screenOnSecs {return false}
+    if lhs.gpsFormat != rhs.gpsFormat {return false}
     if lhs.autoScreenCarouselSecs != rhs.autoScreenCarouselSecs {return false}
+    if lhs.compassNorthTop != rhs.compassNorthTop {return false}
     if lhs.flipScreen != rhs.flipScreen {return false}
+    if lhs.units != rhs.units {return false}
+    if lhs.oled != rhs.oled {return false}
+    if lhs.displaymode != rhs.displaymode {return false}
+    if lhs.headingBold != rhs.headingBold {return false}
+    if lhs.wakeOnTapOrMotion != rhs.wakeOnTapOrMotion {return false}
+    if lhs.compassOrientation != rhs.compassOrientation {return false}
+    if lhs.use12HClock != rhs.use12HClock {return false}
+    if lhs.useLongNodeName != rhs.useLongNodeName {return false}
+    if lhs.enableMessageBubbles != rhs.enableMessageBubbles {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
+}
+
+nonisolated extension Meshtastic_Config.DisplayConfig.DeprecatedGpsCoordinateFormat: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNUSED\0")
+}
+
+nonisolated extension Meshtastic_Config.DisplayConfig.DisplayUnits: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0METRIC\0\u{1}IMPERIAL\0")
+}
+
+nonisolated extension Meshtastic_Config.DisplayConfig.OledType: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0OLED_AUTO\0\u{1}OLED_SSD1306\0\u{1}OLED_SH1106\0\u{1}OLED_SH1107\0\u{1}OLED_SH1107_128_128\0\u{1}OLED_SH1107_ROTATED\0")
+}
+
+nonisolated extension Meshtastic_Config.DisplayConfig.DisplayMode: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DEFAULT\0\u{1}TWOCOLOR\0\u{1}INVERTED\0\u{1}COLOR\0")
+}
+
+nonisolated extension Meshtastic_Config.DisplayConfig.CompassOrientation: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DEGREES_0\0\u{1}DEGREES_90\0\u{1}DEGREES_180\0\u{1}DEGREES_270\0\u{1}DEGREES_0_INVERTED\0\u{1}DEGREES_90_INVERTED\0\u{1}DEGREES_180_INVERTED\0\u{1}DEGREES_270_INVERTED\0")
 }
 
 nonisolated extension Meshtastic_Config.LoRaConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -2287,6 +2287,14 @@ public nonisolated struct Meshtastic_FromRadio: Sendable {
     set {payloadVariant = .clientNotification(newValue)}
   }
 
+  public var deviceuiConfig: Meshtastic_DeviceUIConfig {
+    get {
+      if case .deviceuiConfig(let v)? = payloadVariant {return v}
+      return Meshtastic_DeviceUIConfig()
+    }
+    set {payloadVariant = .deviceuiConfig(newValue)}
+  }
+
   public var lockdownStatus: Meshtastic_LockdownStatus {
     get {
       if case .lockdownStatus(let v)? = payloadVariant {return v}
@@ -2313,6 +2321,7 @@ public nonisolated struct Meshtastic_FromRadio: Sendable {
     case mqttClientProxyMessage(Meshtastic_MqttClientProxyMessage)
     case fileInfo(Meshtastic_FileInfo)
     case clientNotification(Meshtastic_ClientNotification)
+    case deviceuiConfig(Meshtastic_DeviceUIConfig)
     case lockdownStatus(Meshtastic_LockdownStatus)
 
   }
@@ -4248,7 +4257,7 @@ nonisolated extension Meshtastic_ToRadio: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Meshtastic_FromRadio: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FromRadio"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}packet\0\u{3}my_info\0\u{3}node_info\0\u{1}config\0\u{3}log_record\0\u{3}config_complete_id\0\u{1}rebooted\0\u{1}moduleConfig\0\u{1}channel\0\u{1}queueStatus\0\u{1}xmodemPacket\0\u{1}metadata\0\u{1}mqttClientProxyMessage\0\u{1}fileInfo\0\u{1}clientNotification\0\u{4}\u{2}lockdown_status\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}packet\0\u{3}my_info\0\u{3}node_info\0\u{1}config\0\u{3}log_record\0\u{3}config_complete_id\0\u{1}rebooted\0\u{1}moduleConfig\0\u{1}channel\0\u{1}queueStatus\0\u{1}xmodemPacket\0\u{1}metadata\0\u{1}mqttClientProxyMessage\0\u{1}fileInfo\0\u{1}clientNotification\0\u{1}deviceuiConfig\0\u{3}lockdown_status\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4442,6 +4451,19 @@ nonisolated extension Meshtastic_FromRadio: SwiftProtobuf.Message, SwiftProtobuf
           self.payloadVariant = .clientNotification(v)
         }
       }()
+      case 17: try {
+        var v: Meshtastic_DeviceUIConfig?
+        var hadOneofValue = false
+        if let current = self.payloadVariant {
+          hadOneofValue = true
+          if case .deviceuiConfig(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payloadVariant = .deviceuiConfig(v)
+        }
+      }()
       case 18: try {
         var v: Meshtastic_LockdownStatus?
         var hadOneofValue = false
@@ -4528,6 +4550,10 @@ nonisolated extension Meshtastic_FromRadio: SwiftProtobuf.Message, SwiftProtobuf
     case .clientNotification?: try {
       guard case .clientNotification(let v)? = self.payloadVariant else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+    }()
+    case .deviceuiConfig?: try {
+      guard case .deviceuiConfig(let v)? = self.payloadVariant else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
     }()
     case .lockdownStatus?: try {
       guard case .lockdownStatus(let v)? = self.payloadVariant else { preconditionFailure() }

@@ -5,7 +5,7 @@ the list; the output is committed so tests do not depend on this script's enviro
 import os
 
 from meshtastic.protobuf import (
-    admin_pb2, atak_pb2, channel_pb2, paxcount_pb2, storeforward_pb2, xmodem_pb2, config_pb2, mesh_pb2, module_config_pb2, portnums_pb2, telemetry_pb2,
+    admin_pb2, atak_pb2, channel_pb2, device_ui_pb2, mqtt_pb2, remote_hardware_pb2, paxcount_pb2, storeforward_pb2, xmodem_pb2, config_pb2, mesh_pb2, module_config_pb2, portnums_pb2, telemetry_pb2,
 )
 
 SENDER = 0x1A2B3C4D
@@ -108,6 +108,12 @@ add("store_forward_stats", packet(T.STORE_FORWARD_APP, sub(SF(rr=SF.ROUTER_STATS
 add("store_forward_text", packet(T.STORE_FORWARD_APP, sub(SF(rr=SF.ROUTER_TEXT_BROADCAST, text=b"stored hello"))))
 add("store_forward_heartbeat", packet(T.STORE_FORWARD_APP, sub(SF(rr=SF.ROUTER_HEARTBEAT, heartbeat=SF.Heartbeat(period=900)))))
 add("paxcounter", packet(T.PAXCOUNTER_APP, sub(paxcount_pb2.Paxcount(wifi=12, ble=30, uptime=7200))))
+add("remote_hardware_gpio_64bit", packet(T.REMOTE_HARDWARE_APP, sub(remote_hardware_pb2.HardwareMessage(
+    type=remote_hardware_pb2.HardwareMessage.READ_GPIOS_REPLY, gpio_mask=0xFFFFFFFFFFFF, gpio_value=0x8000000000000001))))
+add("map_report", packet(T.MAP_REPORT_APP, sub(mqtt_pb2.MapReport(long_name="Roof", short_name="RF", role=config_pb2.Config.DeviceConfig.ROUTER,
+    hw_model=mesh_pb2.HardwareModel.RAK4631, firmware_version="2.7.11", region=config_pb2.Config.LoRaConfig.EU_868,
+    modem_preset=config_pb2.Config.LoRaConfig.MEDIUM_FAST, has_default_channel=True, latitude_i=475000000, longitude_i=-85000000,
+    altitude=400, position_precision=14, num_online_local_nodes=33, has_opted_report_location=True))))
 # Undecodable, encrypted, unknown.
 add("private_app_binary", packet(T.PRIVATE_APP, bytes(range(256))[:233]))
 add("unknown_port_number", packet(300, b"\x01\x02"))
@@ -135,6 +141,12 @@ add("config_lora", mesh_pb2.FromRadio(config=config_pb2.Config(lora=config_pb2.C
 add("config_device", mesh_pb2.FromRadio(config=config_pb2.Config(device=config_pb2.Config.DeviceConfig(role=config_pb2.Config.DeviceConfig.CLIENT_MUTE, node_info_broadcast_secs=10800))))
 add("config_device_buzzer", mesh_pb2.FromRadio(config=config_pb2.Config(device=config_pb2.Config.DeviceConfig(buzzer_mode=config_pb2.Config.DeviceConfig.DIRECT_MSG_ONLY, tzdef="CET-1CEST"))))
 add("config_sessionkey", mesh_pb2.FromRadio(config=config_pb2.Config(sessionkey=config_pb2.Config.SessionkeyConfig())))
+C = config_pb2.Config
+add("config_power_64bit", mesh_pb2.FromRadio(config=C(power=C.PowerConfig(is_power_saving=True, adc_multiplier_override=3.2, powermon_enables=18446744073709551615))))
+add("config_network", mesh_pb2.FromRadio(config=C(network=C.NetworkConfig(wifi_enabled=True, wifi_ssid="mesh", address_mode=C.NetworkConfig.STATIC,
+    ipv4_config=C.NetworkConfig.IpV4Config(ip=0x0A00000A, gateway=0x0A000001, subnet=0xFFFFFF00, dns=0x08080808), enabled_protocols=1))))
+add("config_display", mesh_pb2.FromRadio(config=C(display=C.DisplayConfig(screen_on_secs=60, units=C.DisplayConfig.IMPERIAL,
+    oled=C.DisplayConfig.OLED_SH1106, displaymode=C.DisplayConfig.COLOR, compass_orientation=C.DisplayConfig.DEGREES_270_INVERTED, use_12h_clock=True))))
 add("config_position", mesh_pb2.FromRadio(config=config_pb2.Config(position=config_pb2.Config.PositionConfig(position_broadcast_secs=900, gps_mode=config_pb2.Config.PositionConfig.ENABLED))))
 add("module_config_mqtt", mesh_pb2.FromRadio(moduleConfig=module_config_pb2.ModuleConfig(mqtt=module_config_pb2.ModuleConfig.MQTTConfig(enabled=True, address="mqtt.example.org", root="msh/EU_868"))))
 add("module_config_telemetry", mesh_pb2.FromRadio(moduleConfig=module_config_pb2.ModuleConfig(telemetry=module_config_pb2.ModuleConfig.TelemetryConfig(device_update_interval=1800))))
@@ -154,6 +166,11 @@ add("module_config_paxcounter", mesh_pb2.FromRadio(moduleConfig=M(paxcounter=M.P
 add("module_config_status_message", mesh_pb2.FromRadio(moduleConfig=M(statusmessage=M.StatusMessageConfig(node_status="on duty"))))
 add("module_config_traffic_management", mesh_pb2.FromRadio(moduleConfig=M(traffic_management=M.TrafficManagementConfig(enabled=True, rate_limit_window_secs=60, rate_limit_max_packets=10))))
 add("module_config_tak", mesh_pb2.FromRadio(moduleConfig=M(tak=M.TAKConfig(team=atak_pb2.Cyan, role=atak_pb2.Medic))))
+UI = device_ui_pb2
+add("device_ui_config", mesh_pb2.FromRadio(deviceuiConfig=UI.DeviceUIConfig(version=1, screen_brightness=128, theme=UI.LIGHT, language=UI.GERMAN,
+    node_filter=UI.NodeFilter(hops_away=3, node_name="Roof"), map_data=UI.Map(home=UI.GeoPoint(zoom=10, latitude=47, longitude=8), style="topo"),
+    compass_mode=UI.FIXED_RING, gps_format=UI.DeviceUIConfig.MGRS, calibration_data=b"\x01\x02")))
+add("config_device_ui", mesh_pb2.FromRadio(config=config_pb2.Config(device_ui=UI.DeviceUIConfig(screen_timeout=30, is_clockface_analog=True))))
 add("queue_status", mesh_pb2.FromRadio(queueStatus=mesh_pb2.QueueStatus(res=0, free=15, maxlen=16, mesh_packet_id=0x01020304)))
 add("log_record", mesh_pb2.FromRadio(log_record=mesh_pb2.LogRecord(message="Radio init ok", time=1763900000, source="RadioIf", level=mesh_pb2.LogRecord.INFO)))
 add("client_notification", mesh_pb2.FromRadio(clientNotification=mesh_pb2.ClientNotification(reply_id=7, time=1763900000, level=mesh_pb2.LogRecord.WARNING, message="Text messages can only be sent once every 2 seconds")))
