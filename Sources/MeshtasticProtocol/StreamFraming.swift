@@ -60,11 +60,20 @@ public struct MeshtasticFrameDecoder: ByteToMessageDecoder {
 
     public static let maxLineLength = 1024
 
-    /// Bytes dropped because a header was invalid (announced length over the maximum).
+    /// Headers dropped as noise: an announced length over the maximum, or (when payloads
+    /// are checked) a payload that is not protobuf wire format.
     public private(set) var invalidHeaders = 0
     private var pendingText: [UInt8] = []
+    private let checksPayloads: Bool
 
-    public init() {}
+    /// `checksPayloads`: treat a header whose payload is not protobuf wire format as noise,
+    /// and look for frames right after its first byte instead. Without it, noise on a serial
+    /// line that happens to read `0x94 0xC3` plus a small length swallows the real frames that
+    /// follow until that many bytes have arrived; with it, a payload is given up as soon as
+    /// the bytes already there cannot be protobuf. Every real Meshtastic payload is.
+    public init(checksPayloads: Bool = false) {
+        self.checksPayloads = checksPayloads
+    }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let item = next(from: &buffer) else { return .needMoreData }
@@ -104,7 +113,17 @@ public struct MeshtasticFrameDecoder: ByteToMessageDecoder {
                 buffer.moveReaderIndex(forwardBy: 1)
                 continue
             }
-            guard buffer.readableBytes >= StreamFraming.headerLength + Int(length) else { return nil }
+            let arrived = min(buffer.readableBytes - StreamFraming.headerLength, Int(length))
+            if checksPayloads {
+                let payload = buffer.readableBytesView.dropFirst(StreamFraming.headerLength).prefix(arrived)
+                let verdict = ProtobufWireFormat.check(payload, complete: arrived == Int(length))
+                guard verdict != .invalid else {
+                    invalidHeaders += 1
+                    buffer.moveReaderIndex(forwardBy: 1)
+                    continue
+                }
+            }
+            guard arrived == Int(length) else { return nil }
             buffer.moveReaderIndex(forwardBy: StreamFraming.headerLength)
             return .frame(buffer.readSlice(length: Int(length))!)
         }
@@ -185,9 +204,70 @@ extension NIOAsyncChannel where Inbound == StreamItem, Outbound == StreamOutboun
     /// Adds the stream codec to a fresh channel and wraps it for async use.
     public static func configure(_ channel: any Channel) -> EventLoopFuture<StreamChannel> {
         channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MeshtasticFrameDecoder()))
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MeshtasticFrameDecoder(checksPayloads: true)))
             try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(MeshtasticFrameEncoder()))
             return try StreamChannel(wrappingChannelSynchronously: channel)
         }
+    }
+}
+
+/// Whether bytes can be (the start of) a protobuf message, judged on the wire format alone:
+/// field keys with a field number of at least 1 and a wire type of 0, 1, 2 or 5 (proto3 has
+/// no groups), varints of at most 10 bytes, lengths and fixed fields within bounds.
+enum ProtobufWireFormat {
+    enum Verdict: Equatable {
+        /// Well-formed to the last byte.
+        case valid
+        /// Well-formed so far; more bytes are due.
+        case incomplete
+        /// Not protobuf.
+        case invalid
+    }
+
+    static func check(_ bytes: some Collection<UInt8>, complete: Bool) -> Verdict {
+        var index = bytes.startIndex
+        func varint() -> UInt64?? {
+            var value: UInt64 = 0
+            for shift in stride(from: 0, to: 70, by: 7) {
+                guard index < bytes.endIndex else { return .some(nil) }
+                let byte = bytes[index]
+                bytes.formIndex(after: &index)
+                if shift == 63, byte > 1 { return nil }
+                value |= UInt64(byte & 0x7F) << UInt64(shift)
+                if byte & 0x80 == 0 { return .some(value) }
+            }
+            return nil
+        }
+        func skip(_ count: UInt64) -> Bool {
+            let remaining = UInt64(bytes.distance(from: index, to: bytes.endIndex))
+            guard count <= remaining else {
+                index = bytes.endIndex
+                return false
+            }
+            index = bytes.index(index, offsetBy: Int(count))
+            return true
+        }
+        while index < bytes.endIndex {
+            guard let keyOrEnd = varint() else { return .invalid }
+            guard let key = keyOrEnd else { return complete ? .invalid : .incomplete }
+            guard key >> 3 >= 1, key >> 3 <= 0x1FFF_FFFF else { return .invalid }
+            switch key & 7 {
+            case 0:
+                guard let valueOrEnd = varint() else { return .invalid }
+                if valueOrEnd == nil { return complete ? .invalid : .incomplete }
+            case 1:
+                if !skip(8) { return complete ? .invalid : .incomplete }
+            case 2:
+                guard let lengthOrEnd = varint() else { return .invalid }
+                guard let length = lengthOrEnd else { return complete ? .invalid : .incomplete }
+                guard length <= UInt64(StreamFraming.maxPayloadLength) else { return .invalid }
+                if !skip(length) { return complete ? .invalid : .incomplete }
+            case 5:
+                if !skip(4) { return complete ? .invalid : .incomplete }
+            default:
+                return .invalid
+            }
+        }
+        return complete ? .valid : .incomplete
     }
 }

@@ -311,7 +311,8 @@ public final class RadioSimulator: Sendable {
 
     private func serve(_ connection: StreamChannel) async {
         let (outgoing, outgoingContinuation) = AsyncStream<Outgoing>.makeStream(bufferingPolicy: .bufferingNewest(1024))
-        let (delayed, delayedContinuation) = AsyncStream<(Duration, [Outgoing])>.makeStream()
+        // Replies due later, each at its own time (delays do not add up behind one another).
+        let (delayed, delayedContinuation) = AsyncStream<(ContinuousClock.Instant, [Outgoing])>.makeStream()
         let generation = attach(connection.channel, outgoingContinuation)
         defer { detach(generation: generation) }
         try? await connection.executeThenClose { inbound, outbound in
@@ -338,8 +339,8 @@ public final class RadioSimulator: Sendable {
                     }
                 }
                 group.addTask {
-                    for await (delay, items) in delayed {
-                        do { try await Task.sleep(for: delay) } catch { return }
+                    for await (due, items) in delayed {
+                        do { try await Task.sleep(until: due) } catch { return }
                         for item in items { outgoingContinuation.yield(item) }
                     }
                 }
@@ -351,12 +352,13 @@ public final class RadioSimulator: Sendable {
                             else { continue }
                             let (now, later) = self.respond(to: request)
                             let answerDelay = self.faults.answerDelay
+                            let received = ContinuousClock.now
                             if answerDelay > .zero {
-                                delayedContinuation.yield((answerDelay, now))
+                                delayedContinuation.yield((received + answerDelay, now))
                             } else {
                                 for item in now { outgoingContinuation.yield(item) }
                             }
-                            if !later.isEmpty { delayedContinuation.yield((self.configuration.ackDelay + answerDelay, later)) }
+                            if !later.isEmpty { delayedContinuation.yield((received + self.configuration.ackDelay + answerDelay, later)) }
                         }
                     } catch {}
                 }

@@ -109,7 +109,11 @@ import Testing
         let simulator = try await RadioSimulator.start(.quiet)
         try await LinkHarness.run(simulator: simulator) { harness in
             await harness.log.waitForEstablished(1)
-            simulator.sendGarbage(Array("boot noise\r\n".utf8) + [0x94, 0xC3, 0xFF, 0xFF, 0x00, 0x94] + [0x94, 0xC3, 0x00, 0x03, 0xFF, 0xFF, 0xFF])
+            // Text, an oversize header, noise that reads as a header, and a well-formed frame that
+            // is no FromRadio (field 2, the packet, holding bytes that are no MeshPacket).
+            simulator.sendGarbage(
+                Array("boot noise\r\n".utf8) + [0x94, 0xC3, 0xFF, 0xFF, 0x00] + [0x94, 0xC3, 0x01, 0x00, 0xFF, 0xFF] + [0x94, 0xC3, 0x00, 0x04, 0x12, 0x02, 0xFF, 0xFF]
+            )
             let sent = simulator.emit(.text)
             await harness.log.wait { events in events.contains { $0.receivedPacket?.id == sent.id } }
             let events = harness.log.events

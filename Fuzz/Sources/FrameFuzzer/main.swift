@@ -2,7 +2,8 @@ import FuzzSupport
 import MeshtasticProtocol
 import NIOCore
 
-/// Arbitrary bytes on a serial line or TCP stream. Checks: the decoder never traps; no
+/// Arbitrary bytes on a serial line or TCP stream, through the decoder as the radio link
+/// runs it (payloads checked). Checks: the decoder never traps; no
 /// frame exceeds 512 bytes and no log line 1024; and feeding the bytes in pieces (sizes
 /// taken from the input itself) gives exactly the items that feeding them whole gives.
 func fuzzFrames(_ bytes: [UInt8]) {
@@ -27,7 +28,7 @@ func fuzzFrames(_ bytes: [UInt8]) {
 }
 
 func decodeAll(_ pieces: [ArraySlice<UInt8>]) -> [StreamItem] {
-    var decoder = MeshtasticFrameDecoder()
+    var decoder = MeshtasticFrameDecoder(checksPayloads: true)
     var buffer = ByteBuffer()
     var items: [StreamItem] = []
     for piece in pieces {
