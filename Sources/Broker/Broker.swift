@@ -124,11 +124,10 @@ public final class Broker: Service, Sendable {
         Result { () throws(CommandError) -> JSONObject in
             switch command {
             case .ping:
-                let uptime = ContinuousClock.now - started
                 return [
                     "broker": .string(brokerID),
                     "version": .string(Self.version),
-                    "uptimeSeconds": .double(Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18),
+                    "uptimeSeconds": .double((ContinuousClock.now - started).inSeconds),
                 ]
             case .status(let name):
                 var result = JSONObject()

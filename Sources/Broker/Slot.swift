@@ -183,13 +183,9 @@ final class Slot: Sendable {
         case .channel(let channel):
             state.withLock { $0.channels[Int(channel.index)] = PacketJSON.message(channel) }
         case .config(let config):
-            state.withLock { state in
-                for entry in PacketJSON.message(config).objectValue?.entries ?? [] { state.config[entry.key] = entry.value }
-            }
+            state.withLock { Self.merge(PacketJSON.message(config), into: &$0.config) }
         case .moduleConfig(let config):
-            state.withLock { state in
-                for entry in PacketJSON.message(config).objectValue?.entries ?? [] { state.moduleConfig[entry.key] = entry.value }
-            }
+            state.withLock { Self.merge(PacketJSON.message(config), into: &$0.moduleConfig) }
         case .nodeInfo(let info):
             if let node = PacketJSON.message(info).objectValue { state.withLock { mergeNode(info.num, node, in: &$0) } }
         case .logRecord(let record):
@@ -209,6 +205,11 @@ final class Slot: Sendable {
         default:
             break
         }
+    }
+
+    /// Adds the sections of one config message (`{"lora": {…}}`) to the handshake's config.
+    private static func merge(_ section: JSONValue, into config: inout JSONObject) {
+        for entry in section.objectValue?.entries ?? [] { config[entry.key] = entry.value }
     }
 
     /// A Routing reply to one of our sends settles it: ACK or NAK with the error's name.

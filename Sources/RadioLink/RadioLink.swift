@@ -125,14 +125,14 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
         await withDiscardingTaskGroup { group in
             var session: Session?
             var info = LinkInfo(myNodeNum: 0, firmware: "", nodeCount: 0, attempt: 0)
-            perform(transition(now: clock.now) { $0.handle(.start) }, now: clock.now, group: &group, session: &session, info: info)
+            perform(transition { $0.handle(.start) }, now: clock.now, group: &group, session: &session, info: info)
             for await input in inputs {
                 let now = clock.now
                 let actions: [Machine.Action]
                 switch input {
                 case .opened(let attempt):
                     info = LinkInfo(myNodeNum: 0, firmware: "", nodeCount: 0, attempt: attempt)
-                    actions = transition(now: now) { $0.handle(.transportOpened(attempt: attempt)) }
+                    actions = transition { $0.handle(.transportOpened(attempt: attempt)) }
                 case .frame(let attempt, let message, let raw):
                     guard attempt == session?.attempt else { continue }
                     let (frameActions, republish) = received(message, raw: raw, attempt: attempt, info: &info, now: now)
@@ -151,22 +151,22 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
                 case .ended(let attempt, let end):
                     if attempt == session?.attempt { session = nil }
                     logger.debug("session ended", metadata: ["slot": "\(slot)", "attempt": "\(attempt)", "end": "\(end)"])
-                    actions = transition(now: now) { $0.handle(.sessionEnded(end, attempt: attempt, now: now)) }
+                    actions = transition { $0.handle(.sessionEnded(end, attempt: attempt, now: now)) }
                 case .timer(let timer):
-                    actions = transition(now: now) { $0.handle(.timerFired(timer, now: now)) }
+                    actions = transition { $0.handle(.timerFired(timer, now: now)) }
                 case .reconnect:
-                    actions = transition(now: now) { $0.handle(.reconnect) }
+                    actions = transition { $0.handle(.reconnect) }
                 case .disconnectForRestart(let settle):
-                    actions = transition(now: now) { $0.handle(.disconnectForRestart(settle: settle)) }
+                    actions = transition { $0.handle(.disconnectForRestart(settle: settle)) }
                 case .shutdown:
-                    actions = transition(now: now) { $0.handle(.shutdown) }
+                    actions = transition { $0.handle(.shutdown) }
                 }
                 perform(actions, now: now, group: &group, session: &session, info: info)
                 if machine.withLock({ $0.isFinished }) { break }
             }
             if !machine.withLock({ $0.isFinished }) {
                 // Cancelled: the children are cancelled with us; report the end all the same.
-                perform(transition(now: clock.now) { $0.handle(.shutdown) }, now: clock.now, group: &group, session: &session, info: info)
+                perform(transition { $0.handle(.shutdown) }, now: clock.now, group: &group, session: &session, info: info)
             }
             group.cancelAll()
         }
@@ -176,7 +176,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     // MARK: Driving the machine
 
     /// Applies one event and publishes the state change it caused.
-    private func transition(now: C.Instant, _ event: (inout Machine) -> [Machine.Action]) -> [Machine.Action] {
+    private func transition(_ event: (inout Machine) -> [Machine.Action]) -> [Machine.Action] {
         let (actions, previous, current) = machine.withLock { machine in
             let previous = machine.state
             let actions = event(&machine)
@@ -224,7 +224,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
             frame = .other
         default: frame = .other
         }
-        let actions = transition(now: now) { $0.handle(.received(frame, attempt: attempt, now: now)) }
+        let actions = transition { $0.handle(.received(frame, attempt: attempt, now: now)) }
         // Frames of a session that is being closed are not republished.
         switch state {
         case .configuring: return (actions, .fromRadio(message, raw: raw, backlog: true))
