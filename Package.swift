@@ -16,6 +16,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(
@@ -57,6 +60,33 @@ let package = Package(
                 "RadioLink",
                 "RadioSimulator",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "Configuration",
+            dependencies: [
+                "Broker",
+                "RadioLink",
+                "RadioSimulator",
+                "ZeroMQ",
+                "MeshtasticProtocol",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "Observability",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -64,6 +94,8 @@ let package = Package(
             name: "meshbus",
             dependencies: [
                 "Broker",
+                "Configuration",
+                "Observability",
                 "RadioSimulator",
                 "ZeroMQ",
                 "MeshtasticProtocol",
@@ -87,5 +119,6 @@ let package = Package(
             dependencies: ["RadioLink", "RadioSimulator", "MeshtasticProtocol"]
         ),
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "ZeroMQ", "MeshtasticProtocol", "RadioLink"]),
+        .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Broker", "RadioLink"]),
     ]
 )

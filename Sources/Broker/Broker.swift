@@ -1,7 +1,9 @@
+import CoreMetrics
 import Logging
 import MeshtasticProtocol
 import RadioLink
 import ServiceLifecycle
+import Synchronization
 import ZeroMQ
 
 /// Turns slot events into ZeroMQ messages: topic frame, envelope, optional raw protobuf.
@@ -23,59 +25,96 @@ struct EventSink: Sendable {
 /// The MeshBus broker: owns the slots, publishes their events, answers commands.
 ///
 /// A `Service`: ``run()`` returns when the service group shuts down gracefully (SIGTERM,
-/// SIGINT) or the task is cancelled; it does not throw once started.
+/// SIGINT) or the task is cancelled; it does not throw once started. Graceful shutdown stops
+/// taking commands, gives the outboxes ``BrokerConfiguration/flushTimeout`` to drain, then
+/// closes every radio (`connection.lost` `reason: shutdown`) within ``radioCloseDeadline``.
 public final class Broker: Service, Sendable {
     public static let version = "0.1.0"
 
-    public let configuration: BrokerConfiguration
     /// Random per process: a new value tells consumers the broker restarted.
     public let brokerID: String
     /// The endpoints as bound, with picked ports filled in.
     public let eventEndpoints: [String]
     public let commandEndpoints: [String]
     private let context: ZMQContext
+    private let authenticator: ZMQAuthenticator?
     private let publisher: EventPublisher
     private let commands: CommandServer
-    private let slots: [String: Slot]
-    private let slotOrder: [String]
+    private let sink: EventSink
+    private let registry: Mutex<Registry>
+    /// Slots to run: the initial ones, then those a reload adds. Finished on shutdown.
+    private let slotStarts: AsyncStream<Slot>.Continuation
+    private let slotStream: AsyncStream<Slot>
     private let logger: Logger
     private let started = ContinuousClock.now
+    private let commandsAnswered = CoreMetrics.Counter(label: "meshbus_commands_total", dimensions: [("outcome", "ok")])
+
+    /// The configuration in force and the slots made from it, in configuration order.
+    private struct Registry {
+        var configuration: BrokerConfiguration
+        var slots: [String: Slot]
+        var order: [String]
+        var shuttingDown = false
+        var reloadsApplied = 0
+        var reloadsRejected = 0
+        var lastReload: JSONValue = .null
+    }
 
     /// Binds the sockets and prepares the slots (starting in-process simulators). Throws if an
-    /// endpoint cannot be bound.
+    /// endpoint cannot be bound or the security settings refuse one (``BrokerStartError``).
     public init(configuration: BrokerConfiguration, logger: Logger = Logger(label: "meshbus")) async throws {
-        self.configuration = configuration
+        try configuration.security.check(endpoints: configuration.events + configuration.commands)
         self.logger = logger
         brokerID = Envelope.makeBrokerID()
         context = try ZMQContext()
-        publisher = try EventPublisher(context: context, endpoints: configuration.events)
-        commands = try CommandServer(context: context, endpoints: configuration.commands)
+        if let curve = configuration.security.curve {
+            let security = configuration.security
+            authenticator = try ZMQAuthenticator(context: context) { domain, key in
+                guard domain == SecurityConfiguration.zapDomain else { return nil }
+                return security.role(ofKey: key)?.rawValue
+            }
+            logger.info("CURVE on every endpoint", metadata: ["clients": "\(curve.clients.count)"])
+        } else {
+            authenticator = nil
+        }
+        publisher = try EventPublisher(context: context, endpoints: configuration.events, security: configuration.security)
+        commands = try CommandServer(context: context, endpoints: configuration.commands, security: configuration.security)
         eventEndpoints = publisher.endpoints
         commandEndpoints = commands.endpoints
-        let sink = EventSink(brokerID: brokerID, publisher: publisher)
+        sink = EventSink(brokerID: brokerID, publisher: publisher)
+        (slotStream, slotStarts) = AsyncStream<Slot>.makeStream()
         var slots: [String: Slot] = [:]
         for slotConfiguration in configuration.slots {
-            slots[slotConfiguration.name] = try await Slot(
+            let slot = try await Slot(
                 configuration: slotConfiguration,
                 outboxCapacity: configuration.outboxCapacity,
                 replayCapacity: configuration.replayCapacity,
                 sink: sink,
                 logger: logger
             )
+            slots[slotConfiguration.name] = slot
+            slotStarts.yield(slot)
         }
-        self.slots = slots
-        slotOrder = configuration.slots.map(\.name)
+        registry = Mutex(Registry(configuration: configuration, slots: slots, order: configuration.slots.map(\.name)))
     }
+
+    /// The configuration in force (the last one applied).
+    public var configuration: BrokerConfiguration { registry.withLock { $0.configuration } }
 
     /// How long the radios get to close cleanly on shutdown before they are cut off.
     static let radioCloseDeadline = Duration.seconds(8)
 
+    private enum Child {
+        case slotsEnded, deadlinePassed, commandsEnded, cancelled
+    }
+
     public func run() async {
-        await withTaskGroup(of: Void.self) { group in
+        await withTaskGroup(of: Child.self) { group in
             group.addTask {
                 await withDiscardingTaskGroup { slotGroup in
-                    for slot in self.slots.values { slotGroup.addTask { await slot.run() } }
+                    for await slot in self.slotStream { slotGroup.addTask { await slot.run() } }
                 }
+                return .slotsEnded
             }
             group.addTask {
                 await withDiscardingTaskGroup { requests in
@@ -83,23 +122,169 @@ public final class Broker: Service, Sendable {
                         requests.addTask { self.answer(request) }
                     }
                 }
+                return .commandsEnded
             }
             group.addTask {
-                // Graceful shutdown (SIGTERM, SIGINT): close every radio cleanly, within a deadline.
                 // Cancellation skips straight to the end.
-                guard (try? await gracefulShutdown()) != nil else { return }
-                for slot in self.slots.values { slot.link.shutdown() }
-                try? await Task.sleep(for: Self.radioCloseDeadline)
+                guard (try? await gracefulShutdown()) != nil else { return .cancelled }
+                await self.shutDownGracefully()
+                guard (try? await Task.sleep(for: Self.radioCloseDeadline)) != nil else { return .cancelled }
                 self.logger.warning("radios did not close within the deadline; cutting them off")
+                return .deadlinePassed
             }
-            // The first to end: all slots stopped, the close deadline passed, or cancellation.
-            await group.next()
+            // Ends when every slot stopped, the close deadline passed, or on cancellation.
+            while let child = await group.next(), child == .commandsEnded {}
             group.cancelAll()
         }
         await commands.stop()
         await publisher.stop()
+        await authenticator?.stop()
         context.terminate()
         logger.info("broker stopped")
+    }
+
+    /// Stops taking commands, lets the outboxes drain for up to the flush timeout, then asks
+    /// every radio to close.
+    private func shutDownGracefully() async {
+        let (slots, flushTimeout) = registry.withLock { registry in
+            registry.shuttingDown = true
+            return (Array(registry.slots.values), registry.configuration.flushTimeout)
+        }
+        await commands.stop()
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: flushTimeout)
+        var waiting = slots.reduce(0) { $0 + $1.link.queueDepth }
+        if waiting > 0 { logger.info("flushing outboxes", metadata: ["packets": "\(waiting)"]) }
+        while waiting > 0, clock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+            waiting = slots.reduce(0) { $0 + $1.link.queueDepth }
+        }
+        if waiting > 0 { logger.warning("outboxes not flushed in time; their sends fail", metadata: ["packets": "\(waiting)"]) }
+        for slot in slots { slot.stop() }
+        slotStarts.finish()
+    }
+
+    // MARK: Reload
+
+    /// What applying a new configuration did.
+    public struct ReloadReport: Sendable, Equatable, CustomStringConvertible {
+        public var added: [String] = []
+        public var removed: [String] = []
+        public var changed: [String] = []
+        public var unchanged: [String] = []
+        /// Slots that could not be started (their simulator failed), with why.
+        public var failed: [String] = []
+        /// Settings that differ but take effect only after a restart.
+        public var needRestart: [String] = []
+
+        public var description: String {
+            var parts = ["added: \(added)", "removed: \(removed)", "changed: \(changed)", "unchanged: \(unchanged)"]
+            if !failed.isEmpty { parts.append("failed: \(failed)") }
+            if !needRestart.isEmpty { parts.append("need a restart: \(needRestart)") }
+            return parts.joined(separator: ", ")
+        }
+    }
+
+    /// Applies a new configuration without a restart: added slots start, removed slots close
+    /// (`connection.lost` `reason: reload`), changed slots reconnect with their new settings,
+    /// unchanged slots are not touched. Endpoints, security and capacities need a restart.
+    public func apply(_ new: BrokerConfiguration) async -> ReloadReport {
+        var report = ReloadReport()
+        let (old, current) = registry.withLock { ($0.configuration, $0.slots) }
+        guard !registry.withLock({ $0.shuttingDown }) else { return report }
+        if new.events != old.events { report.needRestart.append("events") }
+        if new.commands != old.commands { report.needRestart.append("commands") }
+        if new.security != old.security { report.needRestart.append("security") }
+        if new.outboxCapacity != old.outboxCapacity { report.needRestart.append("outboxCapacity") }
+        if new.replayCapacity != old.replayCapacity { report.needRestart.append("replayCapacity") }
+        let newNames = Set(new.slots.map(\.name))
+        for name in old.slots.map(\.name) where !newNames.contains(name) {
+            guard let slot = current[name] else { continue }
+            registry.withLock { registry in
+                registry.slots[name] = nil
+                registry.order.removeAll { $0 == name }
+            }
+            slot.stop(removed: true)
+            report.removed.append(name)
+        }
+        for slotConfiguration in new.slots {
+            let name = slotConfiguration.name
+            if let slot = current[name] {
+                guard slot.configuration != slotConfiguration else {
+                    report.unchanged.append(name)
+                    continue
+                }
+                do {
+                    try await slot.reconfigure(to: slotConfiguration)
+                    report.changed.append(name)
+                } catch {
+                    report.failed.append("\(name): \(error)")
+                }
+                continue
+            }
+            do {
+                let slot = try await Slot(
+                    configuration: slotConfiguration, outboxCapacity: old.outboxCapacity, replayCapacity: old.replayCapacity,
+                    sink: sink, logger: logger
+                )
+                registry.withLock { $0.slots[name] = slot }
+                slotStarts.yield(slot)
+                report.added.append(name)
+            } catch {
+                report.failed.append("\(name): \(error)")
+            }
+        }
+        registry.withLock { registry in
+            var applied = new
+            (applied.events, applied.commands, applied.security) = (old.events, old.commands, old.security)
+            (applied.outboxCapacity, applied.replayCapacity) = (old.outboxCapacity, old.replayCapacity)
+            applied.slots = new.slots.filter { registry.slots[$0.name] != nil }
+            registry.configuration = applied
+            registry.order = applied.slots.map(\.name)
+        }
+        return report
+    }
+
+    /// The outcome of one reload attempt, for `ping` and the metrics.
+    public enum ReloadOutcome: Sendable {
+        case applied(ReloadReport)
+        /// The file did not parse; these are its problems.
+        case rejected([String])
+    }
+
+    /// Records a reload attempt (the reloader reads files; the broker only applies them).
+    public func noteReload(_ outcome: ReloadOutcome) {
+        let result: String
+        let summary: JSONObject
+        switch outcome {
+        case .applied(let report):
+            result = "applied"
+            let names = { (list: [String]) in JSONValue.array(list.map(JSONValue.string)) }
+            summary = [
+                "result": .string(result), "added": names(report.added), "removed": names(report.removed), "changed": names(report.changed),
+                "failed": names(report.failed), "needRestart": names(report.needRestart),
+            ]
+        case .rejected(let problems):
+            result = "rejected"
+            summary = ["result": .string(result), "problems": .array(problems.map(JSONValue.string))]
+        }
+        CoreMetrics.Counter(label: "meshbus_config_reloads_total", dimensions: [("result", result)]).increment()
+        registry.withLock { registry in
+            if result == "applied" { registry.reloadsApplied += 1 } else { registry.reloadsRejected += 1 }
+            registry.lastReload = .object(summary)
+        }
+    }
+
+    // MARK: Metrics
+
+    /// Event subscribers connected to the PUB socket.
+    public var subscribers: Int { publisher.subscribers }
+
+    /// Sets every gauge from current state; call just before metrics are read.
+    public func refreshGauges() {
+        for slot in registry.withLock({ Array($0.slots.values) }) { slot.refreshGauges() }
+        Gauge(label: "meshbus_event_subscribers").record(publisher.subscribers)
+        Gauge(label: "meshbus_slots").record(registry.withLock { $0.slots.count })
     }
 
     // MARK: Commands
@@ -108,11 +293,17 @@ public final class Broker: Service, Sendable {
         let envelope = CommandEnvelope(parsing: request.body)
         var reply = JSONObject()
         if let id = envelope.id { reply["id"] = id }
-        switch envelope.command.flatMap({ execute($0, requestID: envelope.id) }) {
+        let outcome = envelope.command.flatMap { command -> Result<JSONObject, CommandError> in
+            if command.reachesRadio, request.role == .read { return .failure(.unauthorized) }
+            return execute(command, requestID: envelope.id)
+        }
+        switch outcome {
         case .success(let result):
+            commandsAnswered.increment()
             reply["ok"] = .bool(true)
             reply["result"] = .object(result)
         case .failure(let error):
+            CoreMetrics.Counter(label: "meshbus_commands_total", dimensions: [("outcome", error.code)]).increment()
             reply["ok"] = .bool(false)
             reply["error"] = .object(["code": .string(error.code), "message": .string(error.message)])
             logger.debug("command refused", metadata: ["code": "\(error.code)", "message": "\(error.message)"])
@@ -124,18 +315,19 @@ public final class Broker: Service, Sendable {
         Result { () throws(CommandError) -> JSONObject in
             switch command {
             case .ping:
+                let reloads: JSONObject = registry.withLock { registry in
+                    ["applied": .int(registry.reloadsApplied), "rejected": .int(registry.reloadsRejected), "last": registry.lastReload]
+                }
                 return [
                     "broker": .string(brokerID),
                     "version": .string(Self.version),
                     "uptimeSeconds": .double((ContinuousClock.now - started).inSeconds),
+                    "reloads": .object(reloads),
                 ]
             case .status(let name):
                 var result = JSONObject()
-                var names = slotOrder
-                if let name { names = [try slot(named: name).name] }
-                for slotName in names {
-                    result[slotName] = .object(slots[slotName]!.status())
-                }
+                let slots: [Slot] = if let name { [try slot(named: name)] } else { registry.withLock { r in r.order.compactMap { r.slots[$0] } } }
+                for slot in slots { result[slot.name] = .object(slot.status()) }
                 return ["slots": .object(result)]
             case .nodes(let name):
                 return try slot(named: name).nodes()
@@ -161,7 +353,8 @@ public final class Broker: Service, Sendable {
     }
 
     private func slot(named name: String) throws(CommandError) -> Slot {
-        guard let slot = slots[name] else { throw .unknownSlot(name, known: slotOrder) }
+        let (slot, known) = registry.withLock { ($0.slots[name], $0.order) }
+        guard let slot else { throw .unknownSlot(name, known: known) }
         return slot
     }
 }

@@ -1,18 +1,22 @@
+import CoreMetrics
 import MeshtasticProtocol
-import Synchronization
 import ZeroMQ
 
 /// One request taken off a ROUTER socket: the routing envelope to answer through, and the
 /// body frames (one, in a well-formed request).
 struct CommandRequest: Sendable {
     let socketIndex: Int
+    /// The client's role under CURVE (from its admitted key); nil when CURVE is off, which
+    /// trusts every local client fully.
+    let role: ClientRole?
     /// The peer identity and, from REQ clients, the empty delimiter.
     let envelope: [[UInt8]]
     let body: [[UInt8]]
 
     /// Splits what a ROUTER received: identity, then (REQ) an empty delimiter, then the body.
-    init(socketIndex: Int, frames: [[UInt8]]) {
+    init(socketIndex: Int, frames: [[UInt8]], role: ClientRole? = nil) {
         self.socketIndex = socketIndex
+        self.role = role
         let split = frames.count >= 2 && frames[1].isEmpty ? 2 : 1
         envelope = Array(frames.prefix(split))
         body = Array(frames.dropFirst(split))
@@ -29,18 +33,17 @@ final class CommandServer: Sendable {
     private let replies: ZMQMailbox<(Int, [[UInt8]])>
     let endpoints: [String]
     let requests: AsyncStream<CommandRequest>
-    /// Replies that could not be delivered because the client had gone.
-    var undeliverable: Int { undeliverableCount.value }
-    private let undeliverableCount: Counter
 
-    init(context: ZMQContext, endpoints: [String]) throws {
+    init(context: ZMQContext, endpoints: [String], security: SecurityConfiguration) throws {
         let (requests, requestContinuation) = AsyncStream<CommandRequest>.makeStream(bufferingPolicy: .bufferingOldest(10_000))
         self.requests = requests
         let wakeup = try ZMQWakeup()
         let replies = ZMQMailbox<(Int, [[UInt8]])>(wakeup: wakeup)
-        let undeliverable = Counter()
+        // Replies that could not be delivered because the client had gone, and requests
+        // dropped because 10,000 were already waiting.
+        let undeliverable = CoreMetrics.Counter(label: "meshbus_commands_dropped_total", dimensions: [("reason", "client_gone")])
+        let backlogFull = CoreMetrics.Counter(label: "meshbus_commands_dropped_total", dimensions: [("reason", "backlog_full")])
         self.replies = replies
-        self.undeliverableCount = undeliverable
         (thread, self.endpoints) = try ZMQSocketThread.start(name: "meshbus-commands", wakeup: wakeup) { thread, ready in
             var sockets: [ZMQSocket] = []
             defer {
@@ -55,6 +58,7 @@ final class CommandServer: Sendable {
                 // Past this libzmq drops the peer; up to it a request too large gets a reply.
                 try socket.setMaxMessageSize(CommandEnvelope.maxSocketMessageBytes)
                 try socket.setLinger(milliseconds: 500)
+                try security.apply(to: socket)
                 try socket.bind(endpoint)
                 bound.append(try socket.lastEndpoint)
             }
@@ -63,8 +67,11 @@ final class CommandServer: Sendable {
             while !thread.isStopRequested {
                 guard let readable = try? poller.poll(timeoutMilliseconds: -1) else { continue }
                 for (index, socket) in sockets.enumerated() where readable[index] {
-                    while let frames = try? socket.receiveMultipart(dontWait: true) {
-                        requestContinuation.yield(CommandRequest(socketIndex: index, frames: frames))
+                    while let received = try? socket.receiveMultipart(dontWait: true, property: "User-Id") {
+                        let role = security.curve == nil ? nil : ClientRole(rawValue: received.property ?? "") ?? .read
+                        if case .dropped = requestContinuation.yield(CommandRequest(socketIndex: index, frames: received.frames, role: role)) {
+                            backlogFull.increment()
+                        }
                     }
                 }
                 if readable.last == true {
@@ -88,11 +95,4 @@ final class CommandServer: Sendable {
 
     /// Stops taking requests and closes the sockets.
     func stop() async { await thread.stop() }
-}
-
-/// A counter shared with a socket thread.
-final class Counter: Sendable {
-    private let count = Mutex(0)
-    var value: Int { count.withLock { $0 } }
-    func increment() { count.withLock { $0 += 1 } }
 }

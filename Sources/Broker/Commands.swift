@@ -30,6 +30,10 @@ public struct CommandError: Error, Equatable, Sendable {
         )
     }
     public static func internalError(_ message: String) -> CommandError { CommandError(code: "internal", message: message) }
+    public static let unauthorized = CommandError(
+        code: "unauthorized",
+        message: "this client's key has the read role: ping, status, nodes, snapshot and replay only, nothing that reaches a radio"
+    )
     public static func queueFull(_ slot: String, capacity: Int) -> CommandError {
         CommandError(code: "queue_full", message: "the outbox of slot '\(slot)' is full (\(capacity) packets)")
     }
@@ -51,6 +55,14 @@ public enum Command: Equatable, Sendable {
     case reconnect(slot: String)
     /// Closes the slot's radio cleanly and holds it closed until `reconnect`.
     case disconnectForRestart(slot: String, settleSeconds: Double)
+
+    /// Whether the command acts on a radio (needs the `send` role under CURVE).
+    public var reachesRadio: Bool {
+        switch self {
+        case .ping, .status, .nodes, .snapshot, .replay: false
+        case .send, .reconnect, .disconnectForRestart: true
+        }
+    }
 
     /// Every command this build answers, with the fields each accepts besides `id` and `cmd`.
     /// A field not listed is refused (`bad_request` naming it), so a typo never passes silently.

@@ -45,18 +45,26 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public var outboxCapacity: Int
     /// Events each slot keeps for `replay`.
     public var replayCapacity: Int
+    /// Who may reach the sockets; see ``SecurityConfiguration``.
+    public var security: SecurityConfiguration
+    /// How long shutdown waits for the outboxes to drain before closing the radios.
+    public var flushTimeout: Duration
 
     public init(
         events: [String] = [defaultEventEndpoint],
         commands: [String] = [defaultCommandEndpoint],
         slots: [SlotConfiguration] = [SlotConfiguration(name: "sim", source: .simulator(SimulatorConfiguration()))],
         outboxCapacity: Int = 64,
-        replayCapacity: Int = 10_000
+        replayCapacity: Int = 10_000,
+        security: SecurityConfiguration = SecurityConfiguration(),
+        flushTimeout: Duration = .seconds(5)
     ) {
         self.events = events
         self.commands = commands
         self.slots = slots
         self.outboxCapacity = outboxCapacity
         self.replayCapacity = replayCapacity
+        self.security = security
+        self.flushTimeout = flushTimeout
     }
 }

@@ -8,8 +8,6 @@
 struct SendLedger<Instant: InstantProtocol>: Sendable where Instant.Duration == Duration {
     enum Status: String, Sendable {
         case queued, sent, acked, nak, expired, failed
-
-        var isTerminal: Bool { self != .queued }
     }
 
     /// One status change to publish on `meshtastic.send.status`.
@@ -18,6 +16,17 @@ struct SendLedger<Instant: InstantProtocol>: Sendable where Instant.Duration == 
         var requestID: String?
         var status: Status
         var error: String?
+        /// Whether this is the send's last status: every one but `queued`, and `sent` of a
+        /// send that waits for an ACK.
+        var isTerminal: Bool
+
+        init(packetID: UInt32, requestID: String? = nil, status: Status, error: String? = nil, isTerminal: Bool = true) {
+            self.packetID = packetID
+            self.requestID = requestID
+            self.status = status
+            self.error = error
+            self.isTerminal = isTerminal
+        }
     }
 
     private struct Entry: Sendable {
@@ -37,7 +46,7 @@ struct SendLedger<Instant: InstantProtocol>: Sendable where Instant.Duration == 
 
     mutating func accept(packetID: UInt32, requestID: String?, wantAck: Bool, ttl: Duration, now: Instant) -> Update {
         entries[packetID] = Entry(requestID: requestID, wantAck: wantAck, deadline: now.advanced(by: ttl), written: false)
-        return Update(packetID: packetID, requestID: requestID, status: .queued)
+        return Update(packetID: packetID, requestID: requestID, status: .queued, isTerminal: false)
     }
 
     /// The packet was written to the radio: `sent`, which ends a send without `wantAck`.
@@ -45,7 +54,7 @@ struct SendLedger<Instant: InstantProtocol>: Sendable where Instant.Duration == 
         guard var entry = entries[packetID], !entry.written else { return nil }
         entry.written = true
         if entry.wantAck { entries[packetID] = entry } else { entries[packetID] = nil }
-        return Update(packetID: packetID, requestID: entry.requestID, status: .sent)
+        return Update(packetID: packetID, requestID: entry.requestID, status: .sent, isTerminal: !entry.wantAck)
     }
 
     /// A Routing reply whose `request_id` names a packet of ours: `error` nil (or `NONE`)

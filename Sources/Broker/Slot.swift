@@ -14,13 +14,32 @@ import struct Foundation.Data
 /// out in `seq` order and a snapshot is exactly current at the `seq` it reports.
 final class Slot: Sendable {
     let name: String
-    let link: RadioLink<ContinuousClock>
-    private let linkEvents: AsyncStream<RadioLinkEvent>
-    private let simulator: RadioSimulator?
+    private let control: Mutex<Control>
     private let sink: EventSink
     private let outboxCapacity: Int
+    private let replayCapacity: Int
     private let state: Mutex<State>
+    private let metrics: SlotMetrics
     private let logger: Logger
+
+    /// One link (and its in-process simulator) with the configuration it was made from. A
+    /// reload that changes the slot replaces the generation; everything else (seq, node DB,
+    /// replay ring, send ledger, waiting packets) carries over.
+    private struct Generation: Sendable {
+        let configuration: SlotConfiguration
+        let link: RadioLink<ContinuousClock>
+        let events: AsyncStream<RadioLinkEvent>
+        let simulator: RadioSimulator?
+    }
+
+    /// The running generation, the one to run after it (a reload), and whether the slot
+    /// is stopping (with the error its unsettled sends end with). One lock, so a stop and a
+    /// replacement can never miss each other.
+    private struct Control: Sendable {
+        var current: Generation
+        var replacement: Generation?
+        var stopping: String?
+    }
 
     private struct State {
         var seq: UInt64 = 0
@@ -48,46 +67,105 @@ final class Slot: Sendable {
         name = configuration.name
         self.sink = sink
         self.outboxCapacity = outboxCapacity
+        self.replayCapacity = replayCapacity
         self.logger = logger
+        metrics = SlotMetrics(slot: configuration.name)
         state = Mutex(State(ring: ReplayRing(capacity: replayCapacity)))
+        control = Mutex(Control(current: try await Self.makeGeneration(configuration, outboxCapacity: outboxCapacity, logger: logger)))
+    }
+
+    private static func makeGeneration(_ configuration: SlotConfiguration, outboxCapacity: Int, logger: Logger) async throws -> Generation {
         let transport: any RadioTransport
+        var simulator: RadioSimulator?
         switch configuration.source {
         case .tcp(let host, let port):
-            simulator = nil
             transport = TCPRadioTransport(
                 host: host, port: port, connectTimeout: configuration.timing.connectTimeout, keepalive: configuration.timing.tcpKeepalive
             )
         case .serial(let path):
-            simulator = nil
             transport = SerialRadioTransport(path: path)
         case .simulator(let simulatorConfiguration):
-            let simulator = try await RadioSimulator.start(simulatorConfiguration, logger: logger)
-            self.simulator = simulator
-            transport = SimulatorTransport(tcp: TCPRadioTransport(host: simulatorConfiguration.host, port: simulator.port))
+            let started = try await RadioSimulator.start(simulatorConfiguration, logger: logger)
+            simulator = started
+            transport = SimulatorTransport(tcp: TCPRadioTransport(host: simulatorConfiguration.host, port: started.port))
         }
-        (link, linkEvents) = RadioLink.make(
-            slot: name,
+        let (link, events) = RadioLink.make(
+            slot: configuration.name,
             transport: transport,
             timing: configuration.timing,
             clock: ContinuousClock(),
             outboxCapacity: outboxCapacity,
             logger: logger
         )
+        return Generation(configuration: configuration, link: link, events: events, simulator: simulator)
     }
 
-    /// Runs the link (and the in-process simulator) and publishes what it reports, until the
-    /// link stops. Sends still in flight then end `failed` (`shutdown`).
+    /// The running link.
+    var link: RadioLink<ContinuousClock> { control.withLock { $0.current.link } }
+
+    /// The configuration the running link was made from.
+    var configuration: SlotConfiguration { control.withLock { $0.current.configuration } }
+
+    /// Runs link after link (a reload may replace one) and publishes what they report, until
+    /// the slot is stopped or removed. Sends still in flight then end `failed`.
     func run() async {
         await withDiscardingTaskGroup { group in
-            if let simulator { group.addTask { await simulator.run() } }
-            group.addTask { await self.link.run() }
             group.addTask { await self.expireSends() }
-            for await event in linkEvents { handle(event) }
+            var generation = control.withLock { $0.current }
+            var failure = "shutdown"
+            while true {
+                await run(generation)
+                let upcoming: Generation? = control.withLock { control in
+                    guard control.stopping == nil, let replacement = control.replacement else { return nil }
+                    // Waiting packets move to the new link under the lock that publishes it, so
+                    // a send accepted meanwhile lands in one outbox or the other, never lost.
+                    for item in control.current.link.takeOutbox() { _ = replacement.link.enqueue(item) }
+                    control.current = replacement
+                    control.replacement = nil
+                    return replacement
+                }
+                guard let upcoming else {
+                    failure = control.withLock { $0.stopping } ?? failure
+                    break
+                }
+                generation = upcoming
+            }
             state.withLock { state in
-                for update in state.ledger.failAll(error: "shutdown") { publishStatus(update, in: &state) }
+                for update in state.ledger.failAll(error: failure) { publishStatus(update, in: &state) }
             }
             group.cancelAll()
         }
+    }
+
+    private func run(_ generation: Generation) async {
+        await withDiscardingTaskGroup { group in
+            if let simulator = generation.simulator { group.addTask { await simulator.run() } }
+            group.addTask { await generation.link.run() }
+            for await event in generation.events { handle(event) }
+            group.cancelAll()
+        }
+    }
+
+    /// Replaces the link with one made from `configuration` (a reload changed the slot): the
+    /// old one closes with `connection.lost` `reason: reload`, the new one connects.
+    func reconfigure(to configuration: SlotConfiguration) async throws {
+        let replacement = try await Self.makeGeneration(configuration, outboxCapacity: outboxCapacity, logger: logger)
+        let running = control.withLock { control in
+            control.replacement = replacement
+            return control.current.link
+        }
+        running.shutdown(reason: .reload)
+    }
+
+    /// Closes the radio for good. `removed` means the slot left the configuration: a ready
+    /// link reports `reload`, sends in flight fail with `slot_removed`.
+    func stop(removed: Bool = false) {
+        let running = control.withLock { control in
+            control.stopping = removed ? "slot_removed" : "shutdown"
+            return control.current.link
+        }
+        if removed { metrics.destroyGauges() }
+        running.shutdown(reason: removed ? .reload : .shutdown)
     }
 
     private func expireSends() async {
@@ -105,6 +183,7 @@ final class Slot: Sendable {
     /// Gives the event the next `seq`, hands it to the publisher and keeps it for replay.
     private func publish(_ topic: String, port: String? = nil, _ fields: JSONObject, raw: [UInt8]? = nil, in state: inout State) {
         state.seq += 1
+        metrics.eventsPublished.increment()
         let entry = sink.publish(slot: name, topic: topic, port: port, seq: state.seq, fields: fields, raw: raw)
         state.ring.append(entry)
     }
@@ -120,7 +199,10 @@ final class Slot: Sendable {
             "status": .string(update.status.rawValue),
         ]
         if let error = update.error { fields["error"] = .string(error) }
-        if update.status.isTerminal { state.sendOutcomes[update.status.rawValue, default: 0] += 1 }
+        if update.isTerminal {
+            state.sendOutcomes[update.status.rawValue, default: 0] += 1
+            metrics.sendFinished(update.status.rawValue)
+        }
         publish(Topic.sendStatus, fields, in: &state)
     }
 
@@ -137,14 +219,20 @@ final class Slot: Sendable {
         case .established(let info):
             state.withLock { state in
                 state.myNodeNum = info.myNodeNum
-                if state.established { state.reconnects += 1 }
+                if state.established {
+                    state.reconnects += 1
+                    metrics.reconnects.increment()
+                }
                 state.established = true
                 publish(Topic.established, [
                     "myNodeNum": .int(info.myNodeNum), "firmware": .string(info.firmware), "nodeCount": .int(info.nodeCount), "attempt": .int(info.attempt),
                 ], in: &state)
             }
         case .lost(let reason):
+            metrics.lost(reason)
             publish(Topic.lost, ["reason": .string(reason.rawValue)])
+        case .probeAnswered(let roundTrip):
+            metrics.probeRoundTrip.record(duration: roundTrip)
         case .fromRadio(let message, _, let backlog):
             handle(message, backlog: backlog)
         case .sent(let item):
@@ -158,6 +246,7 @@ final class Slot: Sendable {
             publish(Topic.log, ["line": .string(line), "level": .null])
         case .undecodableFrame(let length):
             state.withLock { $0.undecodableFrames += 1 }
+            metrics.undecodableFrames.increment()
             logger.debug("undecodable frame dropped", metadata: ["slot": "\(name)", "length": "\(length)"])
         }
     }
@@ -165,9 +254,11 @@ final class Slot: Sendable {
     private func handle(_ message: Meshtastic_FromRadio, backlog: Bool) {
         switch message.payloadVariant {
         case .packet(let packet):
+            metrics.packetsReceived.increment()
             state.withLock { state in
                 guard !state.duplicates.isDuplicate(from: packet.from, id: packet.id, now: .now) else {
                     state.duplicateCount += 1
+                    metrics.duplicates.increment()
                     return
                 }
                 let json = PacketJSON.packet(packet)
@@ -248,6 +339,18 @@ final class Slot: Sendable {
     }
 
     // MARK: Commands
+
+    /// Sets the slot's gauges from its current state (just before a metrics scrape).
+    func refreshGauges() {
+        let (linkState, outboxDepth) = control.withLock { ($0.current.link.state, $0.current.link.queueDepth) }
+        let reading = state.withLock { state in
+            SlotMetrics.Reading(
+                state: linkState, outboxDepth: outboxDepth, pendingSends: state.ledger.pending, replayHeld: state.ring.count,
+                replayCapacity: replayCapacity, nodes: state.nodes.count
+            )
+        }
+        metrics.record(reading)
+    }
 
     func status() -> JSONObject {
         let link = link.status
@@ -343,7 +446,8 @@ final class Slot: Sendable {
             packet.decoded.portnum = request.portnum
             packet.decoded.payload = Data(request.payload)
             packet.decoded.replyID = request.replyID
-            guard link.enqueue(OutgoingPacket(packet: packet, requestID: requestID)) else {
+            let item = OutgoingPacket(packet: packet, requestID: requestID)
+            guard control.withLock({ $0.current.link.enqueue(item) }) else {
                 throw .queueFull(name, capacity: outboxCapacity)
             }
             let ttl = Duration.milliseconds(Int64((request.ttlSeconds * 1000).rounded()))

@@ -75,6 +75,11 @@ public enum LinkState: Equatable, Sendable {
         }
     }
 
+    /// Every state's name, in the order of design.md §5.
+    public static let names = [
+        "idle", "connecting", "configuring", "ready", "degraded", "cooldown", "backoff", "disconnectedForRestart", "stopped",
+    ]
+
     /// The latest connection attempt, 0 before the first.
     public var attempt: Int {
         switch self {
@@ -185,6 +190,8 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
         case established(attempt: Int)
         /// A ready link is gone: publish `connection.lost` with `reason`.
         case lost(LossReason)
+        /// A probe was answered this long after it was written (for the round-trip metric).
+        case probeAnswered(roundTrip: Duration)
         /// End the current session and close its transport; `goodbye` writes
         /// `ToRadio.disconnect` first (a clean close the radio is told about).
         case closeSession(goodbye: Bool)
@@ -205,6 +212,8 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
     private var readySince: Instant?
     private var recentLosses: [Instant] = []
     private var probeInFlight = false
+    /// When the probe in flight was written.
+    private var probeSentAt: Instant?
     private var connectPending = false
     private var settled = true
     private var reconnectRequested = false
@@ -233,8 +242,9 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
         case reconnect
         /// The `disconnectForRestart` command.
         case disconnectForRestart(settle: Duration)
-        /// Shutdown: close cleanly and stop for good.
-        case shutdown
+        /// Shutdown: close cleanly and stop for good; a ready link reports `reason` as lost
+        /// (`shutdown`, or `reload` when the slot was removed from the configuration).
+        case shutdown(reason: LossReason)
     }
 
     /// The transition function: applies `event` to the state and returns what the driver
@@ -248,7 +258,7 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
         case .timerFired(let timer, let now): timerFired(timer, now: now)
         case .reconnect: reconnect()
         case .disconnectForRestart(let settle): disconnectForRestart(settle: settle)
-        case .shutdown: shutdown()
+        case .shutdown(let reason): shutdown(reason: reason)
         }
     }
 
@@ -288,7 +298,10 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
             lastProbeSuccess = now
             cancel(.probeTimeout)
             state = .ready(attempt: attempt)
-            return [schedule(.probe, after: timing.healthCheckInterval)]
+            var actions = [schedule(.probe, after: timing.healthCheckInterval)]
+            if let sent = probeSentAt { actions.append(.probeAnswered(roundTrip: sent.duration(to: now))) }
+            probeSentAt = nil
+            return actions
         default:
             return []
         }
@@ -326,11 +339,13 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
             return failedAttempt(closing: true)
         case (.probe, .ready):
             probeInFlight = true
+            probeSentAt = now
             return [.send(.probe(.heartbeat)), schedule(.probeTimeout, after: timing.probeTimeout)]
         case (.probeTimeout, .ready(let attempt)), (.probeTimeout, .degraded(let attempt, _)):
             let strikes = state.strikes + 1
             guard strikes < timing.maxStrikes else { return lostReadyLink(.probeStrikes, now: now, closing: true) }
             state = .degraded(attempt: attempt, strikes: strikes)
+            probeSentAt = now
             let packetID = UInt32.random(in: 1...UInt32.max, using: &generator)
             return [.send(.probe(.deviceMetadata(packetID: packetID))), schedule(.probeTimeout, after: timing.probeTimeout)]
         case (.heartbeat, .ready), (.heartbeat, .degraded):
@@ -398,9 +413,9 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
     }
 
     /// Shutdown: close cleanly and stop for good.
-    private mutating func shutdown() -> [Action] {
+    private mutating func shutdown(reason: LossReason) -> [Action] {
         guard state != .stopped else { return [] }
-        var actions: [Action] = state.isUp ? [.lost(.shutdown)] : []
+        var actions: [Action] = state.isUp ? [.lost(reason)] : []
         if sessionActive { actions.append(.closeSession(goodbye: true)) }
         cancelAllTimers()
         state = .stopped

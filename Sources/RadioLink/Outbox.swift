@@ -57,6 +57,14 @@ final class Outbox: Sendable {
         }
     }
 
+    /// Empties the outbox, oldest first.
+    func takeAll() -> [OutgoingPacket] {
+        state.withLock { state in
+            defer { state.items.removeAll() }
+            return Array(state.items)
+        }
+    }
+
     /// Puts back a packet whose write failed, ahead of everything else.
     func requeueFront(_ item: OutgoingPacket) {
         state.withLock { $0.items.prepend(item) }

@@ -41,7 +41,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
         case timer(Machine.Timer)
         case reconnect
         case disconnectForRestart(settle: Duration)
-        case shutdown
+        case shutdown(LossReason)
     }
 
     /// The supervisor's handle on its one live session.
@@ -117,8 +117,12 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     public func disconnectForRestart(settle: Duration) { input.yield(.disconnectForRestart(settle: settle)) }
 
     /// Closes the radio cleanly (telling it with `ToRadio.disconnect`); ``run()`` returns once
-    /// the transport is closed.
-    public func shutdown() { input.yield(.shutdown) }
+    /// the transport is closed. A ready link reports `reason` as its loss.
+    public func shutdown(reason: LossReason = .shutdown) { input.yield(.shutdown(reason)) }
+
+    /// Takes every packet still waiting in the outbox, oldest first (to hand them to a link
+    /// that replaces this one).
+    public func takeOutbox() -> [OutgoingPacket] { outbox.takeAll() }
 
     /// Runs until ``shutdown()`` or cancellation. Never throws; ends with the state `stopped`.
     public func run() async {
@@ -158,15 +162,15 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
                     actions = transition { $0.handle(.reconnect) }
                 case .disconnectForRestart(let settle):
                     actions = transition { $0.handle(.disconnectForRestart(settle: settle)) }
-                case .shutdown:
-                    actions = transition { $0.handle(.shutdown) }
+                case .shutdown(let reason):
+                    actions = transition { $0.handle(.shutdown(reason: reason)) }
                 }
                 perform(actions, now: now, group: &group, session: &session, info: info)
                 if machine.withLock({ $0.isFinished }) { break }
             }
             if !machine.withLock({ $0.isFinished }) {
                 // Cancelled: the children are cancelled with us; report the end all the same.
-                perform(transition { $0.handle(.shutdown) }, now: clock.now, group: &group, session: &session, info: info)
+                perform(transition { $0.handle(.shutdown(reason: .shutdown)) }, now: clock.now, group: &group, session: &session, info: info)
             }
             group.cancelAll()
         }
@@ -260,6 +264,8 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
                 established.attempt = attempt
                 events.yield(.established(established))
                 logger.info("link ready", metadata: ["slot": "\(slot)", "attempt": "\(attempt)", "nodes": "\(info.nodeCount)"])
+            case .probeAnswered(let roundTrip):
+                events.yield(.probeAnswered(roundTrip: roundTrip))
             case .lost(let reason):
                 events.yield(.lost(reason))
                 logger.warning("link lost", metadata: ["slot": "\(slot)", "reason": "\(reason.rawValue)"])

@@ -8,6 +8,8 @@ public enum RadioLinkEvent: Sendable {
     case established(LinkInfo)
     /// A ready link went down.
     case lost(LossReason)
+    /// A health probe came back after `roundTrip`.
+    case probeAnswered(roundTrip: Duration)
     /// A message from the radio, with its raw bytes. `backlog` is true for packets that
     /// arrived before the handshake completed (the radio flushing what it stored).
     case fromRadio(Meshtastic_FromRadio, raw: [UInt8], backlog: Bool)

@@ -108,7 +108,14 @@ public final class ZMQSocket {
     /// Receives one whole multipart message. Returns nil if `dontWait` is set and nothing
     /// is waiting, or if a receive timeout passed.
     public func receiveMultipart(dontWait: Bool = false) throws -> [[UInt8]]? {
+        try receiveMultipart(dontWait: dontWait, property: nil)?.frames
+    }
+
+    /// Receives one whole multipart message with a metadata property of its connection, such as
+    /// `User-Id` (what the ZAP handler said about the peer) or `Peer-Address`.
+    public func receiveMultipart(dontWait: Bool = false, property name: String?) throws -> (frames: [[UInt8]], property: String?)? {
         var frames: [[UInt8]] = []
+        var property: String?
         var message = zmq_msg_t()
         zmq_msg_init(&message)
         defer { zmq_msg_close(&message) }
@@ -120,6 +127,10 @@ public final class ZMQSocket {
                 if error.wouldBlock && frames.isEmpty { return nil }
                 throw error
             }
+            // A ROUTER's identity frame carries no metadata; the peer's frames do.
+            if property == nil, let name, let value = zmq_msg_gets(&message, name) {
+                property = String(cString: value)
+            }
             let size = zmq_msg_size(&message)
             if let data = zmq_msg_data(&message), size > 0 {
                 frames.append(Array(UnsafeRawBufferPointer(start: data, count: size)))
@@ -127,7 +138,7 @@ public final class ZMQSocket {
                 frames.append([])
             }
         } while zmq_msg_more(&message) == 1
-        return frames
+        return (frames, property)
     }
 
     // MARK: Options
@@ -217,6 +228,15 @@ public final class ZMQSocket {
         try setOption(ZMQ_CURVE_SERVERKEY, bytes: serverKey, "CURVE_SERVERKEY")
         try setOption(ZMQ_CURVE_PUBLICKEY, bytes: publicKey, "CURVE_PUBLICKEY")
         try setOption(ZMQ_CURVE_SECRETKEY, bytes: secretKey, "CURVE_SECRETKEY")
+    }
+
+    /// Names the ZAP domain this socket's peers are authenticated in.
+    public func setZAPDomain(_ domain: String) throws { try setOption(ZMQ_ZAP_DOMAIN, bytes: Array(domain.utf8), "ZAP_DOMAIN") }
+
+    /// Reports connection events (`ZMQ_EVENT_*` bits in `events`) on a PAIR socket bound at
+    /// `endpoint` (`inproc://…`); read them with ``ZMQMonitorEvent/receive(from:)``.
+    public func monitor(_ endpoint: String, events: Int32) throws {
+        guard zmq_socket_monitor(handle, endpoint, events) == 0 else { throw ZMQError.last("zmq_socket_monitor") }
     }
 
     /// True while part of a multipart message is still waiting to be read.

@@ -9,7 +9,9 @@ struct MeshBusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meshbus",
         abstract: "Share Meshtastic radios between many programs over ZeroMQ.",
-        subcommands: [RunCommand.self, SimCommand.self, TailCommand.self, SendCommand.self, DecodeCommand.self],
+        subcommands: [
+            RunCommand.self, CheckCommand.self, KeygenCommand.self, SimCommand.self, TailCommand.self, SendCommand.self, DecodeCommand.self,
+        ],
         defaultSubcommand: RunCommand.self
     )
 
@@ -30,10 +32,19 @@ struct MeshBusCommand: AsyncParsableCommand {
 /// Writes one line to standard output at once (unbuffered), so that a pipe reader sees
 /// each line as it happens.
 func say(_ line: String) {
+    write(line, to: 1)
+}
+
+/// Like ``say(_:)``, to standard error.
+func sayError(_ line: String) {
+    write(line, to: 2)
+}
+
+private func write(_ line: String, to descriptor: Int32) {
     let bytes = Array((line + "\n").utf8)
     var offset = 0
     while offset < bytes.count {
-        let written = bytes[offset...].withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+        let written = bytes[offset...].withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
         if written <= 0 { return }
         offset += written
     }

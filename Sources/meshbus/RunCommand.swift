@@ -1,16 +1,30 @@
 import ArgumentParser
 import Broker
+import Configuration
+import Foundation
 import Logging
+import Metrics
+import Observability
+import Prometheus
 import RadioSimulator
 import ServiceLifecycle
 import MeshtasticProtocol
+import UnixSignals
 import ZeroMQ
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run the broker. Without radios given, one simulated slot 'sim' shows traffic at once."
+        abstract: "Run the broker. Without a config file or radios given, one simulated slot 'sim' shows traffic at once.",
+        discussion: """
+            Endpoints come from the config file, then MESHBUS_EVENTS / MESHBUS_COMMANDS (comma-separated) \
+            and MESHBUS_METRICS in the environment, then the flags, each overriding the one before. \
+            With --config the file is watched: a change (or SIGHUP) is applied without a restart.
+            """
     )
+
+    @Option(help: "YAML configuration file (see meshbus check).")
+    var config: String?
 
     @Option(name: .customLong("events"), help: "PUB endpoint (repeatable; port 0 or * picks one).")
     var events: [String] = []
@@ -18,10 +32,13 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("commands"), help: "ROUTER endpoint for commands (repeatable).")
     var commands: [String] = []
 
-    @Option(name: .customLong("tcp"), help: "A radio's TCP API as NAME=HOST:PORT (repeatable).")
+    @Option(help: "Serve Prometheus metrics over HTTP at HOST:PORT (/metrics; port 0 picks one).")
+    var metrics: String?
+
+    @Option(name: .customLong("tcp"), help: "A radio's TCP API as NAME=HOST:PORT (repeatable; not with --config).")
     var tcpSlots: [String] = []
 
-    @Option(name: .customLong("serial"), help: "A radio on a serial line as NAME=PATH (repeatable); polled while the path is absent.")
+    @Option(name: .customLong("serial"), help: "A radio on a serial line as NAME=PATH (repeatable; not with --config).")
     var serialSlots: [String] = []
 
     @Option(help: "Virtual nodes of the default simulated slot.")
@@ -31,51 +48,139 @@ struct RunCommand: AsyncParsableCommand {
     var simTraffic: Double = 30
 
     @Option(help: "Packets a slot's outbox holds before sends are refused with queue_full.")
-    var outboxCapacity = 64
+    var outboxCapacity: Int?
 
     @Option(help: "Events each slot keeps for the replay command.")
-    var replayCapacity = 10_000
+    var replayCapacity: Int?
+
+    @Option(help: "Log format: text or json (one object per line).")
+    var logFormat: LogSettings.Format?
 
     @Flag(help: "Log every link event.")
     var verbose = false
 
-    func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = verbose ? .debug : .info
-            return handler
+    func validate() throws {
+        if config != nil && !(tcpSlots.isEmpty && serialSlots.isEmpty) {
+            throw ValidationError("--tcp and --serial define slots without a file; with --config, list the slots in the file")
         }
-        let logger = Logger(label: "meshbus")
-        var configuration = BrokerConfiguration()
-        if !events.isEmpty { configuration.events = events }
-        if !commands.isEmpty { configuration.commands = commands }
-        guard outboxCapacity > 0, replayCapacity > 0 else { throw ValidationError("--outbox-capacity and --replay-capacity must be positive") }
-        configuration.outboxCapacity = outboxCapacity
-        configuration.replayCapacity = replayCapacity
-        if tcpSlots.isEmpty && serialSlots.isEmpty {
-            let simulator = SimulatorConfiguration(nodeCount: simNodes, trafficPerMinute: simTraffic)
-            configuration.slots = [SlotConfiguration(name: "sim", source: .simulator(simulator))]
-        } else {
-            configuration.slots = try tcpSlots.map(Self.parseTCPSlot) + serialSlots.map(Self.parseSerialSlot)
-            let names = configuration.slots.map(\.name)
-            if let duplicate = names.first(where: { name in names.filter { $0 == name }.count > 1 }) {
-                throw ValidationError("slot '\(duplicate)' is given twice")
+        if let outboxCapacity, outboxCapacity <= 0 { throw ValidationError("--outbox-capacity must be positive") }
+        if let replayCapacity, replayCapacity <= 0 { throw ValidationError("--replay-capacity must be positive") }
+    }
+
+    func run() async throws {
+        var daemon = try loadConfiguration()
+        let environment = ProcessInfo.processInfo.environment
+        try applyOverrides(to: &daemon, environment: environment)
+        let settings = daemon.log
+        let level: Logger.Level = verbose ? .debug : settings.level
+        LoggingSystem.bootstrap { label in
+            switch settings.format {
+            case .json:
+                return JSONLogHandler(label: label, level: level)
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
             }
         }
-        let broker = try await Broker(configuration: configuration, logger: logger)
+        let logger = Logger(label: "meshbus")
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets["meshbus_probe_round_trip_seconds"] = [
+            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+            .milliseconds(500), .seconds(1), .seconds(2), .seconds(4), .seconds(8),
+        ]
+        MetricsSystem.bootstrap(factory)
+        // SIGHUP asks for a reload; trap it before anything says the daemon is up.
+        let hangups = config == nil ? nil : await UnixSignalsSequence(trapping: .sighup)
+
+        let broker: Broker
+        do {
+            broker = try await Broker(configuration: daemon.broker, logger: logger)
+        } catch let error as BrokerStartError {
+            throw ValidationError(error.description)
+        }
+        var services: [any Service] = [broker]
+        let metricsEndpoint: MetricsEndpoint?
+        if let address = daemon.metrics {
+            let endpoint = try await MetricsEndpoint.bind(host: address.host, port: address.port, registry: registry, logger: logger) {
+                broker.refreshGauges()
+            }
+            metricsEndpoint = endpoint
+            services.append(endpoint)
+        } else {
+            metricsEndpoint = nil
+        }
+        if let config, let hangups {
+            let overrides = self
+            services.append(
+                ConfigurationReloader(path: config, broker: broker, signals: hangups, logger: logger) { configuration in
+                    try? overrides.applyOverrides(to: &configuration, environment: environment)
+                }
+            )
+        }
+        let systemd = SystemdNotifier(environment: environment)
+        services.append(SystemdService(notifier: systemd, watchdogInterval: SystemdService.watchdogInterval(environment)))
+
         say("meshbus \(Broker.version) broker \(broker.brokerID)")
         for endpoint in broker.eventEndpoints { say("events: \(endpoint)") }
         for endpoint in broker.commandEndpoints { say("commands: \(endpoint)") }
-        say("slots: \(configuration.slots.map(\.name).joined(separator: ", "))")
+        if let metricsEndpoint { say("metrics: http://\(HostPort(host: metricsEndpoint.host, port: metricsEndpoint.port))/metrics") }
+        if let config { say("config: \(config) (watched; SIGHUP reloads)") }
+        say("slots: \(daemon.broker.slots.map(\.name).joined(separator: ", "))")
         let events = broker.eventEndpoints.first ?? ""
         say(
             "watch: python3 -c \"import zmq; s=zmq.Context().socket(zmq.SUB); s.connect('\(events)'); "
                 + "s.subscribe(b''); [print(s.recv_multipart()[:2]) for _ in iter(int, 1)]\""
         )
         let group = ServiceGroup(
-            configuration: .init(services: [broker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
         try await group.run()
+    }
+
+    /// The file's settings, or (without --config) the flags' slots or the default simulator.
+    func loadConfiguration() throws -> DaemonConfiguration {
+        if let config {
+            do {
+                return try ConfigurationFile.load(path: config)
+            } catch {
+                throw ValidationError("configuration refused:\n\(error.description)")
+            }
+        }
+        var daemon = DaemonConfiguration()
+        if tcpSlots.isEmpty && serialSlots.isEmpty {
+            let simulator = SimulatorConfiguration(nodeCount: simNodes, trafficPerMinute: simTraffic)
+            daemon.broker.slots = [SlotConfiguration(name: "sim", source: .simulator(simulator))]
+        } else {
+            daemon.broker.slots = try tcpSlots.map(Self.parseTCPSlot) + serialSlots.map(Self.parseSerialSlot)
+            let names = daemon.broker.slots.map(\.name)
+            if let duplicate = names.first(where: { name in names.filter { $0 == name }.count > 1 }) {
+                throw ValidationError("slot '\(duplicate)' is given twice")
+            }
+        }
+        return daemon
+    }
+
+    /// Environment, then flags, over the file: endpoints, metrics address, capacities, log format.
+    func applyOverrides(to daemon: inout DaemonConfiguration, environment: [String: String]) throws {
+        func list(_ name: String) -> [String]? {
+            environment[name].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }.flatMap { $0.isEmpty ? nil : $0 }
+        }
+        if let endpoints = list("MESHBUS_EVENTS") { daemon.broker.events = endpoints }
+        if let endpoints = list("MESHBUS_COMMANDS") { daemon.broker.commands = endpoints }
+        if !events.isEmpty { daemon.broker.events = events }
+        if !commands.isEmpty { daemon.broker.commands = commands }
+        if let text = metrics ?? environment["MESHBUS_METRICS"] {
+            guard let address = HostPort(parsing: text) else { throw ValidationError("metrics address: expected HOST:PORT, got '\(text)'") }
+            guard address.isLoopback || daemon.broker.security.insecure else {
+                throw ValidationError("metrics address \(text) is reachable from other machines; use loopback or security.insecure: true")
+            }
+            daemon.metrics = address
+        }
+        if let outboxCapacity { daemon.broker.outboxCapacity = outboxCapacity }
+        if let replayCapacity { daemon.broker.replayCapacity = replayCapacity }
+        if let logFormat { daemon.log.format = logFormat }
     }
 
     /// Splits `NAME=VALUE` of a slot flag, checking the name.

@@ -99,7 +99,8 @@ final class WindowBox {
 
     @Test mutating func sendWithAckGoesQueuedSentAcked() {
         #expect(ledger.accept(packetID: 7, requestID: "a", wantAck: true, ttl: .seconds(60), now: .at(0)).status == .queued)
-        #expect(ledger.written(packetID: 7)?.status == .sent)
+        let sent = ledger.written(packetID: 7)
+        #expect(sent?.status == .sent && sent?.isTerminal == false, "sent is not the end of a send waiting for its ACK")
         #expect(ledger.routingReply(requestID: 7, error: nil) == .init(packetID: 7, requestID: "a", status: .acked))
         #expect(ledger.pending == 0)
         #expect(ledger.routingReply(requestID: 7, error: nil) == nil, "one terminal status only")
@@ -119,7 +120,8 @@ final class WindowBox {
 
     @Test mutating func sendWithoutAckEndsAtSent() {
         _ = ledger.accept(packetID: 7, requestID: nil, wantAck: false, ttl: .seconds(60), now: .at(0))
-        #expect(ledger.written(packetID: 7)?.status == .sent)
+        let sent = ledger.written(packetID: 7)
+        #expect(sent?.status == .sent && sent?.isTerminal == true)
         #expect(ledger.pending == 0)
         #expect(ledger.expire(now: .at(3600)) { _ in true }.isEmpty)
     }

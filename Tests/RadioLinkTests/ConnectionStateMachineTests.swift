@@ -147,6 +147,18 @@ import Testing
         #expect(timer(.probe, in: actions)?.delay == .seconds(12), "the next probe follows the interval")
     }
 
+    @Test mutating func answeredProbeReportsItsRoundTrip() {
+        let ready = becomeReady()
+        let probe = timer(.probe, in: ready)!
+        elapse(probe.delay)
+        _ = machine.handle(.timerFired(probe, now: now))
+        elapse(.milliseconds(340))
+        let actions = machine.handle(.received(.other, attempt: 1, now: now))
+        #expect(actions.contains(.probeAnswered(roundTrip: .milliseconds(340))))
+        elapse(.seconds(1))
+        #expect(machine.handle(.received(.other, attempt: 1, now: now)).isEmpty, "a frame with no probe in flight reports nothing")
+    }
+
     @Test mutating func answeredProbeCancelsItsTimeout() {
         let ready = becomeReady()
         let probe = timer(.probe, in: ready)!
@@ -356,14 +368,14 @@ import Testing
 
     @Test mutating func shutdownFromReadyReportsTheLossClosesCleanlyAndEndsForGood() {
         let ready = becomeReady()
-        #expect(machine.handle(.shutdown) == [.lost(.shutdown), .closeSession(goodbye: true)])
+        #expect(machine.handle(.shutdown(reason: .shutdown)) == [.lost(.shutdown), .closeSession(goodbye: true)])
         #expect(machine.state == .stopped)
         #expect(!machine.isFinished, "finished once the session closed")
         _ = machine.handle(.sessionEnded(.lost(.transportClosed), attempt: 1, now: now))
         #expect(machine.isFinished)
         #expect(machine.handle(.timerFired(timer(.probe, in: ready)!, now: now)).isEmpty)
         #expect(machine.handle(.reconnect).isEmpty)
-        #expect(machine.handle(.shutdown).isEmpty)
+        #expect(machine.handle(.shutdown(reason: .shutdown)).isEmpty)
     }
 
     @Test func publishedNamesMatchTheDesign() {

@@ -13,9 +13,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BINARY = os.environ.get("MESHBUS_BIN", os.path.join(ROOT, ".build", "debug", "meshbus"))
 
 
-def _start(args, pattern, timeout=30.0):
+def _start(args, pattern, timeout=30.0, env=None, stderr=subprocess.DEVNULL):
     """Starts meshbus with args; waits for stdout lines matching pattern; returns (proc, matches)."""
-    proc = subprocess.Popen([BINARY, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    environment = None if env is None else {**os.environ, **env}
+    proc = subprocess.Popen([BINARY, *args], stdout=subprocess.PIPE, stderr=stderr, text=True, env=environment)
     found = {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and len(found) < len(pattern):
@@ -53,10 +54,13 @@ def start_broker():
     """Starts brokers on the given (or OS-picked) endpoints; stops each with SIGTERM and checks exit 0."""
     procs = []
 
-    def start(*radio_args):
+    def start(*radio_args, metrics=False, env=None, stderr=subprocess.DEVNULL):
+        pattern = {"events": r"events: (\S+)", "commands": r"commands: (\S+)"}
+        if metrics:
+            pattern["metrics"] = r"metrics: (\S+)"
         proc, found = _start(
             ["run", "--events", "tcp://127.0.0.1:*", "--commands", "tcp://127.0.0.1:*", "--sim-traffic", "240", *radio_args],
-            {"events": r"events: (\S+)", "commands": r"commands: (\S+)"},
+            pattern, env=env, stderr=stderr,
         )
         procs.append(proc)
         found["process"] = proc

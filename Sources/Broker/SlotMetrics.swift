@@ -1,0 +1,89 @@
+import CoreMetrics
+import RadioLink
+
+/// One slot's series, through swift-metrics (the executable bootstraps the Prometheus
+/// backend; without one they cost nothing). Counters move as things happen; the gauges
+/// are set from the slot's state just before a scrape (``Slot/refreshGauges()``).
+struct SlotMetrics: Sendable {
+    let packetsReceived: CoreMetrics.Counter
+    let eventsPublished: CoreMetrics.Counter
+    let duplicates: CoreMetrics.Counter
+    let undecodableFrames: CoreMetrics.Counter
+    let reconnects: CoreMetrics.Counter
+    let probeRoundTrip: CoreMetrics.Timer
+    private let slot: String
+    private let ready: Gauge
+    private let strikes: Gauge
+    private let outboxDepth: Gauge
+    private let pendingSends: Gauge
+    private let replayHeld: Gauge
+    private let replayCapacity: Gauge
+    private let nodes: Gauge
+    private let states: [String: Gauge]
+
+    init(slot: String) {
+        self.slot = slot
+        let dimensions = [("slot", slot)]
+        packetsReceived = Counter(label: "meshbus_packets_received_total", dimensions: dimensions)
+        eventsPublished = Counter(label: "meshbus_events_published_total", dimensions: dimensions)
+        duplicates = Counter(label: "meshbus_duplicates_dropped_total", dimensions: dimensions)
+        undecodableFrames = Counter(label: "meshbus_undecodable_frames_total", dimensions: dimensions)
+        reconnects = Counter(label: "meshbus_reconnects_total", dimensions: dimensions)
+        probeRoundTrip = Timer(label: "meshbus_probe_round_trip_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds)
+        ready = Gauge(label: "meshbus_slot_ready", dimensions: dimensions)
+        strikes = Gauge(label: "meshbus_slot_probe_strikes", dimensions: dimensions)
+        outboxDepth = Gauge(label: "meshbus_outbox_depth", dimensions: dimensions)
+        pendingSends = Gauge(label: "meshbus_sends_pending", dimensions: dimensions)
+        replayHeld = Gauge(label: "meshbus_replay_events_held", dimensions: dimensions)
+        replayCapacity = Gauge(label: "meshbus_replay_capacity", dimensions: dimensions)
+        nodes = Gauge(label: "meshbus_nodes", dimensions: dimensions)
+        states = Dictionary(uniqueKeysWithValues: LinkState.names.map { name in
+            (name, Gauge(label: "meshbus_slot_state", dimensions: [("slot", slot), ("state", name)]))
+        })
+    }
+
+    /// Counts a link loss by reason.
+    func lost(_ reason: LossReason) {
+        Counter(label: "meshbus_link_losses_total", dimensions: [("slot", slot), ("reason", reason.rawValue)]).increment()
+    }
+
+    /// Counts a send that reached a terminal status.
+    func sendFinished(_ status: String) {
+        Counter(label: "meshbus_sends_total", dimensions: [("slot", slot), ("status", status)]).increment()
+    }
+
+    struct Reading {
+        var state: LinkState
+        var outboxDepth: Int
+        var pendingSends: Int
+        var replayHeld: Int
+        var replayCapacity: Int
+        var nodes: Int
+    }
+
+    func record(_ reading: Reading) {
+        ready.record(reading.state.isReady ? 1 : 0)
+        strikes.record(reading.state.strikes)
+        outboxDepth.record(reading.outboxDepth)
+        pendingSends.record(reading.pendingSends)
+        replayHeld.record(reading.replayHeld)
+        replayCapacity.record(reading.replayCapacity)
+        nodes.record(reading.nodes)
+        for (name, gauge) in states { gauge.record(name == reading.state.name ? 1 : 0) }
+    }
+
+    /// Removes the slot's gauges (its slot left the configuration), so no stale value stays
+    /// on the page. Counters stay: they are totals of the process.
+    func destroyGauges() {
+        for gauge in [ready, strikes, outboxDepth, pendingSends, replayHeld, replayCapacity, nodes] + Array(states.values) {
+            gauge.destroy()
+        }
+    }
+}
+
+extension CoreMetrics.Timer {
+    func record(duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

@@ -1,0 +1,452 @@
+import Broker
+import Logging
+import MeshtasticProtocol
+import RadioLink
+import RadioSimulator
+import Yams
+import ZeroMQ
+
+import struct Foundation.URL
+import class Foundation.FileManager
+
+/// Reads `meshbus.yaml` (design.md §6) into typed settings.
+///
+/// Every problem names the file, the line and the key path (`slots[1].tcp`), and all of them
+/// are reported at once, so one `meshbus check` run shows everything to fix. Unknown keys are
+/// problems too: a misspelt setting never passes silently.
+public enum ConfigurationFile {
+    /// Reads and parses the file at `path`.
+    public static func load(path: String) throws(ConfigurationError) -> DaemonConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigurationError(problems: [.init(file: path, line: 0, key: "", message: "cannot read the file (\(error.localizedDescription))")])
+        }
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        return try parse(text, file: path, directory: directory)
+    }
+
+    /// Parses YAML text; `file` names it in messages, `directory` resolves relative key files.
+    public static func parse(_ text: String, file: String, directory: String = ".") throws(ConfigurationError) -> DaemonConfiguration {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw ConfigurationError(problems: [Self.problem(error, file: file)])
+        } catch {
+            throw ConfigurationError(problems: [.init(file: file, line: 0, key: "", message: "\(error)")])
+        }
+        var reader = Reader(file: file, directory: directory)
+        let configuration = reader.daemon(root)
+        guard reader.problems.isEmpty else {
+            // In file order, whatever order the sections were read in.
+            throw ConfigurationError(problems: reader.problems.enumerated().sorted { ($0.element.line, $0.offset) < ($1.element.line, $1.offset) }.map(\.element))
+        }
+        return configuration
+    }
+
+    private static func problem(_ error: YamlError, file: String) -> ConfigurationError.Problem {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+            return .init(file: file, line: mark.line, key: "", message: "YAML syntax: \(problem)")
+        case .reader(let problem, _, _, _):
+            return .init(file: file, line: 1, key: "", message: "YAML: \(problem)")
+        default:
+            return .init(file: file, line: 1, key: "", message: "YAML: \(error)")
+        }
+    }
+}
+
+/// Walks the YAML tree, building settings and collecting problems.
+private struct Reader {
+    let file: String
+    let directory: String
+    var problems: [ConfigurationError.Problem] = []
+
+    init(file: String, directory: String) {
+        self.file = file
+        self.directory = directory
+    }
+
+    mutating func report(_ node: Node?, _ key: String, _ message: String) {
+        problems.append(.init(file: file, line: node?.mark?.line ?? 1, key: key, message: message))
+    }
+
+    // MARK: Shapes
+
+    /// The entries of a mapping, after checking every key is one of `known`. Reports a
+    /// non-mapping, unknown keys and repeated keys.
+    mutating func mapping(_ node: Node, _ path: String, known: [String]) -> [String: Node]? {
+        guard case .mapping(let mapping) = node else {
+            report(node, path, "expected a mapping of \(known.joined(separator: ", "))")
+            return nil
+        }
+        var entries: [String: Node] = [:]
+        for (keyNode, value) in mapping {
+            let key = keyNode.string ?? ""
+            let keyPath = path.isEmpty ? key : "\(path).\(key)"
+            if !known.contains(key) {
+                report(keyNode, keyPath, "unknown key; expected one of \(known.joined(separator: ", "))")
+            } else if entries[key] != nil {
+                report(keyNode, keyPath, "given twice")
+            } else {
+                entries[key] = value
+            }
+        }
+        return entries
+    }
+
+    mutating func scalar(_ node: Node, _ path: String, expected: String) -> String? {
+        guard case .scalar(let scalar) = node, node.null == nil else {
+            report(node, path, "expected \(expected)")
+            return nil
+        }
+        return scalar.string
+    }
+
+    mutating func string(_ node: Node, _ path: String) -> String? {
+        guard let text = scalar(node, path, expected: "a string"), !text.isEmpty else {
+            if case .scalar = node, node.null == nil { report(node, path, "must not be empty") }
+            return nil
+        }
+        return text
+    }
+
+    mutating func integer(_ node: Node, _ path: String, in range: ClosedRange<Int>) -> Int? {
+        guard let text = scalar(node, path, expected: "a whole number"), let value = Int(text) else {
+            if case .scalar = node, node.null == nil { report(node, path, "expected a whole number, got '\(node.string ?? "")'") }
+            return nil
+        }
+        guard range.contains(value) else {
+            report(node, path, "must be from \(range.lowerBound) to \(range.upperBound), got \(value)")
+            return nil
+        }
+        return value
+    }
+
+    mutating func number(_ node: Node, _ path: String, atLeast minimum: Double) -> Double? {
+        guard let text = scalar(node, path, expected: "a number"), let value = Double(text), value.isFinite else {
+            if case .scalar = node, node.null == nil { report(node, path, "expected a number, got '\(node.string ?? "")'") }
+            return nil
+        }
+        guard value >= minimum else {
+            report(node, path, "must be at least \(minimum), got \(text)")
+            return nil
+        }
+        return value
+    }
+
+    mutating func bool(_ node: Node, _ path: String) -> Bool? {
+        guard let value = node.bool, case .scalar = node else {
+            report(node, path, "expected true or false")
+            return nil
+        }
+        return value
+    }
+
+    /// A duration with a unit: `500ms`, `12s`, `2m`, `1h`, decimals allowed (`2.5s`).
+    mutating func duration(_ node: Node, _ path: String, allowZero: Bool = false) -> Duration? {
+        guard let text = scalar(node, path, expected: "a duration like 12s, 500ms or 2m") else { return nil }
+        guard let duration = Self.parseDuration(text) else {
+            report(node, path, "expected a duration like 12s, 500ms or 2m, got '\(text)'")
+            return nil
+        }
+        guard allowZero || duration > .zero else {
+            report(node, path, "must be longer than 0")
+            return nil
+        }
+        return duration
+    }
+
+    static func parseDuration(_ text: String) -> Duration? {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        for (unit, seconds) in units where text.hasSuffix(unit) {
+            let digits = text.dropLast(unit.count)
+            guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), let value = Double(digits) else { continue }
+            return .milliseconds(Int64((value * seconds * 1000).rounded()))
+        }
+        return nil
+    }
+
+    /// One string or a list of them.
+    mutating func strings(_ node: Node, _ path: String) -> [(String, Node, String)] {
+        if case .sequence(let sequence) = node {
+            return sequence.enumerated().compactMap { index, item in
+                let itemPath = "\(path)[\(index)]"
+                return string(item, itemPath).map { ($0, item, itemPath) }
+            }
+        }
+        return string(node, path).map { [($0, node, path)] } ?? []
+    }
+
+    mutating func items(_ node: Node, _ path: String) -> [(Node, String)] {
+        guard case .sequence(let sequence) = node else {
+            report(node, path, "expected a list")
+            return []
+        }
+        return sequence.enumerated().map { ($1, "\(path)[\($0)]") }
+    }
+
+    // MARK: Sections
+
+    static let topKeys = [
+        "events", "commands", "slots", "timing", "outboxCapacity", "replayCapacity", "flushTimeout", "metrics", "log", "security",
+    ]
+
+    mutating func daemon(_ root: Node?) -> DaemonConfiguration {
+        var daemon = DaemonConfiguration()
+        guard let root else {
+            report(nil, "slots", "the file is empty; list at least the slots")
+            return daemon
+        }
+        guard let top = mapping(root, "", known: Self.topKeys) else { return daemon }
+        var broker = BrokerConfiguration()
+        if let node = top["security"] { broker.security = security(node) }
+        if let node = top["events"] { broker.events = endpoints(node, "events", security: broker.security) }
+        if let node = top["commands"] { broker.commands = endpoints(node, "commands", security: broker.security) }
+        if let node = top["outboxCapacity"], let value = integer(node, "outboxCapacity", in: 1...100_000) { broker.outboxCapacity = value }
+        if let node = top["replayCapacity"], let value = integer(node, "replayCapacity", in: 1...10_000_000) { broker.replayCapacity = value }
+        if let node = top["flushTimeout"], let value = duration(node, "flushTimeout", allowZero: true) { broker.flushTimeout = value }
+        let defaults = top["timing"].map { timing($0, "timing", base: LinkTiming()) } ?? LinkTiming()
+        if let node = top["slots"] {
+            broker.slots = slots(node, timing: defaults)
+        } else {
+            report(root, "slots", "missing; list the radios, each with a name and one of tcp, serial or simulator")
+        }
+        if let node = top["metrics"], let text = string(node, "metrics") {
+            if let address = HostPort(parsing: text) {
+                if !address.isLoopback && !broker.security.insecure {
+                    report(node, "metrics", "\(text) is reachable from other machines; use a loopback address or set security.insecure: true")
+                }
+                daemon.metrics = address
+            } else {
+                report(node, "metrics", "expected host:port, got '\(text)'")
+            }
+        }
+        if let node = top["log"] { daemon.log = log(node) }
+        daemon.broker = broker
+        return daemon
+    }
+
+    mutating func endpoints(_ node: Node, _ path: String, security: SecurityConfiguration) -> [String] {
+        let found = strings(node, path)
+        if case .sequence(let sequence) = node, sequence.isEmpty { report(node, path, "list at least one endpoint") }
+        for (endpoint, item, itemPath) in found {
+            guard endpoint.hasPrefix("tcp://") || endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") else {
+                report(item, itemPath, "expected a ZeroMQ endpoint like tcp://127.0.0.1:7710 or ipc:///run/meshbus/events, got '\(endpoint)'")
+                continue
+            }
+            if !SecurityConfiguration.isLoopback(endpoint), security.curve == nil, !security.insecure {
+                report(item, itemPath, "\(endpoint) is reachable from other machines; configure security.curve or set security.insecure: true")
+            }
+        }
+        return found.map(\.0)
+    }
+
+    mutating func slots(_ node: Node, timing defaults: LinkTiming) -> [SlotConfiguration] {
+        var slots: [SlotConfiguration] = []
+        var seen: Set<String> = []
+        for (item, path) in items(node, "slots") {
+            guard let entries = mapping(item, path, known: ["name", "tcp", "serial", "simulator", "timing"]) else { continue }
+            var name: String?
+            if let nameNode = entries["name"], let text = string(nameNode, "\(path).name") {
+                if !SlotConfiguration.isValidName(text) {
+                    report(nameNode, "\(path).name", "'\(text)' is not a slot name: 1 to 32 of A-Z a-z 0-9 _ -")
+                } else if !seen.insert(text).inserted {
+                    report(nameNode, "\(path).name", "slot '\(text)' is already defined")
+                } else {
+                    name = text
+                }
+            } else if entries["name"] == nil {
+                report(item, "\(path).name", "missing; every slot needs a name")
+            }
+            let sources = ["tcp", "serial", "simulator"].filter { entries[$0] != nil }
+            guard sources.count == 1 else {
+                report(item, path, sources.isEmpty ? "needs one of tcp, serial or simulator" : "has \(sources.joined(separator: " and ")); give exactly one")
+                continue
+            }
+            let source = radioSource(sources[0], entries[sources[0]]!, "\(path).\(sources[0])")
+            let timing = entries["timing"].map { self.timing($0, "\(path).timing", base: defaults) } ?? defaults
+            if let name, let source { slots.append(SlotConfiguration(name: name, source: source, timing: timing)) }
+        }
+        return slots
+    }
+
+    mutating func radioSource(_ kind: String, _ node: Node, _ path: String) -> RadioSource? {
+        switch kind {
+        case "tcp":
+            guard let text = string(node, path) else { return nil }
+            let address = text.contains(":") ? HostPort(parsing: text) : HostPort(parsing: "\(text):4403")
+            guard let address, address.port > 0 else {
+                report(node, path, "expected host:port (port 4403 if left out), got '\(text)'")
+                return nil
+            }
+            return .tcp(host: address.host, port: address.port)
+        case "serial":
+            guard let text = string(node, path) else { return nil }
+            guard text.hasPrefix("/") else {
+                report(node, path, "expected an absolute device path like /dev/ttyACM0, got '\(text)'")
+                return nil
+            }
+            return .serial(path: text)
+        default:
+            var simulator = SimulatorConfiguration()
+            guard case .mapping = node else {
+                if node.null != nil { return .simulator(simulator) }
+                report(node, path, "expected a mapping of nodes, trafficPerMinute, seed (or nothing for the defaults)")
+                return nil
+            }
+            guard let entries = mapping(node, path, known: ["nodes", "trafficPerMinute", "seed"]) else { return nil }
+            if let value = entries["nodes"].flatMap({ integer($0, "\(path).nodes", in: 0...5000) }) { simulator.nodeCount = value }
+            if let value = entries["trafficPerMinute"].flatMap({ number($0, "\(path).trafficPerMinute", atLeast: 0) }) {
+                simulator.trafficPerMinute = value
+            }
+            if let value = entries["seed"].flatMap({ integer($0, "\(path).seed", in: 0...Int.max) }) { simulator.seed = UInt64(value) }
+            return .simulator(simulator)
+        }
+    }
+
+    static let timingKeys = [
+        "healthCheckInterval", "probeTimeout", "readWriteTimeout", "maxStrikes", "reconnectCooldown", "baseBackoff", "maxBackoff",
+        "backoffJitter", "interfaceInitTimeout", "connectTimeout", "disconnectedPollInterval", "heartbeatInterval", "stableAfter",
+        "stormWindow", "stormLimit", "tcpKeepalive", "sendSpacing",
+    ]
+
+    /// Timing settings over `base` (the defaults, or the file's top-level `timing` for a
+    /// slot). `connectTimeout` and `readWriteTimeout` are the names peer tools use for the
+    /// handshake and probe timeouts; each may be given instead of its synonym, not with it.
+    mutating func timing(_ node: Node, _ path: String, base: LinkTiming) -> LinkTiming {
+        var timing = base
+        guard let entries = mapping(node, path, known: Self.timingKeys) else { return timing }
+        func set(_ key: String, _ field: WritableKeyPath<LinkTiming, Duration>, allowZero: Bool = false) {
+            if let node = entries[key], let value = duration(node, "\(path).\(key)", allowZero: allowZero) { timing[keyPath: field] = value }
+        }
+        for (synonym, name) in [("connectTimeout", "interfaceInitTimeout"), ("readWriteTimeout", "probeTimeout")]
+        where entries[synonym] != nil && entries[name] != nil {
+            report(entries[synonym], "\(path).\(synonym)", "sets the same timeout as \(name); give one of them")
+        }
+        set("healthCheckInterval", \.healthCheckInterval)
+        set("probeTimeout", \.probeTimeout)
+        set("readWriteTimeout", \.probeTimeout)
+        set("reconnectCooldown", \.reconnectCooldown, allowZero: true)
+        set("baseBackoff", \.baseBackoff)
+        set("maxBackoff", \.maxBackoff)
+        set("backoffJitter", \.backoffJitter, allowZero: true)
+        set("interfaceInitTimeout", \.interfaceInitTimeout)
+        if let node = entries["connectTimeout"], let value = duration(node, "\(path).connectTimeout") {
+            timing.interfaceInitTimeout = value
+            timing.connectTimeout = value
+        }
+        set("disconnectedPollInterval", \.disconnectedPollInterval)
+        set("heartbeatInterval", \.heartbeatInterval)
+        set("stableAfter", \.stableAfter, allowZero: true)
+        set("stormWindow", \.stormWindow)
+        if let node = entries["maxStrikes"], let value = integer(node, "\(path).maxStrikes", in: 1...100) { timing.maxStrikes = value }
+        if let node = entries["stormLimit"], let value = integer(node, "\(path).stormLimit", in: 1...1000) { timing.stormLimit = value }
+        if timing.maxBackoff < timing.baseBackoff, entries["maxBackoff"] != nil || entries["baseBackoff"] != nil {
+            report(entries["maxBackoff"] ?? entries["baseBackoff"] ?? node, "\(path).maxBackoff", "must not be shorter than baseBackoff")
+        }
+        if let node = entries["tcpKeepalive"], let keepalive = mapping(node, "\(path).tcpKeepalive", known: ["idle", "interval", "count"]) {
+            if let value = keepalive["idle"].flatMap({ duration($0, "\(path).tcpKeepalive.idle") }) { timing.tcpKeepalive.idle = value }
+            if let value = keepalive["interval"].flatMap({ duration($0, "\(path).tcpKeepalive.interval") }) { timing.tcpKeepalive.interval = value }
+            if let value = keepalive["count"].flatMap({ integer($0, "\(path).tcpKeepalive.count", in: 1...100) }) { timing.tcpKeepalive.count = value }
+        }
+        if let node = entries["sendSpacing"], case .mapping(let spacing) = node {
+            for (keyNode, value) in spacing {
+                let name = keyNode.string ?? ""
+                guard let port = PacketJSON.port(named: name) else {
+                    report(keyNode, "\(path).sendSpacing.\(name)", "names no known port (use names like TEXT_MESSAGE_APP)")
+                    continue
+                }
+                if let spacing = duration(value, "\(path).sendSpacing.\(name)", allowZero: true) { timing.sendSpacing[port] = spacing }
+            }
+        } else if let node = entries["sendSpacing"] {
+            report(node, "\(path).sendSpacing", "expected a mapping of port names to durations")
+        }
+        return timing
+    }
+
+    mutating func log(_ node: Node) -> LogSettings {
+        var settings = LogSettings()
+        guard let entries = mapping(node, "log", known: ["level", "format"]) else { return settings }
+        if let levelNode = entries["level"], let text = string(levelNode, "log.level") {
+            if let level = Logger.Level(rawValue: text) {
+                settings.level = level
+            } else {
+                report(levelNode, "log.level", "expected one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'")
+            }
+        }
+        if let formatNode = entries["format"], let text = string(formatNode, "log.format") {
+            if let format = LogSettings.Format(rawValue: text) {
+                settings.format = format
+            } else {
+                report(formatNode, "log.format", "expected text or json, got '\(text)'")
+            }
+        }
+        return settings
+    }
+
+    mutating func security(_ node: Node) -> SecurityConfiguration {
+        var security = SecurityConfiguration()
+        guard let entries = mapping(node, "security", known: ["insecure", "curve"]) else { return security }
+        if let value = entries["insecure"].flatMap({ bool($0, "security.insecure") }) { security.insecure = value }
+        guard let curveNode = entries["curve"],
+            let curve = mapping(curveNode, "security.curve", known: ["secretKey", "secretKeyFile", "clients"])
+        else { return security }
+        var secretKey: String?
+        switch (curve["secretKey"], curve["secretKeyFile"]) {
+        case (let keyNode?, nil):
+            secretKey = key(keyNode, "security.curve.secretKey")
+        case (nil, let fileNode?):
+            if let path = string(fileNode, "security.curve.secretKeyFile") {
+                let resolved = path.hasPrefix("/") ? path : "\(directory)/\(path)"
+                if let text = try? String(contentsOfFile: resolved, encoding: .utf8) {
+                    let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                    if Z85.isCurveKey(trimmed) {
+                        secretKey = trimmed
+                    } else {
+                        report(fileNode, "security.curve.secretKeyFile", "\(path) does not hold a CURVE key (40 characters of Z85)")
+                    }
+                } else {
+                    report(fileNode, "security.curve.secretKeyFile", "cannot read \(path)")
+                }
+            }
+        case (_?, _?):
+            report(curveNode, "security.curve", "give secretKey or secretKeyFile, not both")
+        case (nil, nil):
+            report(curveNode, "security.curve.secretKey", "missing; meshbus keygen prints a key pair")
+        }
+        var clients: [CurveClient] = []
+        if let clientsNode = curve["clients"] {
+            for (item, path) in items(clientsNode, "security.curve.clients") {
+                guard let client = mapping(item, path, known: ["key", "role", "name"]) else { continue }
+                let publicKey = client["key"].flatMap { key($0, "\(path).key") }
+                if client["key"] == nil { report(item, "\(path).key", "missing; the client's public key") }
+                var role = ClientRole.send
+                if let roleNode = client["role"], let text = string(roleNode, "\(path).role") {
+                    if let parsed = ClientRole(rawValue: text) {
+                        role = parsed
+                    } else {
+                        report(roleNode, "\(path).role", "expected read or send, got '\(text)'")
+                    }
+                }
+                if let text = client["name"] { _ = string(text, "\(path).name") }
+                if let publicKey { clients.append(CurveClient(publicKey: publicKey, role: role)) }
+            }
+        } else {
+            report(curveNode, "security.curve.clients", "missing; list the public keys of the clients to admit")
+        }
+        if let secretKey { security.curve = CurveConfiguration(secretKey: secretKey, clients: clients) }
+        return security
+    }
+
+    mutating func key(_ node: Node, _ path: String) -> String? {
+        guard let text = string(node, path) else { return nil }
+        guard Z85.isCurveKey(text) else {
+            report(node, path, "not a CURVE key (40 characters of Z85, as meshbus keygen prints)")
+            return nil
+        }
+        return text
+    }
+}

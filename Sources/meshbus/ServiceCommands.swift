@@ -1,0 +1,85 @@
+import ArgumentParser
+import Broker
+import Configuration
+import Observability
+import ServiceLifecycle
+import ZeroMQ
+
+/// `meshbus check`: validates a configuration file without starting anything.
+struct CheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Validate a configuration file; print every problem as FILE:LINE: KEY: MESSAGE and exit 1, or a summary and exit 0."
+    )
+
+    @Option(help: "The YAML configuration file.")
+    var config: String
+
+    func run() throws {
+        do {
+            let daemon = try ConfigurationFile.load(path: config)
+            say("\(config): ok")
+            for slot in daemon.broker.slots { say("slot \(slot.name): \(Self.describe(slot.source))") }
+            say("events: \(daemon.broker.events.joined(separator: ", "))")
+            say("commands: \(daemon.broker.commands.joined(separator: ", "))")
+            if let metrics = daemon.metrics { say("metrics: http://\(metrics)/metrics") }
+            let security = daemon.broker.security
+            say("security: " + (security.curve.map { "CURVE, \($0.clients.count) client keys" } ?? (security.insecure ? "insecure" : "loopback only")))
+        } catch {
+            for problem in error.problems { sayError(problem.description) }
+            throw ExitCode(1)
+        }
+    }
+
+    static func describe(_ source: RadioSource) -> String {
+        switch source {
+        case .tcp(let host, let port): "tcp \(HostPort(host: host, port: port))"
+        case .serial(let path): "serial \(path)"
+        case .simulator(let simulator): "simulator, \(simulator.nodeCount) nodes, \(simulator.trafficPerMinute) packets/min"
+        }
+    }
+}
+
+/// `meshbus keygen`: prints a new CURVE key pair.
+struct KeygenCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keygen",
+        abstract: "Print a new CURVE key pair (Z85): the secret key for security.curve, the public key for clients."
+    )
+
+    func run() throws {
+        let pair = try ZMQCurveKeyPair.generate()
+        say("public: \(pair.publicKey)")
+        say("secret: \(pair.secretKey)")
+    }
+}
+
+/// Keeps systemd informed: `READY=1` once the group runs (sockets bound, slots starting),
+/// `WATCHDOG=1` every half watchdog period while the process's scheduler is alive,
+/// `STOPPING=1` on graceful shutdown.
+struct SystemdService: Service {
+    let notifier: SystemdNotifier
+    let watchdogInterval: Duration?
+
+    /// Half of `WATCHDOG_USEC`, when systemd set one for this process.
+    static func watchdogInterval(_ environment: [String: String]) -> Duration? {
+        guard let text = environment["WATCHDOG_USEC"], let microseconds = Int64(text), microseconds > 0 else { return nil }
+        return .microseconds(microseconds / 2)
+    }
+
+    func run() async {
+        notifier.notify("READY=1\nSTATUS=serving")
+        if notifier.isActive, let watchdogInterval {
+            await cancelWhenGracefulShutdown {
+                while (try? await Task.sleep(for: watchdogInterval)) != nil {
+                    notifier.notify("WATCHDOG=1")
+                }
+            }
+        } else {
+            try? await gracefulShutdown()
+        }
+        notifier.notify("STOPPING=1\nSTATUS=closing radios")
+    }
+}
+
+extension LogSettings.Format: ExpressibleByArgument {}
