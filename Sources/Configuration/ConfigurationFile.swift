@@ -33,7 +33,7 @@ public enum ConfigurationFile {
         do {
             root = try Yams.compose(yaml: text)
         } catch let error as YamlError {
-            throw ConfigurationError(problems: [Self.problem(error, file: file)])
+            throw ConfigurationError(problems: Self.problems(error, file: file, text: text))
         } catch {
             throw ConfigurationError(problems: [.init(file: file, line: 0, key: "", message: "\(error)")])
         }
@@ -44,6 +44,32 @@ public enum ConfigurationFile {
             throw ConfigurationError(problems: reader.problems.enumerated().sorted { ($0.element.line, $0.offset) < ($1.element.line, $1.offset) }.map(\.element))
         }
         return configuration
+    }
+
+    /// `500ms`, `12s`, `2m`, `1h`, decimals allowed; nil for anything else.
+    static func parseDuration(_ text: String) -> Duration? {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        for (unit, seconds) in units where text.hasSuffix(unit) {
+            let digits = text.dropLast(unit.count)
+            guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), let value = Double(digits) else { continue }
+            return .milliseconds(Int64((value * seconds * 1000).rounded()))
+        }
+        return nil
+    }
+
+    private static func problems(_ error: YamlError, file: String, text: String) -> [ConfigurationError.Problem] {
+        guard case .duplicatedKeysInMapping(let duplicates, let context) = error else { return [problem(error, file: file)] }
+        // libyaml reports where the mapping starts; the repeated key's own line is more use.
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        return duplicates.sorted().map { key in
+            let uses = lines.indices.filter { index in
+                var line = lines[index].drop { $0 == " " }
+                if line.hasPrefix("- ") { line = line.dropFirst(2).drop { $0 == " " } }
+                return line.hasPrefix("\(key):") || line.hasPrefix("\(key) :")
+            }
+            let line = uses.count >= 2 ? uses[1] + 1 : context.mark.line
+            return .init(file: file, line: line, key: key, message: "given twice in one mapping")
+        }
     }
 
     private static func problem(_ error: YamlError, file: String) -> ConfigurationError.Problem {
@@ -76,7 +102,7 @@ private struct Reader {
     // MARK: Shapes
 
     /// The entries of a mapping, after checking every key is one of `known`. Reports a
-    /// non-mapping, unknown keys and repeated keys.
+    /// non-mapping and unknown keys.
     mutating func mapping(_ node: Node, _ path: String, known: [String]) -> [String: Node]? {
         guard case .mapping(let mapping) = node else {
             report(node, path, "expected a mapping of \(known.joined(separator: ", "))")
@@ -86,12 +112,11 @@ private struct Reader {
         for (keyNode, value) in mapping {
             let key = keyNode.string ?? ""
             let keyPath = path.isEmpty ? key : "\(path).\(key)"
-            if !known.contains(key) {
-                report(keyNode, keyPath, "unknown key; expected one of \(known.joined(separator: ", "))")
-            } else if entries[key] != nil {
-                report(keyNode, keyPath, "given twice")
-            } else {
+            // Repeated keys never get here: Yams refuses them while composing.
+            if known.contains(key) {
                 entries[key] = value
+            } else {
+                report(keyNode, keyPath, "unknown key; expected one of \(known.joined(separator: ", "))")
             }
         }
         return entries
@@ -148,7 +173,7 @@ private struct Reader {
     /// A duration with a unit: `500ms`, `12s`, `2m`, `1h`, decimals allowed (`2.5s`).
     mutating func duration(_ node: Node, _ path: String, allowZero: Bool = false) -> Duration? {
         guard let text = scalar(node, path, expected: "a duration like 12s, 500ms or 2m") else { return nil }
-        guard let duration = Self.parseDuration(text) else {
+        guard let duration = ConfigurationFile.parseDuration(text) else {
             report(node, path, "expected a duration like 12s, 500ms or 2m, got '\(text)'")
             return nil
         }
@@ -157,16 +182,6 @@ private struct Reader {
             return nil
         }
         return duration
-    }
-
-    static func parseDuration(_ text: String) -> Duration? {
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
-        for (unit, seconds) in units where text.hasSuffix(unit) {
-            let digits = text.dropLast(unit.count)
-            guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), let value = Double(digits) else { continue }
-            return .milliseconds(Int64((value * seconds * 1000).rounded()))
-        }
-        return nil
     }
 
     /// One string or a list of them.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-import ZeroMQ
+
+@testable import ZeroMQ
 
 @Suite struct ZeroMQTests {
     @Test func routerAnswersReqThroughTheEnvelope() throws {
@@ -67,5 +68,65 @@ import ZeroMQ
         let pair = try ZMQCurveKeyPair.generate()
         #expect(pair.publicKey.count == 40)
         #expect(try ZMQCurveKeyPair.publicKey(forSecret: pair.secretKey) == pair.publicKey)
+    }
+
+    @Test func z85RoundTripsAndRejectsNonKeys() throws {
+        let bytes = (0..<32).map { UInt8($0 * 7 & 0xFF) }
+        let text = try #require(Z85.encode(bytes))
+        #expect(text.count == 40 && Z85.isCurveKey(text))
+        #expect(Z85.decode(text) == bytes)
+        #expect(!Z85.isCurveKey("too short"))
+        #expect(Z85.encode([1, 2, 3]) == nil, "Z85 takes whole 4-byte groups")
+    }
+
+    /// A real CURVE REQ/ROUTER pair in one context: the ZAP handler admits the listed client
+    /// key, the ROUTER sees its user id on the message, and an unlisted key gets nothing.
+    @Test func zapHandlerAdmitsListedKeysAndTagsTheirMessages() async throws {
+        try #require(ZMQContext.hasCurve)
+        let context = try ZMQContext()
+        defer { context.terminate() }
+        let server = try ZMQCurveKeyPair.generate()
+        let admitted = try ZMQCurveKeyPair.generate()
+        let stranger = try ZMQCurveKeyPair.generate()
+        let authenticator = try ZMQAuthenticator(context: context) { domain, key in
+            domain == "test" && key == admitted.publicKey ? "bot" : nil
+        }
+        let router = try ZMQSocket(context: context, type: .router)
+        defer { router.close() }
+        try router.setZAPDomain("test")
+        try router.setCurveServer(secretKey: Array(server.secretKey.utf8))
+        try router.setReceiveTimeout(milliseconds: 5000)
+        try router.bind("tcp://127.0.0.1:*")
+        let endpoint = try router.lastEndpoint
+
+        func client(_ pair: ZMQCurveKeyPair) throws -> ZMQSocket {
+            let socket = try ZMQSocket(context: context, type: .dealer)
+            try socket.setLinger(milliseconds: 0)
+            try socket.setCurveClient(serverKey: Array(server.publicKey.utf8), publicKey: Array(pair.publicKey.utf8), secretKey: Array(pair.secretKey.utf8))
+            try socket.connect(endpoint)
+            return socket
+        }
+        let outsider = try client(stranger)
+        defer { outsider.close() }
+        _ = try outsider.send(Array("from stranger".utf8), dontWait: true)
+        let insider = try client(admitted)
+        defer { insider.close() }
+        _ = try insider.send(Array("from bot".utf8))
+        let received = try #require(try router.receiveMultipart(property: "User-Id"))
+        #expect(received.frames.last == Array("from bot".utf8), "the stranger's message never arrives")
+        #expect(received.property == "bot")
+        try router.setReceiveTimeout(milliseconds: 300)
+        #expect(try router.receiveMultipart() == nil)
+        await authenticator.stop()
+    }
+
+    @Test func zapAnswerFollowsRFC27() {
+        let request: [[UInt8]] = [Array("1.0".utf8), [9], Array("d".utf8), Array("127.0.0.1".utf8), [], Array("CURVE".utf8), [UInt8](repeating: 1, count: 32)]
+        let key = Z85.encode([UInt8](repeating: 1, count: 32))!
+        let yes = ZMQAuthenticator.answer(request) { _, seen in seen == key ? "u" : nil }
+        #expect(yes == [Array("1.0".utf8), [9], Array("200".utf8), Array("OK".utf8), Array("u".utf8), []])
+        let no = ZMQAuthenticator.answer(request) { _, _ in nil }
+        #expect(no[2] == Array("400".utf8))
+        #expect(ZMQAuthenticator.answer([Array("2.0".utf8), [9]]) { _, _ in "u" }[2] == Array("500".utf8))
     }
 }

@@ -13,7 +13,7 @@ import pytest
 import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import BINARY, collect, command, control, subscriber
+from conftest import BINARY, ROOT, collect, command, control, subscriber
 
 
 def write(path, text):
@@ -390,3 +390,16 @@ def test_json_log_lines_carry_level_message_and_metadata(start_broker, context, 
     ready = [line for line in lines if line["message"] == "link ready"]
     assert ready and ready[0]["level"] == "info" and ready[0]["slot"] == "sim" and ready[0]["time"].endswith("Z")
     assert any(line["message"] == "broker stopped" for line in lines)
+
+
+def test_systemd_unit_verifies(tmp_path):
+    analyze = subprocess.run(["which", "systemd-analyze"], capture_output=True, text=True)
+    if analyze.returncode != 0:
+        pytest.skip("systemd-analyze is not installed here")
+    unit = open(os.path.join(ROOT, "deploy", "systemd", "meshbus.service")).read()
+    # Point ExecStart at the binary under test: verify checks that it exists.
+    path = tmp_path / "meshbus.service"
+    path.write_text(unit.replace("/usr/local/bin/meshbus", BINARY))
+    result = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
+    assert "Type=notify" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit
