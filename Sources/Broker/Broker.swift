@@ -190,8 +190,7 @@ public final class Broker: Service, Sendable {
     /// unchanged slots are not touched. Endpoints, security and capacities need a restart.
     public func apply(_ new: BrokerConfiguration) async -> ReloadReport {
         var report = ReloadReport()
-        let (old, current) = registry.withLock { ($0.configuration, $0.slots) }
-        guard !registry.withLock({ $0.shuttingDown }) else { return report }
+        guard let (old, current) = registry.withLock({ $0.shuttingDown ? nil : ($0.configuration, $0.slots) }) else { return report }
         if new.events != old.events { report.needRestart.append("events") }
         if new.commands != old.commands { report.needRestart.append("commands") }
         if new.security != old.security { report.needRestart.append("security") }

@@ -122,6 +122,7 @@ private struct Reader {
         return entries
     }
 
+    /// The text of a non-null scalar; reports anything else (so nil means reported).
     mutating func scalar(_ node: Node, _ path: String, expected: String) -> String? {
         guard case .scalar(let scalar) = node, node.null == nil else {
             report(node, path, "expected \(expected)")
@@ -131,16 +132,18 @@ private struct Reader {
     }
 
     mutating func string(_ node: Node, _ path: String) -> String? {
-        guard let text = scalar(node, path, expected: "a string"), !text.isEmpty else {
-            if case .scalar = node, node.null == nil { report(node, path, "must not be empty") }
+        guard let text = scalar(node, path, expected: "a string") else { return nil }
+        guard !text.isEmpty else {
+            report(node, path, "must not be empty")
             return nil
         }
         return text
     }
 
     mutating func integer(_ node: Node, _ path: String, in range: ClosedRange<Int>) -> Int? {
-        guard let text = scalar(node, path, expected: "a whole number"), let value = Int(text) else {
-            if case .scalar = node, node.null == nil { report(node, path, "expected a whole number, got '\(node.string ?? "")'") }
+        guard let text = scalar(node, path, expected: "a whole number") else { return nil }
+        guard let value = Int(text) else {
+            report(node, path, "expected a whole number, got '\(text)'")
             return nil
         }
         guard range.contains(value) else {
@@ -151,8 +154,9 @@ private struct Reader {
     }
 
     mutating func number(_ node: Node, _ path: String, atLeast minimum: Double) -> Double? {
-        guard let text = scalar(node, path, expected: "a number"), let value = Double(text), value.isFinite else {
-            if case .scalar = node, node.null == nil { report(node, path, "expected a number, got '\(node.string ?? "")'") }
+        guard let text = scalar(node, path, expected: "a number") else { return nil }
+        guard let value = Double(text), value.isFinite else {
+            report(node, path, "expected a number, got '\(text)'")
             return nil
         }
         guard value >= minimum else {

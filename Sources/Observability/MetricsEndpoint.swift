@@ -1,4 +1,3 @@
-import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -15,14 +14,12 @@ public final class MetricsEndpoint: Service, Sendable {
     public let host: String
     public let port: Int
     private let channel: any Channel
-    private let logger: Logger
 
     /// Binds the listener. `beforeScrape` must be quick; it runs on an event-loop thread.
     public static func bind(
         host: String,
         port: Int,
         registry: PrometheusCollectorRegistry,
-        logger: Logger,
         beforeScrape: @escaping @Sendable () -> Void
     ) async throws -> MetricsEndpoint {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -35,14 +32,13 @@ public final class MetricsEndpoint: Service, Sendable {
             }
             .bind(host: host, port: port)
             .get()
-        return MetricsEndpoint(channel: channel, host: host, logger: logger)
+        return MetricsEndpoint(channel: channel, host: host)
     }
 
-    private init(channel: any Channel, host: String, logger: Logger) {
+    private init(channel: any Channel, host: String) {
         self.channel = channel
         self.host = host
         self.port = channel.localAddress?.port ?? 0
-        self.logger = logger
     }
 
     /// Serves until graceful shutdown (or cancellation), then closes the listener.

@@ -103,7 +103,7 @@ struct RunCommand: AsyncParsableCommand {
         var services: [any Service] = [broker]
         let metricsEndpoint: MetricsEndpoint?
         if let address = daemon.metrics {
-            let endpoint = try await MetricsEndpoint.bind(host: address.host, port: address.port, registry: registry, logger: logger) {
+            let endpoint = try await MetricsEndpoint.bind(host: address.host, port: address.port, registry: registry) {
                 broker.refreshGauges()
             }
             metricsEndpoint = endpoint
