@@ -53,12 +53,23 @@ let package = Package(
             ]
         ),
         .target(
+            name: "VirtualRadio",
+            dependencies: [
+                "MeshtasticProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        .target(
             name: "Broker",
             dependencies: [
                 "ZeroMQ",
                 "MeshtasticProtocol",
                 "RadioLink",
                 "RadioSimulator",
+                "VirtualRadio",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -68,6 +79,7 @@ let package = Package(
             name: "Configuration",
             dependencies: [
                 "Broker",
+                "VirtualRadio",
                 "RadioLink",
                 "RadioSimulator",
                 "ZeroMQ",
@@ -95,6 +107,7 @@ let package = Package(
                 "Configuration",
                 "Observability",
                 "RadioSimulator",
+                "VirtualRadio",
                 "ZeroMQ",
                 "MeshtasticProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -115,6 +128,16 @@ let package = Package(
         .testTarget(
             name: "RadioLinkTests",
             dependencies: ["RadioLink", "RadioSimulator", "MeshtasticProtocol"]
+        ),
+        .testTarget(
+            name: "VirtualRadioTests",
+            dependencies: [
+                "VirtualRadio",
+                "MeshtasticProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "ZeroMQ", "MeshtasticProtocol", "RadioLink"]),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Broker", "RadioLink"]),

@@ -98,6 +98,11 @@ public final class Broker: Service, Sendable {
         registry = Mutex(Registry(configuration: configuration, slots: slots, order: configuration.slots.map(\.name)))
     }
 
+    /// Each slot's virtual radio port as bound (`host:port`), in configuration order.
+    public var virtualRadioAddresses: [(slot: String, address: String)] {
+        registry.withLock { registry in registry.order.compactMap { name in registry.slots[name]?.virtualRadioAddress.map { (name, $0) } } }
+    }
+
     /// The configuration in force (the last one applied).
     public var configuration: BrokerConfiguration { registry.withLock { $0.configuration } }
 

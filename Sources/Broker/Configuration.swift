@@ -1,5 +1,6 @@
 import RadioLink
 import RadioSimulator
+import VirtualRadio
 
 /// Where a slot's radio is.
 public enum RadioSource: Sendable, Equatable {
@@ -11,16 +12,26 @@ public enum RadioSource: Sendable, Equatable {
     case simulator(SimulatorConfiguration)
 }
 
-/// One slot: a name (`[A-Za-z0-9_-]{1,32}`) and its radio.
+/// One slot: a name (`[A-Za-z0-9_-]{1,32}`), its radio, and optionally a virtual radio port
+/// where existing Meshtastic clients share that radio.
 public struct SlotConfiguration: Sendable, Equatable {
     public var name: String
     public var source: RadioSource
     public var timing: LinkTiming
+    public var virtualRadio: VirtualRadioConfiguration?
 
-    public init(name: String, source: RadioSource, timing: LinkTiming = LinkTiming()) {
+    public init(name: String, source: RadioSource, timing: LinkTiming = LinkTiming(), virtualRadio: VirtualRadioConfiguration? = nil) {
         self.name = name
         self.source = source
         self.timing = timing
+        self.virtualRadio = virtualRadio
+    }
+
+    /// The same slot without its virtual radio port: what its link is made from.
+    var link: SlotConfiguration {
+        var link = self
+        link.virtualRadio = nil
+        return link
     }
 
     /// Whether `name` is a valid slot name.

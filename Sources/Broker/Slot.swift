@@ -3,11 +3,12 @@ import MeshtasticProtocol
 import RadioLink
 import RadioSimulator
 import Synchronization
+import VirtualRadio
 
 import struct Foundation.Data
 
-/// One radio slot: its link, node DB, event sequence, replay ring, duplicate window and
-/// send ledger. Nothing is shared between slots.
+/// One radio slot: its link, node DB, event sequence, replay ring, duplicate window, send
+/// ledger and virtual radio port. Nothing is shared between slots.
 ///
 /// Every change of the slot's state and the event that reports it happen under one lock,
 /// together with the `seq` the event gets and its hand-over to the publisher, so events go
@@ -21,12 +22,18 @@ final class Slot: Sendable {
     private let state: Mutex<State>
     private let metrics: SlotMetrics
     private let logger: Logger
+    /// Existing Meshtastic clients sharing this slot's radio; see ``VirtualRadio``.
+    private let virtualRadio: VirtualRadio
+    /// The port it listens on now (nil without one), and where a new one goes to be served.
+    private let listener: Mutex<VirtualRadioListener?>
+    private let listenerStarts: AsyncStream<VirtualRadioListener>.Continuation
+    private let listenerStream: AsyncStream<VirtualRadioListener>
 
     /// One link (and its in-process simulator) with the configuration it was made from. A
     /// reload that changes the slot replaces the generation; everything else (seq, node DB,
     /// replay ring, send ledger, waiting packets) carries over.
     private struct Generation: Sendable {
-        let configuration: SlotConfiguration
+        var configuration: SlotConfiguration
         let link: RadioLink<ContinuousClock>
         let events: AsyncStream<RadioLinkEvent>
         let simulator: RadioSimulator?
@@ -62,6 +69,8 @@ final class Slot: Sendable {
 
     /// How often sends past their `ttlSeconds` are looked for.
     static let expiryInterval = Duration.milliseconds(250)
+    /// How long a virtual client's packet may wait in the outbox, like a `sendText` default.
+    static let virtualSendTTL = Duration.seconds(60)
 
     init(configuration: SlotConfiguration, outboxCapacity: Int, replayCapacity: Int, sink: EventSink, logger: Logger) async throws {
         name = configuration.name
@@ -71,7 +80,18 @@ final class Slot: Sendable {
         self.logger = logger
         metrics = SlotMetrics(slot: configuration.name)
         state = Mutex(State(ring: ReplayRing(capacity: replayCapacity)))
-        control = Mutex(Control(current: try await Self.makeGeneration(configuration, outboxCapacity: outboxCapacity, logger: logger)))
+        virtualRadio = VirtualRadio(slot: configuration.name, logger: logger)
+        (listenerStream, listenerStarts) = AsyncStream<VirtualRadioListener>.makeStream()
+        var bound: VirtualRadioListener?
+        if let settings = configuration.virtualRadio { bound = try await VirtualRadio.bind(settings) }
+        listener = Mutex(bound)
+        if let bound { listenerStarts.yield(bound) }
+        do {
+            control = Mutex(Control(current: try await Self.makeGeneration(configuration, outboxCapacity: outboxCapacity, logger: logger)))
+        } catch {
+            await bound?.close()
+            throw error
+        }
     }
 
     private static func makeGeneration(_ configuration: SlotConfiguration, outboxCapacity: Int, logger: Logger) async throws -> Generation {
@@ -111,6 +131,11 @@ final class Slot: Sendable {
     func run() async {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.expireSends() }
+            group.addTask {
+                await withDiscardingTaskGroup { listeners in
+                    for await listener in self.listenerStream { listeners.addTask { await self.virtualRadio.serve(listener, host: self) } }
+                }
+            }
             var generation = control.withLock { $0.current }
             var failure = "shutdown"
             while true {
@@ -133,6 +158,7 @@ final class Slot: Sendable {
             state.withLock { state in
                 for update in state.ledger.failAll(error: failure) { publishStatus(update, in: &state) }
             }
+            listenerStarts.finish()
             group.cancelAll()
         }
     }
@@ -146,9 +172,23 @@ final class Slot: Sendable {
         }
     }
 
-    /// Replaces the link with one made from `configuration` (a reload changed the slot): the
-    /// old one closes with `connection.lost` `reason: reload`, the new one connects.
+    /// Applies a reload that changed the slot. A changed radio or timing replaces the link: the
+    /// old one closes with `connection.lost` `reason: reload`, the new one connects. A changed
+    /// virtual radio port is closed (its clients with it) and opened anew, the link untouched.
     func reconfigure(to configuration: SlotConfiguration) async throws {
+        let before = self.configuration
+        if configuration.virtualRadio != before.virtualRadio {
+            await listener.withLock { $0.take() }?.close()
+            if let settings = configuration.virtualRadio {
+                let bound = try await VirtualRadio.bind(settings)
+                listener.withLock { $0 = bound }
+                listenerStarts.yield(bound)
+            }
+        }
+        guard configuration.link != before.link else {
+            control.withLock { $0.current.configuration = configuration }
+            return
+        }
         let replacement = try await Self.makeGeneration(configuration, outboxCapacity: outboxCapacity, logger: logger)
         let running = control.withLock { control in
             control.replacement = replacement
@@ -164,7 +204,10 @@ final class Slot: Sendable {
             control.stopping = removed ? "slot_removed" : "shutdown"
             return control.current.link
         }
-        if removed { metrics.destroyGauges() }
+        if removed {
+            metrics.destroyGauges()
+            virtualRadio.destroyGauges()
+        }
         running.shutdown(reason: removed ? .reload : .shutdown)
     }
 
@@ -228,13 +271,16 @@ final class Slot: Sendable {
                     "myNodeNum": .int(info.myNodeNum), "firmware": .string(info.firmware), "nodeCount": .int(info.nodeCount), "attempt": .int(info.attempt),
                 ], in: &state)
             }
+            virtualRadio.linkReady()
         case .lost(let reason):
             metrics.lost(reason)
             publish(Topic.lost, ["reason": .string(reason.rawValue)])
+            virtualRadio.linkLost()
         case .probeAnswered(let roundTrip):
             metrics.probeRoundTrip.record(duration: roundTrip)
-        case .fromRadio(let message, _, let backlog):
+        case .fromRadio(let message, let raw, let backlog):
             handle(message, backlog: backlog)
+            virtualRadio.radio(message, raw: raw)
         case .sent(let item):
             var fields: JSONObject = ["packet": PacketJSON.packet(item.packet)]
             fields["requestId"] = item.requestID.map(JSONValue.string) ?? .null
@@ -242,6 +288,7 @@ final class Slot: Sendable {
                 publish(Topic.sent, fields, raw: (try? item.packet.serializedBytes()) ?? [], in: &state)
                 if let update = state.ledger.written(packetID: item.packet.id) { publishStatus(update, in: &state) }
             }
+            virtualRadio.outboxDrained(room: outboxRoom)
         case .logLine(let line):
             publish(Topic.log, ["line": .string(line), "level": .null])
         case .undecodableFrame(let length):
@@ -354,6 +401,8 @@ final class Slot: Sendable {
 
     func status() -> JSONObject {
         let link = link.status
+        // Read before the state lock: the virtual radio takes its own lock, then the slot's.
+        let (virtualClients, virtualRadio) = (self.virtualRadio.clientCount, virtualRadioStatus())
         return state.withLock { state in
             [
                 "state": .string(link.state.name),
@@ -373,8 +422,34 @@ final class Slot: Sendable {
                 "nodeCount": .int(state.nodes.count),
                 "duplicates": .int(state.duplicateCount),
                 "undecodableFrames": .int(state.undecodableFrames),
+                "virtualClients": .int(virtualClients),
+                "virtualRadio": virtualRadio,
             ]
         }
+    }
+
+    /// Where the virtual radio port listens (`host:port`, the bound port), nil without one.
+    var virtualRadioAddress: String? {
+        listener.withLock { $0?.address }
+    }
+
+    /// The virtual radio port's address and counters, null without one.
+    private func virtualRadioStatus() -> JSONValue {
+        guard let listener = listener.withLock({ $0 }) else { return .null }
+        let counters = virtualRadio.counters
+        return .object([
+            "address": virtualRadioAddress.map(JSONValue.string) ?? .null,
+            "allowAdmin": .bool(listener.configuration.allowAdmin),
+            "clients": .int(virtualRadio.clientCount),
+            "connections": .int(counters.connections),
+            "turnedAway": .int(counters.turnedAway),
+            "handshakes": .int(counters.handshakes),
+            "packets": .int(counters.packets),
+            "outboxFull": .int(counters.outboxFull),
+            "adminRefused": .int(counters.adminRefused),
+            "framesDropped": .int(counters.framesDropped),
+            "undecodable": .int(counters.undecodable),
+        ])
     }
 
     /// The node DB keyed by node id (`!%08x`), like the Python library's `nodes`.
@@ -435,26 +510,51 @@ final class Slot: Sendable {
             guard linkState.isReady else { throw .notReady(name, state: linkState.name) }
         }
         return try state.withLock { state throws(CommandError) -> UInt32 in
-            var packetID: UInt32
-            repeat { packetID = UInt32.random(in: 1...UInt32.max) } while state.ledger.contains(packetID)
             var packet = Meshtastic_MeshPacket()
             packet.to = request.to
             packet.channel = request.channel
-            packet.id = packetID
+            packet.id = Self.freshPacketID(avoiding: state.ledger)
             packet.wantAck = request.wantAck
             packet.hopLimit = request.hopLimit
             packet.decoded.portnum = request.portnum
             packet.decoded.payload = Data(request.payload)
             packet.decoded.replyID = request.replyID
-            let item = OutgoingPacket(packet: packet, requestID: requestID)
-            guard control.withLock({ $0.current.link.enqueue(item) }) else {
-                throw .queueFull(name, capacity: outboxCapacity)
-            }
             let ttl = Duration.milliseconds(Int64((request.ttlSeconds * 1000).rounded()))
-            let update = state.ledger.accept(packetID: packetID, requestID: requestID, wantAck: request.wantAck, ttl: ttl, now: .now)
-            publishStatus(update, in: &state)
-            return packetID
+            guard enqueue(packet, requestID: requestID, ttl: ttl, in: &state) else { throw .queueFull(name, capacity: outboxCapacity) }
+            return packet.id
         }
+    }
+
+    /// Puts a packet in the outbox and opens its ledger entry (`queued`); false if the
+    /// outbox is full. Under the state lock, so its `sent` cannot be handled before.
+    private func enqueue(_ packet: Meshtastic_MeshPacket, requestID: String?, ttl: Duration, in state: inout State) -> Bool {
+        guard control.withLock({ $0.current.link.enqueue(OutgoingPacket(packet: packet, requestID: requestID)) }) else { return false }
+        publishStatus(state.ledger.accept(packetID: packet.id, requestID: requestID, wantAck: packet.wantAck, ttl: ttl, now: .now), in: &state)
+        return true
+    }
+
+    private static func freshPacketID(avoiding ledger: SendLedger<ContinuousClock.Instant>) -> UInt32 {
+        var packetID: UInt32
+        repeat { packetID = UInt32.random(in: 1...UInt32.max) } while ledger.contains(packetID)
+        return packetID
+    }
+}
+
+/// A virtual radio client's packets are sends of the slot like any other: paced, tracked
+/// and published, with `requestId` naming the client (`virtualRadio:<address>:<port>`).
+extension Slot: VirtualRadioHost {
+    func submit(_ packet: Meshtastic_MeshPacket, client: String) -> VirtualRadioSubmission {
+        state.withLock { state in
+            var packet = packet
+            if packet.id == 0 || state.ledger.contains(packet.id) { packet.id = Self.freshPacketID(avoiding: state.ledger) }
+            packet.from = 0
+            guard enqueue(packet, requestID: client, ttl: Self.virtualSendTTL, in: &state) else { return .full(room: outboxRoom) }
+            return .queued(radioPacketID: packet.id, room: outboxRoom)
+        }
+    }
+
+    var outboxRoom: OutboxRoom {
+        OutboxRoom(free: max(0, outboxCapacity - link.queueDepth), capacity: outboxCapacity)
     }
 }
 

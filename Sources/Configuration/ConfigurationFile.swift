@@ -3,6 +3,7 @@ import Logging
 import MeshtasticProtocol
 import RadioLink
 import RadioSimulator
+import VirtualRadio
 import Yams
 import ZeroMQ
 
@@ -229,7 +230,7 @@ private struct Reader {
         if let node = top["flushTimeout"], let value = duration(node, "flushTimeout", allowZero: true) { broker.flushTimeout = value }
         let defaults = top["timing"].map { timing($0, "timing", base: LinkTiming()) } ?? LinkTiming()
         if let node = top["slots"] {
-            broker.slots = slots(node, timing: defaults)
+            broker.slots = slots(node, timing: defaults, security: broker.security)
         } else {
             report(root, "slots", "missing; list the radios, each with a name and one of tcp, serial or simulator")
         }
@@ -263,11 +264,12 @@ private struct Reader {
         return found.map(\.0)
     }
 
-    mutating func slots(_ node: Node, timing defaults: LinkTiming) -> [SlotConfiguration] {
+    mutating func slots(_ node: Node, timing defaults: LinkTiming, security: SecurityConfiguration) -> [SlotConfiguration] {
         var slots: [SlotConfiguration] = []
         var seen: Set<String> = []
+        var virtualPorts: [String: String] = [:]
         for (item, path) in items(node, "slots") {
-            guard let entries = mapping(item, path, known: ["name", "tcp", "serial", "simulator", "timing"]) else { continue }
+            guard let entries = mapping(item, path, known: ["name", "tcp", "serial", "simulator", "timing", "virtualRadio"]) else { continue }
             var name: String?
             if let nameNode = entries["name"], let text = string(nameNode, "\(path).name") {
                 if !SlotConfiguration.isValidName(text) {
@@ -287,7 +289,15 @@ private struct Reader {
             }
             let source = radioSource(sources[0], entries[sources[0]]!, "\(path).\(sources[0])")
             let timing = entries["timing"].map { self.timing($0, "\(path).timing", base: defaults) } ?? defaults
-            if let name, let source { slots.append(SlotConfiguration(name: name, source: source, timing: timing)) }
+            var virtual: VirtualRadioConfiguration?
+            if let virtualNode = entries["virtualRadio"] {
+                let virtualPath = "\(path).virtualRadio"
+                virtual = virtualRadio(virtualNode, virtualPath, security: security)
+                if let virtual, virtual.port != 0, let earlier = virtualPorts.updateValue(virtualPath, forKey: virtual.address) {
+                    report(virtualNode, virtualPath, "\(virtual.address) is already the virtual radio of \(earlier)")
+                }
+            }
+            if let name, let source { slots.append(SlotConfiguration(name: name, source: source, timing: timing, virtualRadio: virtual)) }
         }
         return slots
     }
@@ -324,6 +334,37 @@ private struct Reader {
             if let value = entries["seed"].flatMap({ integer($0, "\(path).seed", in: 0...Int.max) }) { simulator.seed = UInt64(value) }
             return .simulator(simulator)
         }
+    }
+
+    /// `virtualRadio: 127.0.0.1:4404`, or a mapping with `listen` and the client policy.
+    mutating func virtualRadio(_ node: Node, _ path: String, security: SecurityConfiguration) -> VirtualRadioConfiguration? {
+        var settings = VirtualRadioConfiguration()
+        let listenNode: Node
+        let listenPath: String
+        if case .mapping = node {
+            guard let entries = mapping(node, path, known: ["listen", "allowAdmin", "clientBuffer", "maxClients"]) else { return nil }
+            guard let listen = entries["listen"] else {
+                report(node, "\(path).listen", "missing; give the address to listen on, like 127.0.0.1:4404")
+                return nil
+            }
+            (listenNode, listenPath) = (listen, "\(path).listen")
+            if let value = entries["allowAdmin"].flatMap({ bool($0, "\(path).allowAdmin") }) { settings.allowAdmin = value }
+            if let value = entries["clientBuffer"].flatMap({ integer($0, "\(path).clientBuffer", in: 16...1_000_000) }) { settings.clientBuffer = value }
+            if let value = entries["maxClients"].flatMap({ integer($0, "\(path).maxClients", in: 1...1024) }) { settings.maxClients = value }
+        } else {
+            (listenNode, listenPath) = (node, path)
+        }
+        guard let text = string(listenNode, listenPath) else { return nil }
+        guard let address = HostPort(parsing: text) else {
+            report(listenNode, listenPath, "expected host:port like 127.0.0.1:4404, got '\(text)'")
+            return nil
+        }
+        if !address.isLoopback && !security.insecure {
+            report(listenNode, listenPath, "\(text) is reachable from other machines and the Meshtastic API has no authentication; use a loopback address or set security.insecure: true")
+        }
+        settings.host = address.host
+        settings.port = address.port
+        return settings
     }
 
     static let timingKeys = [

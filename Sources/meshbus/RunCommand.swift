@@ -10,6 +10,7 @@ import RadioSimulator
 import ServiceLifecycle
 import MeshtasticProtocol
 import UnixSignals
+import VirtualRadio
 import ZeroMQ
 
 struct RunCommand: AsyncParsableCommand {
@@ -41,6 +42,12 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("serial"), help: "A radio on a serial line as NAME=PATH (repeatable; not with --config).")
     var serialSlots: [String] = []
 
+    @Option(
+        name: .customLong("virtual-radio"),
+        help: "Open a slot's virtual radio port for Meshtastic clients as [NAME=]HOST:PORT (repeatable; NAME may be left out with one slot; not with --config)."
+    )
+    var virtualRadios: [String] = []
+
     @Option(help: "Virtual nodes of the default simulated slot.")
     var simNodes = 6
 
@@ -60,8 +67,8 @@ struct RunCommand: AsyncParsableCommand {
     var verbose = false
 
     func validate() throws {
-        if config != nil && !(tcpSlots.isEmpty && serialSlots.isEmpty) {
-            throw ValidationError("--tcp and --serial define slots without a file; with --config, list the slots in the file")
+        if config != nil && !(tcpSlots.isEmpty && serialSlots.isEmpty && virtualRadios.isEmpty) {
+            throw ValidationError("--tcp, --serial and --virtual-radio define slots without a file; with --config, list the slots in the file")
         }
         if let outboxCapacity, outboxCapacity <= 0 { throw ValidationError("--outbox-capacity must be positive") }
         if let replayCapacity, replayCapacity <= 0 { throw ValidationError("--replay-capacity must be positive") }
@@ -128,6 +135,7 @@ struct RunCommand: AsyncParsableCommand {
         if let metricsEndpoint { say("metrics: http://\(HostPort(host: metricsEndpoint.host, port: metricsEndpoint.port))/metrics") }
         if let config { say("config: \(config) (watched; SIGHUP reloads)") }
         say("slots: \(daemon.broker.slots.map(\.name).joined(separator: ", "))")
+        for (slot, address) in broker.virtualRadioAddresses { say("virtual radio \(slot): \(address)") }
         let events = broker.eventEndpoints.first ?? ""
         say(
             "watch: python3 -c \"import zmq; s=zmq.Context().socket(zmq.SUB); s.connect('\(events)'); "
@@ -159,7 +167,31 @@ struct RunCommand: AsyncParsableCommand {
                 throw ValidationError("slot '\(duplicate)' is given twice")
             }
         }
+        for argument in virtualRadios { try addVirtualRadio(argument, to: &daemon.broker.slots) }
         return daemon
+    }
+
+    /// `--virtual-radio [NAME=]HOST:PORT`: loopback only, since the Meshtastic API has no authentication.
+    private func addVirtualRadio(_ argument: String, to slots: inout [SlotConfiguration]) throws {
+        let parts = argument.split(separator: "=", maxSplits: 1).map(String.init)
+        let name = parts.count == 2 ? parts[0] : nil
+        guard let address = HostPort(parsing: parts.last ?? "") else {
+            throw ValidationError("--virtual-radio: expected [NAME=]HOST:PORT, got '\(argument)'")
+        }
+        guard address.isLoopback else {
+            throw ValidationError("--virtual-radio: \(address) is reachable from other machines; use a config file with security.insecure: true for that")
+        }
+        let index: Int
+        if let name {
+            guard let found = slots.firstIndex(where: { $0.name == name }) else {
+                throw ValidationError("--virtual-radio: no slot named '\(name)'; slots: \(slots.map(\.name).joined(separator: ", "))")
+            }
+            index = found
+        } else {
+            guard slots.count == 1 else { throw ValidationError("--virtual-radio: name the slot (NAME=HOST:PORT) when there are several") }
+            index = 0
+        }
+        slots[index].virtualRadio = VirtualRadioConfiguration(host: address.host, port: address.port)
     }
 
     /// Environment, then flags, over the file: endpoints, metrics address, capacities, log format.

@@ -19,7 +19,10 @@ struct CheckCommand: ParsableCommand {
         do {
             let daemon = try ConfigurationFile.load(path: config)
             say("\(config): ok")
-            for slot in daemon.broker.slots { say("slot \(slot.name): \(Self.describe(slot.source))") }
+            for slot in daemon.broker.slots {
+                let virtual = slot.virtualRadio.map { ", virtual radio \($0.address)\($0.allowAdmin ? " (admin allowed)" : "")" } ?? ""
+                say("slot \(slot.name): \(Self.describe(slot.source))\(virtual)")
+            }
             say("events: \(daemon.broker.events.joined(separator: ", "))")
             say("commands: \(daemon.broker.commands.joined(separator: ", "))")
             if let metrics = daemon.metrics { say("metrics: http://\(metrics)/metrics") }

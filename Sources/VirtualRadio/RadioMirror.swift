@@ -1,0 +1,155 @@
+import MeshtasticProtocol
+import SwiftProtobuf
+
+/// The radio as its one real client sees it: what it said in its handshake, kept current
+/// with what it says afterwards. Each virtual client's handshake is built from this, in the
+/// firmware's order, so it gets what the radio would tell it if it were the only client.
+public struct RadioMirror: Sendable {
+    /// `want_config_id` nonces with a meaning to firmware (`PhoneAPI.h`).
+    public enum SpecialNonce {
+        /// Everything but the other nodes.
+        public static let configOnly: UInt32 = 69420
+        /// The node infos only (no my-info, no config): the second stage of a two-stage handshake.
+        public static let nodesOnly: UInt32 = 69421
+    }
+
+    /// What a message from the radio means for virtual clients.
+    public enum Disposition: Equatable, Sendable {
+        /// Handshake material, kept for the next client's handshake.
+        case kept
+        /// Live traffic every connected client gets (packets, node updates, log records,
+        /// notifications).
+        case forward
+        /// Concerns only the real link (the radio's queue status, `config_complete_id`,
+        /// `rebooted`, MQTT proxy, XModem).
+        case linkOnly
+    }
+
+    public private(set) var myInfo: Meshtastic_MyNodeInfo?
+    private var uiConfig: Meshtastic_DeviceUIConfig?
+    private var metadata: Meshtastic_DeviceMetadata?
+    private var channels: [Int32: Meshtastic_Channel] = [:]
+    /// Config and module-config sections by field number, so each variant is held once.
+    private var configs: [Int: Meshtastic_Config] = [:]
+    private var moduleConfigs: [Int: Meshtastic_ModuleConfig] = [:]
+    private var files: [Meshtastic_FileInfo] = []
+    private var nodes: [UInt32: Meshtastic_NodeInfo] = [:]
+    /// Node numbers in the order the radio first reported them.
+    private var nodeOrder: [UInt32] = []
+
+    public init() {}
+
+    public var nodeCount: Int { nodes.count }
+
+    public func node(_ num: UInt32) -> Meshtastic_NodeInfo? { nodes[num] }
+
+    /// Takes in one message from the radio.
+    public mutating func absorb(_ message: Meshtastic_FromRadio) -> Disposition {
+        switch message.payloadVariant {
+        case .myInfo(let info):
+            // A handshake starts: what the radio says now replaces what it said before.
+            self = RadioMirror()
+            myInfo = info
+            return .kept
+        case .deviceuiConfig(let config):
+            uiConfig = config
+            return .kept
+        case .metadata(let value):
+            metadata = value
+            return .kept
+        case .channel(let channel):
+            channels[channel.index] = channel
+            return .kept
+        case .config(let config):
+            if let key = Self.fieldNumber(of: config) { configs[key] = config }
+            return .kept
+        case .moduleConfig(let config):
+            if let key = Self.fieldNumber(of: config) { moduleConfigs[key] = config }
+            return .kept
+        case .fileInfo(let file):
+            files.append(file)
+            return .kept
+        case .nodeInfo(let info):
+            store(info)
+            return .forward
+        case .packet(let packet):
+            note(packet)
+            return .forward
+        case .logRecord, .clientNotification:
+            return .forward
+        default:
+            return .linkOnly
+        }
+    }
+
+    /// The burst a client gets for `want_config_id = nonce`, ending with `config_complete_id`.
+    public func handshake(nonce: UInt32) -> [Meshtastic_FromRadio] {
+        var burst: [Meshtastic_FromRadio] = []
+        let own = myInfo.map(\.myNodeNum)
+        let ownNode = own.flatMap { nodes[$0] }.map { node in
+            var node = node
+            node.isFavorite = true
+            node.clearHopsAway()
+            return node
+        }
+        let others = nodeOrder.filter { $0 != own }.compactMap { nodes[$0] }
+        if nonce == SpecialNonce.nodesOnly {
+            if let ownNode { burst.append(.with { $0.nodeInfo = ownNode }) }
+            burst += others.map { node in .with { $0.nodeInfo = node } }
+        } else {
+            if let myInfo { burst.append(.with { $0.myInfo = myInfo }) }
+            if let uiConfig { burst.append(.with { $0.deviceuiConfig = uiConfig }) }
+            if let ownNode { burst.append(.with { $0.nodeInfo = ownNode }) }
+            if let metadata { burst.append(.with { $0.metadata = metadata }) }
+            burst += channels.keys.sorted().map { index in .with { $0.channel = channels[index]! } }
+            burst += configs.keys.sorted().map { key in .with { $0.config = configs[key]! } }
+            burst += moduleConfigs.keys.sorted().map { key in .with { $0.moduleConfig = moduleConfigs[key]! } }
+            if nonce != SpecialNonce.configOnly { burst += others.map { node in .with { $0.nodeInfo = node } } }
+            burst += files.map { file in .with { $0.fileInfo = file } }
+        }
+        burst.append(.with { $0.configCompleteID = nonce })
+        return burst
+    }
+
+    private mutating func store(_ info: Meshtastic_NodeInfo) {
+        if nodes.updateValue(info, forKey: info.num) == nil { nodeOrder.append(info.num) }
+    }
+
+    /// Folds what a packet tells about its sender into the node DB, as firmware does.
+    private mutating func note(_ packet: Meshtastic_MeshPacket) {
+        guard packet.from != 0, packet.from != NodeNumber.broadcast else { return }
+        var node = nodes[packet.from] ?? .with { $0.num = packet.from }
+        if packet.rxTime != 0 { node.lastHeard = packet.rxTime }
+        if packet.rxSnr != 0 { node.snr = packet.rxSnr }
+        if packet.hopStart != 0, packet.hopStart >= packet.hopLimit { node.hopsAway = packet.hopStart - packet.hopLimit }
+        if packet.viaMqtt { node.viaMqtt = true }
+        if case .decoded(let data) = packet.payloadVariant {
+            switch data.portnum {
+            case .nodeinfoApp:
+                if let user = try? Meshtastic_User(serializedBytes: data.payload) { node.user = user }
+            case .positionApp:
+                if let position = try? Meshtastic_Position(serializedBytes: data.payload) { node.position = position }
+            case .telemetryApp:
+                if let telemetry = try? Meshtastic_Telemetry(serializedBytes: data.payload), case .deviceMetrics(let metrics) = telemetry.variant {
+                    node.deviceMetrics = metrics
+                }
+            default:
+                break
+            }
+        }
+        store(node)
+    }
+
+    /// The field number of a one-of message's set variant: the first key on the wire.
+    static func fieldNumber(of message: some SwiftProtobuf.Message) -> Int? {
+        guard let bytes: [UInt8] = try? message.serializedBytes() else { return nil }
+        var key = 0
+        var shift = 0
+        for byte in bytes.prefix(5) {
+            key |= Int(byte & 0x7F) << shift
+            if byte & 0x80 == 0 { return key >> 3 }
+            shift += 7
+        }
+        return nil
+    }
+}
