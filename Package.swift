@@ -139,7 +139,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "BrokerTests", dependencies: ["Broker", "ZeroMQ", "MeshtasticProtocol", "RadioLink"]),
-        .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Broker", "RadioLink"]),
+        .testTarget(
+            name: "BrokerTests",
+            dependencies: [
+                "Broker",
+                "ZeroMQ",
+                "MeshtasticProtocol",
+                "RadioLink",
+                "RadioSimulator",
+                "VirtualRadio",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Broker", "RadioLink", "VirtualRadio"]),
     ]
 )

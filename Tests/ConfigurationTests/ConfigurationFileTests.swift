@@ -2,6 +2,7 @@ import Broker
 import RadioLink
 import RadioSimulator
 import Testing
+import VirtualRadio
 
 @testable import Configuration
 
@@ -54,6 +55,26 @@ import Testing
         (
             "slots:\n  - name: a\n    tcp: h:1\n    timing:\n      tcpKeepalive: {count: 0}\n",
             ["meshbus.yaml:5: slots[0].timing.tcpKeepalive.count: must be from 1 to 100, got 0"]
+        ),
+        ("slots:\n  - {name: a, simulator: , virtualRadio: 4404}\n", ["meshbus.yaml:2: slots[0].virtualRadio: expected host:port like 127.0.0.1:4404, got '4404'"]),
+        (
+            "slots:\n  - {name: a, simulator: , virtualRadio: 0.0.0.0:4404}\n",
+            [
+                "meshbus.yaml:2: slots[0].virtualRadio: 0.0.0.0:4404 is reachable from other machines and the Meshtastic API has no authentication; "
+                    + "use a loopback address or set security.insecure: true"
+            ]
+        ),
+        (
+            "slots:\n  - name: a\n    simulator:\n    virtualRadio: {allowAdmin: yes}\n",
+            ["meshbus.yaml:4: slots[0].virtualRadio.listen: missing; give the address to listen on, like 127.0.0.1:4404"]
+        ),
+        (
+            "slots:\n  - name: a\n    simulator:\n    virtualRadio: {listen: 127.0.0.1:4404, clientBuffer: 2}\n",
+            ["meshbus.yaml:4: slots[0].virtualRadio.clientBuffer: must be from 16 to 1000000, got 2"]
+        ),
+        (
+            "slots:\n  - {name: a, simulator: , virtualRadio: 127.0.0.1:4404}\n  - {name: b, simulator: , virtualRadio: 127.0.0.1:4404}\n",
+            ["meshbus.yaml:3: slots[1].virtualRadio: 127.0.0.1:4404 is already the virtual radio of slots[0].virtualRadio"]
         ),
         ("slots: []\nevents: 7710\n", ["meshbus.yaml:2: events: expected a ZeroMQ endpoint like tcp://127.0.0.1:7710 or ipc:///run/meshbus/events, got '7710'"]),
         ("slots: []\nevents: []\n", ["meshbus.yaml:2: events: list at least one endpoint"]),
@@ -133,6 +154,21 @@ import Testing
         #expect(daemon.broker.flushTimeout == .milliseconds(2500))
         #expect(daemon.metrics == HostPort(host: "127.0.0.1", port: 9464))
         #expect(daemon.log == LogSettings(level: .debug, format: .json))
+    }
+
+    @Test func virtualRadioTakesAnAddressOrAMappingWithItsPolicy() throws {
+        let text = """
+            slots:
+              - {name: short, simulator: , virtualRadio: 127.0.0.1:4404}
+              - name: long
+                simulator:
+                virtualRadio: {listen: "[::1]:4405", allowAdmin: true, clientBuffer: 256, maxClients: 4}
+              - {name: none, simulator: }
+            """
+        let slots = try ConfigurationFile.parse(text, file: "meshbus.yaml").broker.slots
+        #expect(slots[0].virtualRadio == VirtualRadioConfiguration(host: "127.0.0.1", port: 4404))
+        #expect(slots[1].virtualRadio == VirtualRadioConfiguration(host: "::1", port: 4405, allowAdmin: true, clientBuffer: 256, maxClients: 4))
+        #expect(slots[2].virtualRadio == nil)
     }
 
     @Test func durationsTakeMillisecondsSecondsMinutesAndHours() {
