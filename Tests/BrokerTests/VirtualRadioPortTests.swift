@@ -285,6 +285,23 @@ struct RawSocket: ~Copyable {
         }
     }
 
+    @Test func reloadThatChangesOnlyTheVirtualRadioLeavesTheRadioLinkAlone() async throws {
+        try await withBroker { simulator, broker, port in
+            let client = try await RadioTestClient(port: port)
+            _ = try await client.handshake(nonce: 30)
+            var configuration = broker.configuration
+            configuration.slots[0].virtualRadio?.allowAdmin = true
+            let report = await broker.apply(configuration)
+            #expect(report.changed == ["radio"])
+            while await client.next() != nil {}
+            let address = try #require(broker.virtualRadioAddresses.first?.address)
+            let moved = try await RadioTestClient(port: try #require(Int(address.split(separator: ":").last ?? "")))
+            #expect(try await moved.handshake(nonce: 31).last?.configCompleteID == 31)
+            #expect(simulator.counters.connections == 1, "the radio was not reconnected")
+            #expect(try virtualRadioStatus(broker)["allowAdmin"] == .bool(true))
+        }
+    }
+
     @Test func aLostLinkClosesClientsAndTheyComeBackWhenItIsReady() async throws {
         try await withBroker { simulator, _, port in
             let client = try await RadioTestClient(port: port)
