@@ -156,6 +156,8 @@ public final class Broker: Service, Sendable {
             return (Array(registry.slots.values), registry.configuration.flushTimeout)
         }
         await commands.stop()
+        // Virtual radio clients are command sources too: nothing new comes in while flushing.
+        for slot in slots { await slot.closeVirtualRadio() }
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: flushTimeout)
         var waiting = slots.reduce(0) { $0 + $1.link.queueDepth }
@@ -201,6 +203,12 @@ public final class Broker: Service, Sendable {
         if new.security != old.security { report.needRestart.append("security") }
         if new.outboxCapacity != old.outboxCapacity { report.needRestart.append("outboxCapacity") }
         if new.replayCapacity != old.replayCapacity { report.needRestart.append("replayCapacity") }
+        // Ports that close (removed slots, moved or changed virtual radios) close before any
+        // opens, so a port can pass from one slot to another in one reload.
+        let newSlots = Dictionary(new.slots.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for (name, slot) in current where newSlots[name]?.virtualRadio != slot.configuration.virtualRadio {
+            await slot.closeVirtualRadio()
+        }
         let newNames = Set(new.slots.map(\.name))
         for name in old.slots.map(\.name) where !newNames.contains(name) {
             guard let slot = current[name] else { continue }

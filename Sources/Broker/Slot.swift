@@ -65,12 +65,15 @@ final class Slot: Sendable {
         var undecodableFrames = 0
         var ledger = SendLedger<ContinuousClock.Instant>()
         var sendOutcomes: [String: Int] = [:]
+        /// Virtual clients' packets that failed, to be told to their clients once the lock is
+        /// released (the virtual radio's lock comes before this one).
+        var virtualFailures: [(packetID: UInt32, error: Meshtastic_Routing.Error)] = []
     }
 
     /// How often sends past their `ttlSeconds` are looked for.
     static let expiryInterval = Duration.milliseconds(250)
-    /// How long a virtual client's packet may wait in the outbox, like a `sendText` default.
-    static let virtualSendTTL = Duration.seconds(60)
+    /// How a virtual client's sends are named in `requestId`: `virtualRadio:<address>:<port>`.
+    static let virtualRequestPrefix = "virtualRadio:"
 
     init(configuration: SlotConfiguration, outboxCapacity: Int, replayCapacity: Int, sink: EventSink, logger: Logger) async throws {
         name = configuration.name
@@ -154,10 +157,12 @@ final class Slot: Sendable {
                     break
                 }
                 generation = upcoming
+                virtualRadio.outboxDrained(room: outboxRoom)
             }
             state.withLock { state in
                 for update in state.ledger.failAll(error: failure) { publishStatus(update, in: &state) }
             }
+            tellVirtualClientsOfFailures()
             listenerStarts.finish()
             group.cancelAll()
         }
@@ -178,11 +183,13 @@ final class Slot: Sendable {
     func reconfigure(to configuration: SlotConfiguration) async throws {
         let before = self.configuration
         if configuration.virtualRadio != before.virtualRadio {
-            await listener.withLock { $0.take() }?.close()
-            if let settings = configuration.virtualRadio {
-                let bound = try await VirtualRadio.bind(settings)
-                listener.withLock { $0 = bound }
-                listenerStarts.yield(bound)
+            await closeVirtualRadio()
+            do {
+                try await openVirtualRadio(configuration.virtualRadio)
+            } catch {
+                // The slot keeps the port it had; the reload reports the new one as failed.
+                try? await openVirtualRadio(before.virtualRadio)
+                throw error
             }
         }
         guard configuration.link != before.link else {
@@ -197,9 +204,22 @@ final class Slot: Sendable {
         running.shutdown(reason: .reload)
     }
 
+    /// Closes the virtual radio port and its clients; returns once the port is free.
+    func closeVirtualRadio() async {
+        await listener.withLock { $0.take() }?.close()
+    }
+
+    private func openVirtualRadio(_ settings: VirtualRadioConfiguration?) async throws {
+        guard let settings else { return }
+        let bound = try await VirtualRadio.bind(settings)
+        listener.withLock { $0 = bound }
+        listenerStarts.yield(bound)
+    }
+
     /// Closes the radio for good. `removed` means the slot left the configuration: a ready
     /// link reports `reload`, sends in flight fail with `slot_removed`.
     func stop(removed: Bool = false) {
+        listener.withLock { $0.take() }?.beginClosing()
         let running = control.withLock { control in
             control.stopping = removed ? "slot_removed" : "shutdown"
             return control.current.link
@@ -214,11 +234,25 @@ final class Slot: Sendable {
     private func expireSends() async {
         while !Task.isCancelled {
             do { try await Task.sleep(for: Self.expiryInterval) } catch { return }
-            state.withLock { state in
+            let expired = state.withLock { state in
                 let updates = state.ledger.expire(now: .now) { link.removeFromOutbox(packetID: $0) }
                 for update in updates { publishStatus(update, in: &state) }
+                return !updates.isEmpty
+            }
+            if expired {
+                tellVirtualClientsOfFailures()
+                virtualRadio.outboxDrained(room: outboxRoom)
             }
         }
+    }
+
+    /// Sends the Routing NAKs for virtual clients' failed packets, outside the state lock.
+    private func tellVirtualClientsOfFailures() {
+        let failures = state.withLock { state in
+            defer { state.virtualFailures.removeAll() }
+            return state.virtualFailures
+        }
+        for failure in failures { virtualRadio.sendFailed(radioPacketID: failure.packetID, error: failure.error) }
     }
 
     // MARK: Events
@@ -245,6 +279,10 @@ final class Slot: Sendable {
         if update.isTerminal {
             state.sendOutcomes[update.status.rawValue, default: 0] += 1
             metrics.sendFinished(update.status.rawValue)
+            if update.requestID?.hasPrefix(Self.virtualRequestPrefix) == true, update.status == .expired || update.status == .failed {
+                // A radio that gives up on a packet says so with a NAK; so does MeshBus.
+                state.virtualFailures.append((update.packetID, update.status == .expired ? .timeout : .noInterface))
+            }
         }
         publish(Topic.sendStatus, fields, in: &state)
     }
@@ -338,6 +376,7 @@ final class Slot: Sendable {
                     publishStatus(update, in: &state)
                 }
             }
+            tellVirtualClientsOfFailures()
         case .clientNotification(let notification):
             publish(Topic.clientNotification, PacketJSON.message(notification).objectValue ?? JSONObject())
         default:
@@ -449,6 +488,8 @@ final class Slot: Sendable {
             "adminRefused": .int(counters.adminRefused),
             "framesDropped": .int(counters.framesDropped),
             "undecodable": .int(counters.undecodable),
+            "ignored": .int(counters.ignored),
+            "failedSends": .int(counters.failedSends),
         ])
     }
 
@@ -543,12 +584,14 @@ final class Slot: Sendable {
 /// A virtual radio client's packets are sends of the slot like any other: paced, tracked
 /// and published, with `requestId` naming the client (`virtualRadio:<address>:<port>`).
 extension Slot: VirtualRadioHost {
-    func submit(_ packet: Meshtastic_MeshPacket, client: String) -> VirtualRadioSubmission {
+    func submit(_ packet: Meshtastic_MeshPacket, client: String, ttl: Duration) -> VirtualRadioSubmission {
         state.withLock { state in
             var packet = packet
             if packet.id == 0 || state.ledger.contains(packet.id) { packet.id = Self.freshPacketID(avoiding: state.ledger) }
             packet.from = 0
-            guard enqueue(packet, requestID: client, ttl: Self.virtualSendTTL, in: &state) else { return .full(room: outboxRoom) }
+            guard enqueue(packet, requestID: Self.virtualRequestPrefix + client, ttl: ttl, in: &state) else {
+                return .full(room: outboxRoom)
+            }
             return .queued(radioPacketID: packet.id, room: outboxRoom)
         }
     }

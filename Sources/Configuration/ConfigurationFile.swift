@@ -342,7 +342,7 @@ private struct Reader {
         let listenNode: Node
         let listenPath: String
         if case .mapping = node {
-            guard let entries = mapping(node, path, known: ["listen", "allowAdmin", "clientBuffer", "maxClients"]) else { return nil }
+            guard let entries = mapping(node, path, known: ["listen", "allowAdmin", "clientBuffer", "maxClients", "sendTimeout"]) else { return nil }
             guard let listen = entries["listen"] else {
                 report(node, "\(path).listen", "missing; give the address to listen on, like 127.0.0.1:4404")
                 return nil
@@ -351,6 +351,7 @@ private struct Reader {
             if let value = entries["allowAdmin"].flatMap({ bool($0, "\(path).allowAdmin") }) { settings.allowAdmin = value }
             if let value = entries["clientBuffer"].flatMap({ integer($0, "\(path).clientBuffer", in: 16...1_000_000) }) { settings.clientBuffer = value }
             if let value = entries["maxClients"].flatMap({ integer($0, "\(path).maxClients", in: 1...1024) }) { settings.maxClients = value }
+            if let value = entries["sendTimeout"].flatMap({ duration($0, "\(path).sendTimeout", allowZero: false) }) { settings.sendTimeout = value }
         } else {
             (listenNode, listenPath) = (node, path)
         }

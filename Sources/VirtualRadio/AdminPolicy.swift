@@ -5,9 +5,9 @@ import MeshtasticProtocol
 /// change a radio (set config, owner, channels, reboot, factory reset, node DB edits…), and
 /// any admin payload MeshBus cannot read, is refused. This holds whichever node the packet
 /// is for, since remote admin changes a radio too.
-public enum AdminPolicy {
+enum AdminPolicy {
     /// What is refused (`admin request 'set_owner'`), or nil if the packet may go to the radio.
-    public static func refusal(of packet: Meshtastic_MeshPacket) -> String? {
+    static func refusal(of packet: Meshtastic_MeshPacket) -> String? {
         guard case .decoded(let data)? = packet.payloadVariant, data.portnum == .adminApp else { return nil }
         guard let admin = try? Meshtastic_AdminMessage(serializedBytes: data.payload) else {
             return "an admin payload it cannot read"

@@ -4,17 +4,17 @@ import SwiftProtobuf
 /// The radio as its one real client sees it: what it said in its handshake, kept current
 /// with what it says afterwards. Each virtual client's handshake is built from this, in the
 /// firmware's order, so it gets what the radio would tell it if it were the only client.
-public struct RadioMirror: Sendable {
+struct RadioMirror: Sendable {
     /// `want_config_id` nonces with a meaning to firmware (`PhoneAPI.h`).
-    public enum SpecialNonce {
+    enum SpecialNonce {
         /// Everything but the other nodes.
-        public static let configOnly: UInt32 = 69420
+        static let configOnly: UInt32 = 69420
         /// The node infos only (no my-info, no config): the second stage of a two-stage handshake.
-        public static let nodesOnly: UInt32 = 69421
+        static let nodesOnly: UInt32 = 69421
     }
 
     /// What a message from the radio means for virtual clients.
-    public enum Disposition: Equatable, Sendable {
+    enum Disposition: Equatable, Sendable {
         /// Handshake material, kept for the next client's handshake.
         case kept
         /// Live traffic every connected client gets (packets, node updates, log records,
@@ -25,7 +25,7 @@ public struct RadioMirror: Sendable {
         case linkOnly
     }
 
-    public private(set) var myInfo: Meshtastic_MyNodeInfo?
+    private(set) var myInfo: Meshtastic_MyNodeInfo?
     private var uiConfig: Meshtastic_DeviceUIConfig?
     private var metadata: Meshtastic_DeviceMetadata?
     private var channels: [Int32: Meshtastic_Channel] = [:]
@@ -37,14 +37,14 @@ public struct RadioMirror: Sendable {
     /// Node numbers in the order the radio first reported them.
     private var nodeOrder: [UInt32] = []
 
-    public init() {}
+    init() {}
 
-    public var nodeCount: Int { nodes.count }
+    var nodeCount: Int { nodes.count }
 
-    public func node(_ num: UInt32) -> Meshtastic_NodeInfo? { nodes[num] }
+    func node(_ num: UInt32) -> Meshtastic_NodeInfo? { nodes[num] }
 
     /// Takes in one message from the radio.
-    public mutating func absorb(_ message: Meshtastic_FromRadio) -> Disposition {
+    mutating func absorb(_ message: Meshtastic_FromRadio) -> Disposition {
         switch message.payloadVariant {
         case .myInfo(let info):
             // A handshake starts: what the radio says now replaces what it said before.
@@ -83,7 +83,7 @@ public struct RadioMirror: Sendable {
     }
 
     /// The burst a client gets for `want_config_id = nonce`, ending with `config_complete_id`.
-    public func handshake(nonce: UInt32) -> [Meshtastic_FromRadio] {
+    func handshake(nonce: UInt32) -> [Meshtastic_FromRadio] {
         var burst: [Meshtastic_FromRadio] = []
         let own = myInfo.map(\.myNodeNum)
         let ownNode = own.flatMap { nodes[$0] }.map { node in

@@ -10,10 +10,10 @@ import struct Foundation.Date
 
 /// What a slot offers its virtual radio port: the way to the radio, through the slot's outbox.
 public protocol VirtualRadioHost: Sendable {
-    /// Queues a client's packet for the radio like any send (paced, tracked, published on
-    /// `meshtastic.sent` and `meshtastic.send.status`). The packet keeps its id unless another
-    /// send holds it; the id it goes out with is returned.
-    func submit(_ packet: Meshtastic_MeshPacket, client: String) -> VirtualRadioSubmission
+    /// Queues a client's packet (`client` is its `address:port`) for the radio like any send
+    /// (paced, tracked, published on `meshtastic.sent` and `meshtastic.send.status`). The
+    /// packet keeps its id unless another send holds it; the id it goes out with is returned.
+    func submit(_ packet: Meshtastic_MeshPacket, client: String, ttl: Duration) -> VirtualRadioSubmission
     /// Room in the slot's outbox now.
     var outboxRoom: OutboxRoom { get }
 }
@@ -35,7 +35,7 @@ public enum VirtualRadioSubmission: Sendable, Equatable {
     case full(room: OutboxRoom)
 }
 
-/// A bound virtual radio port, served by ``VirtualRadio/serve(_:)`` until closed.
+/// A bound virtual radio port, served by ``VirtualRadio/serve(_:host:)`` until closed.
 public struct VirtualRadioListener: Sendable {
     fileprivate let server: NIOAsyncChannel<StreamChannel, Never>
     public let configuration: VirtualRadioConfiguration
@@ -49,9 +49,16 @@ public struct VirtualRadioListener: Sendable {
         return bound.address
     }
 
-    /// Stops accepting; the clients of this listener are closed as ``VirtualRadio/serve(_:)`` ends.
+    /// Stops accepting and closes this port's clients (as ``VirtualRadio/serve(_:host:)`` ends);
+    /// returns once the port is free to bind again.
     public func close() async {
-        try? await server.channel.close()
+        server.channel.close(promise: nil)
+        try? await server.channel.closeFuture.get()
+    }
+
+    /// Starts closing, for callers that cannot wait.
+    public func beginClosing() {
+        server.channel.close(promise: nil)
     }
 }
 
@@ -68,7 +75,7 @@ public struct VirtualRadioListener: Sendable {
 /// ready: a handshake asked for before waits for it, and a lost link closes the clients
 /// (they reconnect, as the official client does, and wait for the radio to be back).
 public final class VirtualRadio: Sendable {
-    public let slot: String
+    let slot: String
     private let hub: Mutex<Hub>
     private let metrics: Metrics
     private let logger: Logger
@@ -91,12 +98,17 @@ public final class VirtualRadio: Sendable {
         public var framesDropped = 0
         /// Frames from clients that were not a `ToRadio`, and text between frames.
         public var undecodable = 0
+        /// Requests not served: packets before the client's handshake, XModem, MQTT proxy.
+        public var ignored = 0
+        /// Client packets that failed after they were queued (expired, refused by the radio,
+        /// slot stopped), reported to their client with a Routing NAK.
+        public var failedSends = 0
     }
 
     /// `QueueStatus.res` for a packet the outbox had no room for (non-zero: not taken).
-    public static let outboxFullResult: Int32 = 32
-    /// `QueueStatus` is a response of the API itself; its packet id is 0 for a heartbeat.
-    private static let heartbeatPacketID: UInt32 = 0
+    static let outboxFullResult: Int32 = 32
+    /// The packet id of a `QueueStatus` that answers no packet (a heartbeat, room coming back).
+    private static let noPacketID: UInt32 = 0
 
     private enum Phase: Equatable {
         case connected
@@ -104,9 +116,18 @@ public final class VirtualRadio: Sendable {
         case live
     }
 
+    /// What waits to be written to one client: the radio's frames as they came, or messages
+    /// MeshBus made (handshakes, replies), serialized by the client's own writer task so
+    /// that a large handshake costs the hub lock nothing but copies.
+    private enum Outgoing: Sendable {
+        case frames([ByteBuffer])
+        case messages([Meshtastic_FromRadio])
+    }
+
     private struct Client {
         let peer: String
-        let outbound: AsyncStream<[ByteBuffer]>.Continuation
+        let listener: Int
+        let outbound: AsyncStream<Outgoing>.Continuation
         let channel: any Channel
         let policy: VirtualRadioConfiguration
         let host: any VirtualRadioHost
@@ -120,6 +141,7 @@ public final class VirtualRadio: Sendable {
         var ready = false
         var clients: [Int: Client] = [:]
         var nextClient = 1
+        var nextListener = 1
         var routes = ReplyRoutes<ContinuousClock.Instant>(lifetime: .seconds(600))
         var counters = Counters()
     }
@@ -151,7 +173,8 @@ public final class VirtualRadio: Sendable {
     /// Clients connected now.
     public var clientCount: Int { hub.withLock { $0.clients.count } }
 
-    /// Removes the client gauge (the slot left the configuration).
+    /// Removes the client gauge (the slot left the configuration); the counters stay, as
+    /// process totals, like the slot's own.
     public func destroyGauges() {
         metrics.clients.destroy()
     }
@@ -169,10 +192,10 @@ public final class VirtualRadio: Sendable {
                 guard hub.clients[route.client] != nil else { return }
                 var reply = message
                 reply.packet.decoded.requestID = route.clientPacketID
-                deliver([reply], to: route.client, in: &hub)
+                yield(.messages([reply]), to: route.client, in: &hub)
                 return
             }
-            let frame = [ByteBuffer(bytes: raw)]
+            let frame = Outgoing.frames([ByteBuffer(bytes: raw)])
             for (id, client) in hub.clients where client.phase == .live { yield(frame, to: id, in: &hub) }
         }
     }
@@ -199,15 +222,28 @@ public final class VirtualRadio: Sendable {
         }
     }
 
-    /// The slot wrote a packet: clients told the outbox was full hear when it has room.
+    /// The outbox gained room (a packet went out, expired or moved): clients told it was
+    /// full hear that it has room.
     public func outboxDrained(room: OutboxRoom) {
         guard room.free > 0 else { return }
         hub.withLock { hub in
             let waiting = hub.clients.filter(\.value.waitingForRoom).map(\.key)
             for id in waiting {
                 hub.clients[id]?.waitingForRoom = false
-                deliver([.with { $0.queueStatus = Self.queueStatus(result: 0, room: room, packetID: Self.heartbeatPacketID) }], to: id, in: &hub)
+                yield(.messages([.with { $0.queueStatus = Self.queueStatus(result: 0, room: room, packetID: Self.noPacketID) }]), to: id, in: &hub)
             }
+        }
+    }
+
+    /// A client's packet will never reach the radio (it expired in the outbox, the radio
+    /// refused it, the slot stopped): its client gets a Routing NAK for it, as from a radio
+    /// that gave up, so that nothing it sent vanishes without an answer.
+    public func sendFailed(radioPacketID: UInt32, error: Meshtastic_Routing.Error) {
+        hub.withLock { hub in
+            guard let route = hub.routes.route(requestID: radioPacketID, now: .now), hub.clients[route.client] != nil else { return }
+            hub.counters.failedSends += 1
+            let nak = Self.nak(requestID: route.clientPacketID, channel: 0, error: error, myNodeNum: hub.mirror.myInfo?.myNodeNum ?? 0)
+            yield(.messages([.with { $0.packet = nak }]), to: route.client, in: &hub)
         }
     }
 
@@ -231,29 +267,36 @@ public final class VirtualRadio: Sendable {
     /// Accepts and serves clients until the listener is closed or the task cancelled; its
     /// clients are closed then. Their packets go to `host`.
     public func serve(_ listener: VirtualRadioListener, host: some VirtualRadioHost) async {
-        logger.info("virtual radio listening", metadata: ["slot": "\(slot)", "address": "\(listener.configuration.host):\(listener.port)"])
+        logger.info("virtual radio listening", metadata: ["slot": "\(slot)", "address": "\(listener.address)"])
+        let listenerID = hub.withLock { hub in
+            defer { hub.nextListener += 1 }
+            return hub.nextListener
+        }
         await withDiscardingTaskGroup { group in
             do {
                 try await listener.server.executeThenClose { inbound in
                     for try await connection in inbound {
-                        group.addTask { await self.serve(connection, policy: listener.configuration, host: host) }
+                        group.addTask { await self.serve(connection, listener: listenerID, policy: listener.configuration, host: host) }
                     }
                 }
             } catch {
                 logger.debug("virtual radio listener ended", metadata: ["slot": "\(slot)", "error": "\(error)"])
             }
+            // This port's clients go with it (a writer stuck on a client that reads nothing
+            // is released by the close); clients of a port opened since stay.
             hub.withLock { hub in
-                for client in hub.clients.values { client.channel.close(promise: nil) }
+                for client in hub.clients.values where client.listener == listenerID { client.channel.close(promise: nil) }
             }
             group.cancelAll()
         }
     }
 
-    private func serve(_ connection: StreamChannel, policy: VirtualRadioConfiguration, host: any VirtualRadioHost) async {
-        let (outgoing, continuation) = AsyncStream<[ByteBuffer]>.makeStream(bufferingPolicy: .bufferingOldest(policy.clientBuffer))
+    private func serve(_ connection: StreamChannel, listener: Int, policy: VirtualRadioConfiguration, host: any VirtualRadioHost) async {
+        let (outgoing, continuation) = AsyncStream<Outgoing>.makeStream(bufferingPolicy: .bufferingOldest(policy.clientBuffer))
         let address = connection.channel.remoteAddress
         let peer = "\(address?.ipAddress ?? "?"):\(address?.port ?? 0)"
-        guard let id = admit(Client(peer: peer, outbound: continuation, channel: connection.channel, policy: policy, host: host)) else {
+        let client = Client(peer: peer, listener: listener, outbound: continuation, channel: connection.channel, policy: policy, host: host)
+        guard let id = admit(client) else {
             try? await connection.channel.close()
             return
         }
@@ -261,8 +304,13 @@ public final class VirtualRadio: Sendable {
         try? await connection.executeThenClose { inbound, outbound in
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    for await batch in outgoing {
-                        do { try await outbound.write(contentsOf: batch.map(StreamOutbound.frame)) } catch { return }
+                    for await item in outgoing {
+                        let frames: [ByteBuffer]
+                        switch item {
+                        case .frames(let raw): frames = raw
+                        case .messages(let messages): frames = messages.compactMap { message in (try? message.serializedBytes() as [UInt8]).map { ByteBuffer(bytes: $0) } }
+                        }
+                        do { try await outbound.write(contentsOf: frames.map(StreamOutbound.frame)) } catch { return }
                     }
                 }
                 group.addTask {
@@ -327,13 +375,15 @@ public final class VirtualRadio: Sendable {
         case .heartbeat:
             hub.withLock { hub in
                 guard let room = hub.clients[id]?.host.outboxRoom else { return }
-                deliver([.with { $0.queueStatus = Self.queueStatus(result: 0, room: room, packetID: Self.heartbeatPacketID) }], to: id, in: &hub)
+                if room.free == 0 { hub.clients[id]?.waitingForRoom = true }
+                yield(.messages([.with { $0.queueStatus = Self.queueStatus(result: 0, room: room, packetID: Self.noPacketID) }]), to: id, in: &hub)
             }
         case .disconnect:
             hub.withLock { $0.clients[id]?.outbound.finish() }
         default:
             // XModem file transfer and the MQTT client proxy belong to one client and one
             // radio; they are not shared.
+            hub.withLock { $0.counters.ignored += 1 }
             logger.debug("virtual radio request not served", metadata: ["slot": "\(slot)", "request": "\(request.payloadVariant.map { "\($0)".prefix(40) } ?? "empty")"])
         }
     }
@@ -341,71 +391,81 @@ public final class VirtualRadio: Sendable {
     private func submit(_ packet: Meshtastic_MeshPacket, from id: Int) {
         hub.withLock { hub in
             guard let client = hub.clients[id] else { return }
+            guard client.phase == .live else {
+                // Like a radio before `want_config_id`: no session, nothing sent.
+                hub.counters.ignored += 1
+                return
+            }
+            var packet = packet
+            let clientPacketID = packet.id
+            // An id that replies may still come back for (another client's, or this one's
+            // earlier packet) is not reused on the way to the radio.
+            while packet.id == 0 || hub.routes.route(requestID: packet.id, now: .now) != nil { packet.id = UInt32.random(in: 1...UInt32.max) }
             var replies: [Meshtastic_FromRadio] = []
             if !client.policy.allowAdmin, let reason = AdminPolicy.refusal(of: packet) {
                 hub.counters.adminRefused += 1
                 metrics.adminRefused.increment()
                 logger.notice("virtual radio refused an admin request", metadata: ["slot": "\(slot)", "peer": "\(client.peer)", "reason": "\(reason)"])
                 // Taken (so the client does not send it again), answered NOT_AUTHORIZED, explained.
-                replies.append(.with { $0.queueStatus = Self.queueStatus(result: 0, room: client.host.outboxRoom, packetID: packet.id) })
-                replies.append(.with { $0.packet = refusal(of: packet, myNodeNum: hub.mirror.myInfo?.myNodeNum ?? 0) })
+                replies.append(.with { $0.queueStatus = Self.queueStatus(result: 0, room: client.host.outboxRoom, packetID: clientPacketID) })
+                let nak = Self.nak(requestID: clientPacketID, channel: packet.channel, error: .notAuthorized, myNodeNum: hub.mirror.myInfo?.myNodeNum ?? 0)
+                replies.append(.with { $0.packet = nak })
                 replies.append(.with {
                     $0.clientNotification = .with { notification in
-                        notification.replyID = packet.id
+                        notification.replyID = clientPacketID
                         notification.time = UInt32(Date().timeIntervalSince1970)
                         notification.level = .warning
                         notification.message = "MeshBus refused \(reason): it could change the radio of slot '\(slot)', which allows that only with virtualRadio.allowAdmin"
                     }
                 })
             } else {
-                switch client.host.submit(packet, client: "virtualRadio:\(client.peer)") {
+                switch client.host.submit(packet, client: client.peer, ttl: client.policy.sendTimeout) {
                 case .queued(let radioPacketID, let room):
                     hub.counters.packets += 1
                     metrics.packets.increment()
-                    hub.routes.add(radioPacketID: radioPacketID, client: id, clientPacketID: packet.id, now: .now)
+                    hub.routes.add(radioPacketID: radioPacketID, client: id, clientPacketID: clientPacketID, now: .now)
                     if room.free == 0 { hub.clients[id]?.waitingForRoom = true }
-                    replies.append(.with { $0.queueStatus = Self.queueStatus(result: 0, room: room, packetID: packet.id) })
+                    replies.append(.with { $0.queueStatus = Self.queueStatus(result: 0, room: room, packetID: clientPacketID) })
                 case .full(let room):
                     hub.counters.outboxFull += 1
                     hub.clients[id]?.waitingForRoom = true
-                    replies.append(.with { $0.queueStatus = Self.queueStatus(result: Self.outboxFullResult, room: room, packetID: packet.id) })
+                    replies.append(.with { $0.queueStatus = Self.queueStatus(result: Self.outboxFullResult, room: room, packetID: clientPacketID) })
                 }
             }
-            deliver(replies, to: id, in: &hub)
+            yield(.messages(replies), to: id, in: &hub)
         }
     }
 
-    /// The Routing NAK a radio gives for a request it will not carry out.
-    private func refusal(of packet: Meshtastic_MeshPacket, myNodeNum: UInt32) -> Meshtastic_MeshPacket {
+    /// The Routing NAK a radio gives for a packet it will not carry out, from itself.
+    private static func nak(requestID: UInt32, channel: UInt32, error: Meshtastic_Routing.Error, myNodeNum: UInt32) -> Meshtastic_MeshPacket {
         .with { nak in
             nak.from = myNodeNum
             nak.to = myNodeNum
             nak.id = UInt32.random(in: 1...UInt32.max)
-            nak.channel = packet.channel
+            nak.channel = channel
             nak.rxTime = UInt32(Date().timeIntervalSince1970)
             nak.priority = .ack
             nak.decoded.portnum = .routingApp
-            nak.decoded.requestID = packet.id
-            nak.decoded.payload = (try? Meshtastic_Routing.with { $0.errorReason = .notAuthorized }.serializedData()) ?? Data()
+            nak.decoded.requestID = requestID
+            nak.decoded.payload = (try? Meshtastic_Routing.with { $0.errorReason = error }.serializedData()) ?? Data()
         }
     }
 
     private func answerHandshake(nonce: UInt32, for id: Int, in hub: inout Hub) {
         hub.counters.handshakes += 1
         hub.clients[id]?.phase = .live
-        deliver(hub.mirror.handshake(nonce: nonce), to: id, in: &hub)
+        yield(.messages(hub.mirror.handshake(nonce: nonce)), to: id, in: &hub)
     }
 
-    private func deliver(_ messages: [Meshtastic_FromRadio], to id: Int, in hub: inout Hub) {
-        let frames = messages.compactMap { message in (try? message.serializedBytes() as [UInt8]).map { ByteBuffer(bytes: $0) } }
-        yield(frames, to: id, in: &hub)
-    }
-
-    private func yield(_ frames: [ByteBuffer], to id: Int, in hub: inout Hub) {
+    private func yield(_ item: Outgoing, to id: Int, in hub: inout Hub) {
         guard let client = hub.clients[id] else { return }
-        if case .dropped = client.outbound.yield(frames) {
-            hub.counters.framesDropped += frames.count
-            metrics.framesDropped.increment(by: frames.count)
+        if case .dropped = client.outbound.yield(item) {
+            let count = switch item {
+            case .frames(let frames): frames.count
+            case .messages(let messages): messages.count
+            }
+            hub.counters.framesDropped += count
+            metrics.framesDropped.increment(by: count)
         }
     }
 

@@ -15,13 +15,20 @@ public struct VirtualRadioConfiguration: Sendable, Equatable {
     public var clientBuffer: Int
     /// Clients connected at once; one more is closed at once.
     public var maxClients: Int
+    /// How long a client's packet may wait in the slot's outbox; past that it fails and its
+    /// client gets a Routing NAK `TIMEOUT`.
+    public var sendTimeout: Duration
 
-    public init(host: String = "127.0.0.1", port: Int = suggestedPort, allowAdmin: Bool = false, clientBuffer: Int = 1024, maxClients: Int = 16) {
+    public init(
+        host: String = "127.0.0.1", port: Int = suggestedPort, allowAdmin: Bool = false, clientBuffer: Int = 1024, maxClients: Int = 16,
+        sendTimeout: Duration = .seconds(60)
+    ) {
         self.host = host
         self.port = port
         self.allowAdmin = allowAdmin
         self.clientBuffer = clientBuffer
         self.maxClients = maxClients
+        self.sendTimeout = sendTimeout
     }
 
     /// `host:port`, as in the configuration file.

@@ -122,6 +122,8 @@ struct RawSocket: ~Copyable {
     func withBroker(
         clientBuffer: Int = 1024,
         allowAdmin: Bool = false,
+        sendTimeout: Duration = .seconds(60),
+        textSpacing: Duration? = nil,
         _ body: (RadioSimulator, Broker, Int) async throws -> Void
     ) async throws {
         let simulator = try await RadioSimulator.start(
@@ -131,10 +133,10 @@ struct RawSocket: ~Copyable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         var timing = LinkTiming()
-        timing.sendSpacing = [:]
+        timing.sendSpacing = textSpacing.map { [.textMessageApp: $0] } ?? [:]
         let slot = SlotConfiguration(
             name: "radio", source: .tcp(host: "127.0.0.1", port: simulator.port), timing: timing,
-            virtualRadio: VirtualRadioConfiguration(port: 0, allowAdmin: allowAdmin, clientBuffer: clientBuffer)
+            virtualRadio: VirtualRadioConfiguration(port: 0, allowAdmin: allowAdmin, clientBuffer: clientBuffer, sendTimeout: sendTimeout)
         )
         let broker = try await Broker(
             configuration: BrokerConfiguration(events: ["ipc://\(directory.path)/events"], commands: ["ipc://\(directory.path)/commands"], slots: [slot])
@@ -282,6 +284,44 @@ struct RawSocket: ~Copyable {
             #expect((status["framesDropped"]?.int64Value ?? 0) > 0)
             #expect((status["undecodable"]?.int64Value ?? 0) >= 1)
             #expect(status["clients"] == .int(3))
+        }
+    }
+
+    func text(_ id: UInt32, _ body: String) -> Meshtastic_ToRadio {
+        .with {
+            $0.packet = .with { packet in
+                packet.id = id
+                packet.wantAck = true
+                packet.decoded.portnum = .textMessageApp
+                packet.decoded.payload = Data(body.utf8)
+            }
+        }
+    }
+
+    @Test func aPacketThatExpiresInTheOutboxIsNAKedToItsClient() async throws {
+        try await withBroker(sendTimeout: .milliseconds(300), textSpacing: .seconds(5)) { simulator, broker, port in
+            let client = try await RadioTestClient(port: port)
+            _ = try await client.handshake(nonce: 40)
+            for id: UInt32 in [61, 62] { try client.send(text(id, "spaced \(id)")) }
+            // 61 is written at once; 62 waits for the spacing and expires first.
+            let replies = await client.read { $0.hasPacket && $0.packet.decoded.requestID == 62 }
+            let nak = try #require(replies.last?.packet)
+            #expect(try Meshtastic_Routing(serializedBytes: nak.decoded.payload).errorReason == .timeout)
+            #expect(!simulator.receivedPackets.contains { $0.decoded.payload == Data("spaced 62".utf8) })
+            #expect(try virtualRadioStatus(broker)["failedSends"] == .int(1))
+        }
+    }
+
+    @Test func packetsBeforeTheHandshakeAreIgnored() async throws {
+        try await withBroker { simulator, broker, port in
+            let client = try await RadioTestClient(port: port)
+            try client.send(text(70, "too early"))
+            _ = try await client.handshake(nonce: 41)
+            try client.send(text(71, "in session"))
+            _ = await client.read { $0.hasPacket && $0.packet.decoded.requestID == 71 }
+            let texts = simulator.receivedPackets.map { String(decoding: $0.decoded.payload, as: UTF8.self) }
+            #expect(texts.contains("in session") && !texts.contains("too early"))
+            #expect(try virtualRadioStatus(broker)["ignored"] == .int(1))
         }
     }
 

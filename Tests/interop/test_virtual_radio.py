@@ -10,8 +10,8 @@ from meshtastic.protobuf import mesh_pb2
 from meshtastic.tcp_interface import TCPInterface
 from pubsub import pub
 
-from conftest import collect, command, control, subscriber
-from test_operations import scrape, value, wait_until
+from conftest import collect, command, control, free_port, subscriber
+from test_operations import all_ready, config_text, scrape, slots_status, value, wait_until, write
 
 
 class Listener:
@@ -196,5 +196,30 @@ def test_clients_are_closed_when_the_radio_link_drops_and_reconnect(shared_radio
         assert status(context, endpoints)["virtualRadio"]["connections"] == 2
         control(context, sim["control"], {"emit": "text"})
         listener.wait(lambda: listener.of(client, "TEXT_MESSAGE_APP"), what="text after reconnect")
+    finally:
+        client.close()
+
+
+def test_a_reload_moves_a_virtual_radio_port_from_one_slot_to_another(start_broker, context, tmp_path):
+    # The port moves to the slot listed first, so it must close at `second` before `first` opens it.
+    port = free_port()
+    path = tmp_path / "meshbus.yaml"
+    write(path, config_text(["{name: first, simulator: {nodes: 2, seed: 1}}",
+                             f"{{name: second, simulator: {{nodes: 3, seed: 2}}, virtualRadio: 127.0.0.1:{port}}}"]))
+    endpoints = start_broker("--config", str(path))
+    wait_until(lambda: all_ready(context, endpoints["commands"], ["first", "second"]), what="both slots ready")
+    client = TCPInterface(hostname="127.0.0.1", portNumber=port)
+    assert len(client.nodes) == 4
+    client.close()
+
+    write(path, config_text([f"{{name: first, simulator: {{nodes: 2, seed: 1}}, virtualRadio: 127.0.0.1:{port}}}",
+                             "{name: second, simulator: {nodes: 3, seed: 2}}"]))
+    wait_until(lambda: slots_status(context, endpoints["commands"])["first"]["virtualRadio"] is not None, what="port moved")
+    statuses = slots_status(context, endpoints["commands"])
+    assert statuses["second"]["virtualRadio"] is None
+    assert statuses["first"]["reconnects"] == 0 and statuses["second"]["reconnects"] == 0, "links left alone"
+    client = TCPInterface(hostname="127.0.0.1", portNumber=port)
+    try:
+        assert len(client.nodes) == 3, "the port now serves the first slot's radio"
     finally:
         client.close()
