@@ -179,10 +179,11 @@ public final class RadioSimulator: Sendable {
         dropClient()
     }
 
-    /// Lets a virtual node send one packet now (of `kind`, or a random kind).
+    /// Lets a virtual node send one packet now (of `kind`, or a random kind; a text says
+    /// `text` if given).
     @discardableResult
-    public func emit(_ kind: VirtualMesh.TrafficKind? = nil) -> Meshtastic_MeshPacket {
-        let packet = mesh.withLock { $0.trafficPacket(now: VirtualMesh.unixNow(), kind: kind) }
+    public func emit(_ kind: VirtualMesh.TrafficKind? = nil, text: String? = nil) -> Meshtastic_MeshPacket {
+        let packet = mesh.withLock { $0.trafficPacket(now: VirtualMesh.unixNow(), kind: kind, text: text) }
         lastEmitted.withLock { $0 = packet }
         deliver(.message(.with { $0.packet = packet }))
         return packet

@@ -14,6 +14,7 @@ import MeshtasticProtocol
 /// {"fault": "ignoreHeartbeats", "on": true}
 /// {"fault": "clear"}                     end every standing fault
 /// {"emit": "text"}                       a virtual node sends now (text, position, telemetry, nodeInfo)
+/// {"emit": "text", "text": "ping"}       a virtual node sends this text
 /// {"emit": "repeat"}                     the last emitted packet is heard again
 /// ```
 /// The reply is `{"ok": true, "faults": {...}}` with the standing faults, or
@@ -52,7 +53,12 @@ extension RadioSimulator {
             guard let name = kind.stringValue, let traffic = kinds[name] else {
                 throw ControlError(message: "'emit' must be one of \(kinds.keys.sorted().joined(separator: ", ")), repeat")
             }
-            emit(traffic)
+            if let text = object["text"] {
+                guard traffic == .text, let words = text.stringValue else { throw ControlError(message: "'text' must be a string, with 'emit': 'text'") }
+                emit(traffic, text: words)
+            } else {
+                emit(traffic)
+            }
             return
         }
         guard let fault = object["fault"]?.stringValue else { throw ControlError(message: "missing 'fault' (or 'emit')") }

@@ -152,8 +152,8 @@ public struct VirtualMesh: Sendable {
         case text, position, telemetry, nodeInfo
     }
 
-    /// One packet a random remote node broadcasts now.
-    public mutating func trafficPacket(now: UInt32, kind: TrafficKind? = nil) -> Meshtastic_MeshPacket {
+    /// One packet a random remote node broadcasts now; a text packet says `text` if given.
+    public mutating func trafficPacket(now: UInt32, kind: TrafficKind? = nil, text: String? = nil) -> Meshtastic_MeshPacket {
         let node = nodes[Int.random(in: 0..<nodes.count, using: &generator)]
         let kind = kind ?? TrafficKind.allCases.randomElement(using: &generator)!
         var data = Meshtastic_Data()
@@ -161,7 +161,7 @@ public struct VirtualMesh: Sendable {
         case .text:
             textCounter += 1
             data.portnum = .textMessageApp
-            data.payload = Data("hello from \(node.shortName) #\(textCounter)".utf8)
+            data.payload = Data((text ?? "hello from \(node.shortName) #\(textCounter)").utf8)
         case .position:
             data.portnum = .positionApp
             var position = Meshtastic_Position()
