@@ -6,19 +6,17 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import ROOT, _stop, control, free_port
+from test_operations import all_ready, wait_until
 
 PYTHON_EXAMPLES = os.path.join(ROOT, "Examples", "python")
+GO_EXAMPLE = os.path.join(ROOT, "Examples", "go")
 
 
 def example(name, *args):
     return [sys.executable, "-u", os.path.join(PYTHON_EXAMPLES, name), *args]
-
-
-def run_example(name, *args, timeout=60):
-    result = subprocess.run(example(name, *args), capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.splitlines()
 
 
 def read_until(proc, pattern, timeout=30.0):
@@ -35,18 +33,43 @@ def read_until(proc, pattern, timeout=30.0):
     raise AssertionError(f"no line matching {pattern!r}; saw {lines}")
 
 
-def test_python_consumer_starts_from_a_snapshot_and_follows_without_gaps(start_broker):
+@pytest.fixture(scope="module")
+def go_consumer(tmp_path_factory):
+    """Examples/go built with `go build`: Go and libzmq only, no module downloads."""
+    binary = str(tmp_path_factory.mktemp("go") / "consumer")
+    environment = {**os.environ, "GOFLAGS": "-mod=mod", "GOPROXY": "off"}
+    subprocess.run(["go", "build", "-o", binary, "."], cwd=GO_EXAMPLE, env=environment, check=True, timeout=300)
+    return binary
+
+
+@pytest.fixture(params=["python", "go"])
+def consumer(request):
+    """The consumer example's command line, in each language (they print the same lines)."""
+    if request.param == "go":
+        binary = request.getfixturevalue("go_consumer")
+        return lambda *args: [binary, *[arg.replace("--", "-", 1) if arg.startswith("--") else arg for arg in args]]
+    return lambda *args: example("consumer.py", *args)
+
+
+def run_consumer(command, timeout=60):
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_consumer_starts_from_a_snapshot_and_follows_without_gaps(start_broker, consumer, context):
     endpoints = start_broker("--sim-traffic", "1200")
-    lines = run_example("consumer.py", "--events", endpoints["events"], "--commands", endpoints["commands"], "--count", "40")
+    wait_until(lambda: all_ready(context, endpoints["commands"], ["sim"]), what="slot ready")
+    lines = run_consumer(consumer("--events", endpoints["events"], "--commands", endpoints["commands"], "--count", "40"))
     assert re.fullmatch(r"snapshot sim: 7 nodes at seq \d+", lines[0]), lines[0]
     assert any(re.fullmatch(r"(text sim !\w{8}: .+|node sim !\w{8}: .+)", line) for line in lines[1:]), lines
     assert not any(line.startswith("gap") for line in lines), lines
 
 
-def test_python_consumer_repairs_a_gap_with_replay(start_broker):
+def test_consumer_repairs_a_gap_with_replay(start_broker, consumer):
     endpoints = start_broker("--sim-traffic", "1200")
-    lines = run_example("consumer.py", "--events", endpoints["events"], "--commands", endpoints["commands"],
-                        "--count", "30", "--simulate-gap", "7")
+    lines = run_consumer(consumer("--events", endpoints["events"], "--commands", endpoints["commands"],
+                                  "--count", "30", "--simulate-gap", "7"))
     gaps = [i for i, line in enumerate(lines) if line.startswith("gap sim: ")]
     assert gaps, lines
     for i in gaps:
@@ -57,11 +80,10 @@ def test_python_consumer_repairs_a_gap_with_replay(start_broker):
         assert repaired == f"repaired sim: now at seq {seq - 1}", lines[i:]
 
 
-def test_python_consumer_takes_a_new_snapshot_when_the_broker_restarts(start_broker):
+def test_consumer_takes_a_new_snapshot_when_the_broker_restarts(start_broker, consumer):
     events, commands = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     first = start_broker("--events", events, "--commands", commands, "--sim-traffic", "1200")
-    consumer = subprocess.Popen(example("consumer.py", "--events", events, "--commands", commands),
-                                stdout=subprocess.PIPE, text=True)
+    consumer = subprocess.Popen(consumer("--events", events, "--commands", commands), stdout=subprocess.PIPE, text=True)
     try:
         read_until(consumer, r"^snapshot sim: ")
         read_until(consumer, r"^(text|node) sim ")

@@ -1,0 +1,3 @@
+module meshbus.example/consumer
+
+go 1.19
