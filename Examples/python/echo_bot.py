@@ -48,7 +48,7 @@ def main():
                 print("echo bot hearing the mesh", flush=True)
             if topic.startswith("meshtastic.send.status/"):
                 packet_id = envelope["packetId"]
-                if envelope.get("requestId", "").startswith("pong-"):
+                if (envelope.get("requestId") or "").startswith("pong-"):  # null for sends without an id
                     error = f" ({envelope['error']})" if "error" in envelope else ""
                     print(f"pong {packet_id} {envelope['status']}{error}", flush=True)
                     if envelope["status"] in ("acked", "nak", "expired", "failed"):
