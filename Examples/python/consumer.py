@@ -57,8 +57,6 @@ class SlotView:
         elif topic.startswith("meshtastic.receive/") and topic.endswith("/TEXT_MESSAGE_APP"):
             packet = envelope["packet"]
             print(f"text {self.name} {packet['fromId']}: {packet['decoded'].get('text', '')}", flush=True)
-        elif topic.startswith("meshtastic.connection."):
-            print(f"link {self.name}: {topic.split('/')[0].rsplit('.', 1)[1]} {envelope.get('reason', '')}".rstrip(), flush=True)
 
 
 def main():
