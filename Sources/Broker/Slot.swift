@@ -368,15 +368,16 @@ final class Slot: Sendable {
             let level = PacketJSON.message(record)["level"] ?? .null
             publish(Topic.log, ["line": .string(record.message), "level": level])
         case .queueStatus(let status):
-            state.withLock { state in
+            let refused = state.withLock { state in
                 publish(Topic.queueStatus, PacketJSON.message(status).objectValue ?? JSONObject(), in: &state)
-                if status.res != 0, status.meshPacketID != 0,
+                guard status.res != 0, status.meshPacketID != 0,
                     let update = state.ledger.refused(packetID: status.meshPacketID, error: "queue_status_res_\(status.res)")
-                {
-                    publishStatus(update, in: &state)
-                }
+                else { return false }
+                publishStatus(update, in: &state)
+                return true
             }
-            tellVirtualClientsOfFailures()
+            // Every probe answer is a queue status; only a refusal can have failed a client's packet.
+            if refused { tellVirtualClientsOfFailures() }
         case .clientNotification(let notification):
             publish(Topic.clientNotification, PacketJSON.message(notification).objectValue ?? JSONObject())
         default:
