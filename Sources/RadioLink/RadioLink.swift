@@ -3,6 +3,12 @@ import MeshtasticProtocol
 import NIOCore
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
+
 /// The supervisor of one slot's radio: drives a ``ConnectionStateMachine`` by carrying out
 /// its actions (open a session, write, run timers) and feeding it what happens.
 ///
@@ -386,8 +392,19 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
             return .lost(.transportClosed)
         } catch {
             logger.debug("write failed", metadata: ["slot": "\(slot)", "error": "\(error)"])
-            return .lost(.writeFailed)
+            return .lost(Self.lossReason(forWriteError: error))
         }
+    }
+
+    /// A write into a connection the other end has already closed (the radio dropped or
+    /// evicted us, and a probe or packet raced the reader to notice) is the transport
+    /// closing; only other errors are a failure of the write itself.
+    static func lossReason(forWriteError error: any Error) -> LossReason {
+        if let channelError = error as? ChannelError, [.ioOnClosedChannel, .alreadyClosed, .outputClosed, .eof].contains(channelError) {
+            return .transportClosed
+        }
+        if let ioError = error as? IOError, [EPIPE, ECONNRESET].contains(ioError.errnoCode) { return .transportClosed }
+        return .writeFailed
     }
 
     /// Writes queued packets while the link is ready and the radio has room, spaced per port
@@ -415,7 +432,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
                 input.yield(.sent(attempt: attempt, item))
             } catch {
                 outbox.requeueFront(item)
-                return .lost(.writeFailed)
+                return .lost(Self.lossReason(forWriteError: error))
             }
         }
         // Cancelled: the session is ending for another reason, which is the one reported.
