@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "ZeroMQ", targets: ["ZeroMQ"]),
         .library(name: "MeshtasticProtocol", targets: ["MeshtasticProtocol"]),
         .library(name: "Broker", targets: ["Broker"]),
+        .library(name: "MeshBusClient", targets: ["MeshBusClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -27,6 +28,7 @@ let package = Package(
             providers: [.apt(["libzmq3-dev"])]
         ),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+        .target(name: "MeshBusClient", dependencies: ["ZeroMQ"]),
         .target(
             name: "MeshtasticProtocol",
             dependencies: [
@@ -116,6 +118,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+        .testTarget(name: "MeshBusClientTests", dependencies: ["MeshBusClient", "Broker", "RadioLink", "RadioSimulator"]),
         .testTarget(
             name: "MeshtasticProtocolTests",
             dependencies: [

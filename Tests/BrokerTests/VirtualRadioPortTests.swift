@@ -143,11 +143,17 @@ struct RawSocket: ~Copyable {
         )
         let address = try #require(broker.virtualRadioAddresses.first?.address)
         let port = try #require(Int(address.split(separator: ":").last ?? ""))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await simulator.run() }
-            group.addTask { await broker.run() }
-            try await body(simulator, broker, port)
-            group.cancelAll()
+        // The broker stops before the simulator: a simulator cancelled while the broker is
+        // reconnecting could drop an accepted connection unserved, which NIO traps on
+        // (swift-nio #3481).
+        try await withThrowingTaskGroup(of: Void.self) { radio in
+            radio.addTask { await simulator.run() }
+            defer { radio.cancelAll() }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await broker.run() }
+                defer { group.cancelAll() }
+                try await body(simulator, broker, port)
+            }
         }
     }
 

@@ -13,6 +13,7 @@ from test_operations import all_ready, wait_until
 
 PYTHON_EXAMPLES = os.path.join(ROOT, "Examples", "python")
 GO_EXAMPLE = os.path.join(ROOT, "Examples", "go")
+SWIFT_EXAMPLE = os.path.join(ROOT, "Examples", "swift")
 
 
 def example(name, *args):
@@ -42,9 +43,21 @@ def go_consumer(tmp_path_factory):
     return binary
 
 
-@pytest.fixture(params=["python", "go"])
+@pytest.fixture(scope="module")
+def swift_consumer():
+    """Examples/swift built with `swift build`, against the MeshBusClient library product."""
+    subprocess.run(["swift", "build"], cwd=SWIFT_EXAMPLE, check=True, timeout=900)
+    output = subprocess.run(["swift", "build", "--show-bin-path"], cwd=SWIFT_EXAMPLE, check=True, timeout=300,
+                            capture_output=True, text=True).stdout.strip()
+    return os.path.join(output, "consumer")
+
+
+@pytest.fixture(params=["python", "go", "swift"])
 def consumer(request):
     """The consumer example's command line, in each language (they print the same lines)."""
+    if request.param == "swift":
+        binary = request.getfixturevalue("swift_consumer")
+        return lambda *args: [binary, *args]
     if request.param == "go":
         binary = request.getfixturevalue("go_consumer")
         return lambda *args: [binary, *[arg.replace("--", "-", 1) if arg.startswith("--") else arg for arg in args]]

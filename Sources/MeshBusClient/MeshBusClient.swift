@@ -1,0 +1,319 @@
+import Foundation
+import Synchronization
+import ZeroMQ
+
+/// A typed client of one MeshBus broker: its events as an `AsyncStream`, its commands as
+/// async calls with typed results.
+///
+/// One thread owns both libzmq sockets (a SUB for events, a DEALER for commands), as libzmq
+/// requires; everything else talks to it through a mailbox. Commands are matched to their
+/// replies by an id of the client's own, so many can be in flight from many tasks at once.
+/// Call ``close()`` when done.
+public final class MeshBusClient: Sendable {
+    /// How to reach and use a broker beyond its two endpoints.
+    public struct Options: Sendable {
+        /// Topic prefixes to subscribe to; `""` is everything.
+        public var subscriptions: [String] = [""]
+        /// A command without a reply in this time fails with ``MeshBusClientError/timeout(command:)``.
+        public var commandTimeout: Duration = .seconds(10)
+        /// Events held for a slow reader; past it new events are dropped, which shows as a
+        /// `seq` gap that ``MeshBusFeed`` repairs.
+        public var eventBuffer: Int = 100_000
+        /// CURVE keys, for a broker that has `security.curve` set.
+        public var curve: CurveKeys?
+
+        public init() {}
+    }
+
+    /// The keys a client needs for a CURVE broker (Z85 text).
+    public struct CurveKeys: Sendable {
+        public var serverPublicKey: String
+        public var publicKey: String
+        public var secretKey: String
+
+        public init(serverPublicKey: String, publicKey: String, secretKey: String) {
+            self.serverPublicKey = serverPublicKey
+            self.publicKey = publicKey
+            self.secretKey = secretKey
+        }
+    }
+
+    /// Every event the subscriptions match, in the order the broker published them.
+    public let events: AsyncStream<MeshBusEvent>
+
+    private let context: ZMQContext
+    private let thread: ZMQSocketThread
+    private let outgoing: ZMQMailbox<[UInt8]>
+    private let pending: PendingCalls
+    private let timeout: Duration
+
+    /// Connects to a broker's PUB (`events`) and ROUTER (`commands`) endpoints. libzmq connects
+    /// in the background and reconnects by itself, so this succeeds before the broker is up.
+    public init(events: String = "tcp://127.0.0.1:7710", commands: String = "tcp://127.0.0.1:7711", options: Options = Options()) throws {
+        let context = try ZMQContext()
+        let wakeup = try ZMQWakeup()
+        let outgoing = ZMQMailbox<[UInt8]>(wakeup: wakeup)
+        let pending = PendingCalls()
+        let (stream, continuation) = AsyncStream.makeStream(of: MeshBusEvent.self, bufferingPolicy: .bufferingOldest(options.eventBuffer))
+        do {
+            (thread, _) = try ZMQSocketThread.start(name: "meshbus-client", wakeup: wakeup) { thread, ready in
+                defer {
+                    continuation.finish()
+                    pending.close()
+                }
+                let sub = try ZMQSocket(context: context, type: .sub)
+                let dealer = try ZMQSocket(context: context, type: .dealer)
+                defer {
+                    sub.close()
+                    dealer.close()
+                }
+                for socket in [sub, dealer] {
+                    try socket.setLinger(milliseconds: 0)
+                    if let curve = options.curve {
+                        try socket.setCurveClient(serverKey: Array(curve.serverPublicKey.utf8), publicKey: Array(curve.publicKey.utf8), secretKey: Array(curve.secretKey.utf8))
+                    }
+                }
+                try sub.setReceiveHighWaterMark(100_000)
+                for prefix in options.subscriptions { try sub.subscribe(prefix) }
+                try sub.connect(events)
+                try dealer.connect(commands)
+                ready(())
+                try Self.serve(thread: thread, sub: sub, dealer: dealer, outgoing: outgoing, pending: pending, events: continuation)
+            }
+        } catch {
+            context.terminate()
+            throw error
+        }
+        self.context = context
+        self.outgoing = outgoing
+        self.pending = pending
+        self.events = stream
+        self.timeout = options.commandTimeout
+    }
+
+    /// Fails the commands still waiting, ends ``events`` and closes the sockets.
+    public func close() async {
+        pending.close()
+        await thread.stop()
+        context.terminate()
+    }
+
+    // MARK: Commands
+
+    /// Which broker answers; its id changes when the broker restarts.
+    public func ping() async throws -> Ping {
+        try await call(["cmd": "ping"], as: Ping.self)
+    }
+
+    /// Every slot's link and queue, by slot name.
+    public func status() async throws -> [String: SlotStatus] {
+        struct Result: Decodable { var slots: [String: SlotStatus] }
+        return try await call(["cmd": "status"], as: Result.self).slots
+    }
+
+    /// A slot's node DB, by node id (`!hex`).
+    public func nodes(slot: String) async throws -> [String: Node] {
+        struct Result: Decodable { var nodes: [String: Node] }
+        return try await call(["cmd": "nodes", "slot": slot], as: Result.self).nodes
+    }
+
+    /// A slot's node DB and radio with the `seq` they are current at: subscribe first, then
+    /// snapshot, then apply events with a greater seq.
+    public func snapshot(slot: String) async throws -> Snapshot {
+        try await call(["cmd": "snapshot", "slot": slot], as: Snapshot.self)
+    }
+
+    /// The slot's events after `sinceSeq` that the broker still holds; throws a
+    /// ``MeshBusError`` with code `gap_too_old` when it no longer holds them all.
+    public func replay(slot: String, sinceSeq: UInt64) async throws -> [MeshBusEvent] {
+        let data = try await call(json: ["cmd": "replay", "slot": slot, "sinceSeq": sinceSeq])
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let events = object["events"] as? [[String: Any]]
+        else { throw MeshBusClientError.malformedReply(command: "replay") }
+        return try events.map { event in
+            guard let topic = event["topic"] as? String, let envelope = event["envelope"],
+                  let parsed = MeshBusEvent(routingTopic: topic, json: try JSONSerialization.data(withJSONObject: envelope))
+            else { throw MeshBusClientError.malformedReply(command: "replay") }
+            return parsed
+        }
+    }
+
+    /// Queues a text for the slot's radio. `to` is `^all` (the default), `!hex` or a node number.
+    public func sendText(
+        _ text: String, slot: String, to: String? = nil, channel: Int? = nil, wantAck: Bool = false,
+        replyId: UInt32? = nil, ttlSeconds: Double? = nil
+    ) async throws -> SendReceipt {
+        var request: [String: Any] = ["cmd": "sendText", "slot": slot, "text": text, "wantAck": wantAck]
+        request["to"] = to
+        request["channel"] = channel
+        request["replyId"] = replyId
+        request["ttlSeconds"] = ttlSeconds
+        return try await call(request, as: SendReceipt.self)
+    }
+
+    /// Closes the slot's link and opens it again.
+    public func reconnect(slot: String) async throws {
+        _ = try await call(json: ["cmd": "reconnect", "slot": slot])
+    }
+
+    /// Any command, as a JSON object with `cmd`: returns the reply's `result` as JSON, or
+    /// throws the broker's error as a ``MeshBusError``. The client sets the request's `id`.
+    public func call(request: Data) async throws -> Data {
+        guard let object = try? JSONSerialization.jsonObject(with: request) as? [String: Any] else {
+            throw MeshBusError(code: "bad_request", message: "a request is a JSON object")
+        }
+        return try await call(json: object)
+    }
+
+    private func call<Result: Decodable>(_ request: [String: Any], as type: Result.Type) async throws -> Result {
+        let data = try await call(json: request)
+        do {
+            return try JSONDecoder().decode(type, from: data)
+        } catch {
+            throw MeshBusClientError.malformedReply(command: request["cmd"] as? String ?? "?")
+        }
+    }
+
+    private func call(json request: [String: Any]) async throws -> Data {
+        let command = request["cmd"] as? String ?? "?"
+        let id = pending.nextID()
+        var request = request
+        request["id"] = id
+        let frame = Array(try JSONSerialization.data(withJSONObject: request))
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Data, any Error>) in
+                if pending.register(id: id, command: command, deadline: deadline, continuation: continuation) {
+                    outgoing.post(frame)
+                }
+            }
+        } onCancel: {
+            pending.fail(id: id, with: CancellationError())
+        }
+    }
+
+    // MARK: The socket thread
+
+    private static func serve(
+        thread: ZMQSocketThread, sub: ZMQSocket, dealer: ZMQSocket, outgoing: ZMQMailbox<[UInt8]>,
+        pending: PendingCalls, events: AsyncStream<MeshBusEvent>.Continuation
+    ) throws {
+        let poller = ZMQPoller([.socket(sub), .socket(dealer), .descriptor(thread.wakeup.descriptor)])
+        while !thread.isStopRequested {
+            let readable = try poller.poll(timeoutMilliseconds: 100)
+            if readable[2] { thread.wakeup.drain() }
+            for frame in outgoing.takeAll() {
+                _ = try dealer.send(frame)
+            }
+            while let frames = try sub.receiveMultipart(dontWait: true) {
+                if let event = MeshBusEvent(frames: frames) { events.yield(event) }
+            }
+            while let frames = try dealer.receiveMultipart(dontWait: true) {
+                if let reply = frames.last { pending.resolve(reply: reply) }
+            }
+            pending.expire(now: .now)
+        }
+    }
+}
+
+/// Commands waiting for their replies, matched by the client's own request id.
+private final class PendingCalls: Sendable {
+    private struct Waiter {
+        var command: String
+        var deadline: ContinuousClock.Instant
+        var continuation: CheckedContinuation<Data, any Error>
+    }
+
+    private let state = Mutex<(nextID: UInt64, waiting: [String: Waiter], closed: Bool)>((1, [:], false))
+
+    func nextID() -> String {
+        state.withLock { state in
+            defer { state.nextID += 1 }
+            return "mbc-\(state.nextID)"
+        }
+    }
+
+    /// Holds the continuation until its reply; false (and resumed with `closed`) once closed.
+    func register(id: String, command: String, deadline: ContinuousClock.Instant, continuation: CheckedContinuation<Data, any Error>) -> Bool {
+        let accepted = state.withLock { state -> Bool in
+            guard !state.closed else { return false }
+            state.waiting[id] = Waiter(command: command, deadline: deadline, continuation: continuation)
+            return true
+        }
+        if !accepted { continuation.resume(throwing: MeshBusClientError.closed) }
+        return accepted
+    }
+
+    func fail(id: String, with error: any Error) {
+        state.withLock { $0.waiting.removeValue(forKey: id) }?.continuation.resume(throwing: error)
+    }
+
+    /// Resumes the command a reply frame answers; replies to nobody (timed out) are ignored.
+    func resolve(reply: [UInt8]) {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(reply)) as? [String: Any],
+              let id = object["id"] as? String,
+              let waiter = state.withLock({ $0.waiting.removeValue(forKey: id) })
+        else { return }
+        guard object["ok"] as? Bool == true else {
+            let error = object["error"] as? [String: Any]
+            let code = error?["code"] as? String ?? "internal"
+            waiter.continuation.resume(throwing: MeshBusError(code: code, message: error?["message"] as? String ?? ""))
+            return
+        }
+        let result = object["result"] ?? [String: Any]()
+        if let data = try? JSONSerialization.data(withJSONObject: result, options: .fragmentsAllowed) {
+            waiter.continuation.resume(returning: data)
+        } else {
+            waiter.continuation.resume(throwing: MeshBusClientError.malformedReply(command: waiter.command))
+        }
+    }
+
+    func expire(now: ContinuousClock.Instant) {
+        let expired = state.withLock { state -> [Waiter] in
+            let ids = state.waiting.filter { $0.value.deadline <= now }.map(\.key)
+            return ids.compactMap { state.waiting.removeValue(forKey: $0) }
+        }
+        for waiter in expired { waiter.continuation.resume(throwing: MeshBusClientError.timeout(command: waiter.command)) }
+    }
+
+    /// Refuses new commands and fails the waiting ones.
+    func close() {
+        let waiters = state.withLock { state -> [Waiter] in
+            state.closed = true
+            defer { state.waiting = [:] }
+            return Array(state.waiting.values)
+        }
+        for waiter in waiters { waiter.continuation.resume(throwing: MeshBusClientError.closed) }
+    }
+}
+
+/// An error the broker answered with: its code (`unknown_slot`, `gap_too_old`, …) and message.
+public struct MeshBusError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let code: String
+    public let message: String
+
+    public init(code: String, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code): \(message)" }
+}
+
+/// A command that got no usable answer from the broker.
+public enum MeshBusClientError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// No reply within ``MeshBusClient/Options/commandTimeout``: the broker is down or stalled.
+    case timeout(command: String)
+    /// A reply that does not have the shape the command's result has.
+    case malformedReply(command: String)
+    /// The client was closed.
+    case closed
+
+    public var description: String {
+        switch self {
+        case .timeout(let command): "no reply to \(command) in time (is the broker running?)"
+        case .malformedReply(let command): "the reply to \(command) is not what MeshBus sends"
+        case .closed: "the client is closed"
+        }
+    }
+}
