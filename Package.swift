@@ -102,9 +102,28 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .target(
+            name: "MQTT",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "MQTTBridge",
+            dependencies: [
+                "MQTT",
+                "MeshBusClient",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "meshbus",
             dependencies: [
+                "MQTT",
+                "MQTTBridge",
+                "MeshBusClient",
                 "Broker",
                 "Configuration",
                 "Observability",
@@ -118,6 +137,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+        .testTarget(name: "MQTTBridgeTests", dependencies: ["MQTTBridge", "MeshBusClient"]),
         .testTarget(name: "MeshBusClientTests", dependencies: ["MeshBusClient", "Broker", "RadioLink", "RadioSimulator"]),
         .testTarget(
             name: "MeshtasticProtocolTests",
@@ -156,5 +176,16 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Broker", "RadioLink", "VirtualRadio"]),
+        .testTarget(
+            name: "MQTTTests",
+            dependencies: [
+                "MQTT",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
     ]
 )

@@ -10,7 +10,7 @@ struct MeshBusCommand: AsyncParsableCommand {
         commandName: "meshbus",
         abstract: "Share Meshtastic radios between many programs over ZeroMQ.",
         subcommands: [
-            RunCommand.self, CheckCommand.self, KeygenCommand.self, SimCommand.self, TailCommand.self, SendCommand.self, DecodeCommand.self,
+            RunCommand.self, CheckCommand.self, KeygenCommand.self, SimCommand.self, TailCommand.self, SendCommand.self, DecodeCommand.self, MQTTBridgeCommand.self,
         ],
         defaultSubcommand: RunCommand.self
     )

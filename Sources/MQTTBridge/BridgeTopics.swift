@@ -1,0 +1,49 @@
+import Foundation
+
+/// Where the bridge publishes and listens: every MQTT topic name in one place.
+///
+/// Slot topics are at least three levels deep (`<prefix>/<slot>/<what>`), so `<prefix>/status`
+/// can never clash with a slot (slot names have no `/`).
+public struct BridgeTopics: Sendable, Equatable {
+    /// First level of every MeshBus topic (`meshbus`).
+    public var prefix: String
+    /// Home Assistant's discovery prefix (`homeassistant`); nil publishes no discovery.
+    public var discoveryPrefix: String?
+
+    public init(prefix: String = "meshbus", discoveryPrefix: String? = "homeassistant") {
+        self.prefix = prefix
+        self.discoveryPrefix = discoveryPrefix
+    }
+
+    /// `online` while the bridge is connected, `offline` (its last will) otherwise; retained.
+    public var status: String { "\(prefix)/status" }
+
+    /// An event's MQTT topic: the ZeroMQ topic `<topic>/<slot>[/<PORTNUM>]` with the slot first,
+    /// `<prefix>/<slot>/<topic>[/<PORTNUM>]`, so that `<prefix>/<slot>/#` is one slot.
+    public func event(routingTopic: String) -> String? {
+        let parts = routingTopic.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count >= 2, !parts[0].isEmpty, !parts[1].isEmpty else { return nil }
+        return ([prefix, String(parts[1]), String(parts[0])] + parts.dropFirst(2).map(String.init)).joined(separator: "/")
+    }
+
+    /// The slot's link state (retained).
+    public func link(slot: String) -> String { "\(prefix)/\(slot)/link" }
+    /// A node's state, flattened for dashboards (retained).
+    public func node(slot: String, id: String) -> String { "\(prefix)/\(slot)/node/\(id)" }
+    /// A node's position as a Home Assistant device tracker reads it (retained).
+    public func position(slot: String, id: String) -> String { "\(prefix)/\(slot)/node/\(id)/position" }
+    /// Where a text (plain, or a JSON `sendText` object) is sent to the slot's radio.
+    public func send(slot: String) -> String { "\(prefix)/\(slot)/send" }
+    /// Where the answer to a send goes.
+    public func sendReply(slot: String) -> String { "\(prefix)/\(slot)/send/reply" }
+    /// The filter that matches every slot's send topic.
+    public var sendFilter: String { "\(prefix)/+/send" }
+
+    /// The slot a send topic is for, or nil if `topic` is not one.
+    public func slot(ofSend topic: String) -> String? {
+        guard topic.hasPrefix(prefix + "/") else { return nil }
+        let parts = topic.dropFirst(prefix.count + 1).split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[1] == "send", !parts[0].isEmpty else { return nil }
+        return String(parts[0])
+    }
+}
