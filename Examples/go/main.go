@@ -176,7 +176,7 @@ func run(events, commands string, count, simulateGap int) error {
 		}
 		if seq > view.seq+1 {
 			fmt.Printf("gap %s: seq %d after %d, replaying %d\n", name, seq, view.seq, seq-view.seq-1)
-			replayed, err := b.call(object{"cmd": "replay", "slot": name, "sinceSeq": view.seq})
+			err := replayUntil(b, view, seq)
 			if err != nil {
 				fmt.Printf("replay failed (%v): snapshot %s again\n", err, name)
 				if err := resync(name, brokerID); err != nil {
@@ -186,18 +186,36 @@ func run(events, commands string, count, simulateGap int) error {
 					continue
 				}
 			} else {
-				list, _ := replayed["events"].([]any)
-				for _, item := range list {
-					event, _ := item.(object)
-					old, _ := event["envelope"].(object)
-					if number(old["seq"]) < seq {
-						view.apply(event["topic"].(string), old)
-					}
-				}
 				fmt.Printf("repaired %s: now at seq %d\n", name, view.seq)
 			}
 		}
 		view.apply(topic, envelope)
+	}
+	return nil
+}
+
+// replayUntil applies the slot's missed events up to seq (exclusive). A reply holds one page
+// (up to 1,000 events), so it asks again until the gap is closed.
+func replayUntil(b broker, view *slotView, seq int64) error {
+	for view.seq < seq-1 {
+		replayed, err := b.call(object{"cmd": "replay", "slot": view.name, "sinceSeq": view.seq})
+		if err != nil {
+			return err
+		}
+		list, _ := replayed["events"].([]any)
+		for _, item := range list {
+			event, _ := item.(object)
+			old, _ := event["envelope"].(object)
+			if s := number(old["seq"]); s > view.seq && s < seq {
+				view.apply(event["topic"].(string), old)
+			}
+		}
+		if complete, _ := replayed["complete"].(bool); complete || len(list) == 0 {
+			break
+		}
+	}
+	if view.seq < seq-1 {
+		return fmt.Errorf("replay ended at seq %d", view.seq)
 	}
 	return nil
 }

@@ -104,10 +104,16 @@ def main():
             missed = envelope["seq"] - view.seq - 1
             print(f"gap {name}: seq {envelope['seq']} after {view.seq}, replaying {missed}", flush=True)
             try:
-                replayed = broker.call(cmd="replay", slot=name, sinceSeq=view.seq)
-                for event in replayed["events"]:
-                    if event["envelope"]["seq"] < envelope["seq"]:
-                        view.apply(event["topic"], event["envelope"])
+                # A reply holds one page (up to 1,000 events); ask again until the gap is closed.
+                while view.seq < envelope["seq"] - 1:
+                    replayed = broker.call(cmd="replay", slot=name, sinceSeq=view.seq)
+                    for event in replayed["events"]:
+                        if view.seq < event["envelope"]["seq"] < envelope["seq"]:
+                            view.apply(event["topic"], event["envelope"])
+                    if replayed["complete"] or not replayed["events"]:
+                        break
+                if view.seq < envelope["seq"] - 1:
+                    raise RuntimeError(f"replay ended at seq {view.seq}")
                 print(f"repaired {name}: now at seq {view.seq}", flush=True)
             except RuntimeError as error:
                 print(f"replay failed ({error}): snapshot {name} again", flush=True)

@@ -121,7 +121,7 @@ public final class MQTTClient: Sendable {
     }
 
     /// Connects and keeps reconnecting (backoff with jitter) until the calling task is cancelled;
-    /// then sends DISCONNECT and returns. Nothing a connection does can end this loop. Call once.
+    /// then sends DISCONNECT (if the broker acknowledged everything; see ``flush(within:)``) and returns. Nothing a connection does can end this loop. Call once.
     public func run() async {
         precondition(!started.exchange(true, ordering: .relaxed), "MQTTClient.run() called twice")
         if configuration.password != nil && configuration.username == nil {
@@ -200,7 +200,9 @@ public final class MQTTClient: Sendable {
                     group.cancelAll()
                     return reason
                 }
-                if Task.isCancelled && state.withLock({ $0.isLive(connection: attempt) }) {
+                // A clean DISCONNECT cancels the will, so it is sent only when the broker has
+                // acknowledged everything; otherwise the connection just closes and the will stands.
+                if Task.isCancelled && state.withLock({ $0.isLive(connection: attempt) && $0.isFlushed }) {
                     await Self.sendDisconnect(on: channel.channel)
                 }
                 return reason

@@ -18,7 +18,9 @@ struct NodeView: Equatable {
         state["longName"] = node.user?.longName
         state["shortName"] = node.user?.shortName
         state["hwModel"] = node.user?.hwModel
-        state["battery"] = node.deviceMetrics?.batteryLevel
+        // Meshtastic reports 101 for "on external power".
+        state["battery"] = node.deviceMetrics?.batteryLevel.map { min($0, 100) }
+        state["powered"] = node.deviceMetrics?.batteryLevel.map { $0 > 100 }
         state["voltage"] = node.deviceMetrics?.voltage
         state["snr"] = snr
         state["rssi"] = rssi

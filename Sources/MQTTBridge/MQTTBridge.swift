@@ -52,17 +52,21 @@ public final class MQTTBridge: Sendable {
         MQTTMessage(topic: topics.status, payload: Array("offline".utf8), qos: .atLeastOnce, retain: true)
     }
 
-    /// Runs until cancelled: the MQTT session, the MeshBus feed and the send handler, as one
-    /// task group. On cancellation it publishes `offline` and disconnects cleanly.
-    public func run() async {
+    /// Runs until cancelled: the MQTT session, the MeshBus feed, the broker watch and the send
+    /// handler, as one task group. Throws ``MQTTBridgeError/meshbusClientEnded`` if the MeshBus
+    /// client stops on its own, so that the process exits and its supervisor restarts it.
+    public func run() async throws {
         mqtt.retain(topic: topics.status, payload: Array("online".utf8))
         mqtt.subscribe(topics.sendFilter, qos: .atLeastOnce)
-        await withDiscardingTaskGroup { group in
+        try await withThrowingDiscardingTaskGroup { group in
             group.addTask { await self.mqtt.run() }
             group.addTask { await self.watchSession() }
             group.addTask { await self.serveSends() }
-            group.addTask { await self.follow() }
             group.addTask { await self.watchBroker() }
+            group.addTask {
+                await self.follow()
+                guard Task.isCancelled else { throw MQTTBridgeError.meshbusClientEnded }
+            }
         }
     }
 
@@ -74,9 +78,16 @@ public final class MQTTBridge: Sendable {
     }
 
     private func watchSession() async {
+        var dropped = 0
         for await event in mqtt.events {
             switch event {
-            case .connected: report(.mqttConnected)
+            case .connected:
+                let total = mqtt.statistics.dropped
+                if total > dropped {
+                    logger.warning("events dropped while MQTT was unreachable (queue full)", metadata: ["dropped": "\(total - dropped)"])
+                    dropped = total
+                }
+                report(.mqttConnected)
             case .disconnected(let reason): report(.mqttLost(reason: reason))
             }
         }
@@ -91,7 +102,7 @@ public final class MQTTBridge: Sendable {
             case .snapshot(let slot, let snapshot):
                 let first = slots[slot] == nil
                 var view = SlotView(snapshot: snapshot)
-                if !first { view.link = slots[slot]!.link.merging(view.link) }
+                if let previous = slots[slot] { view.keepSignals(of: previous) }
                 slots[slot] = view
                 if first, let discovery {
                     for (topic, payload) in discovery.configs(slot: slot) { retainJSON(topic, payload) }
@@ -122,11 +133,10 @@ public final class MQTTBridge: Sendable {
     }
 
     private func publishLink(_ slot: String, _ view: SlotView) {
-        let reachable = links.withLock { links in
+        links.withLock { links in
             links.bySlot[slot] = view.link
-            return links.brokerReachable
+            if links.brokerReachable { retainJSON(topics.link(slot: slot), view.link.json(slot: slot)) }
         }
-        if reachable { retainJSON(topics.link(slot: slot), view.link.json(slot: slot)) }
     }
 
     /// Pings the broker every 5 s. A broker that stops answering takes every slot's link down
@@ -135,14 +145,12 @@ public final class MQTTBridge: Sendable {
     private func watchBroker() async {
         while !Task.isCancelled {
             let reachable = (try? await meshbus.ping()) != nil
-            let changed = links.withLock { links -> [String: SlotView.Link]? in
-                guard links.brokerReachable != reachable else { return nil }
+            // Published under the lock, so a concurrent link update cannot be overwritten by
+            // a stale copy.
+            let changed = links.withLock { links -> Bool in
+                guard links.brokerReachable != reachable else { return false }
                 links.brokerReachable = reachable
-                return links.bySlot
-            }
-            if let changed {
-                if !reachable { logger.warning("the MeshBus broker does not answer; links show as down") }
-                for (slot, link) in changed {
+                for (slot, link) in links.bySlot {
                     var shown = link
                     if !reachable {
                         shown.state = "unknown"
@@ -152,7 +160,9 @@ public final class MQTTBridge: Sendable {
                     }
                     retainJSON(topics.link(slot: slot), shown.json(slot: slot))
                 }
+                return true
             }
+            if changed && !reachable { logger.warning("the MeshBus broker does not answer; links show as down") }
             try? await Task.sleep(for: .seconds(5))
         }
     }
@@ -184,6 +194,11 @@ public final class MQTTBridge: Sendable {
     private func serveSends() async {
         for await message in mqtt.messages {
             guard let slot = topics.slot(ofSend: message.topic) else { continue }
+            // A retained send would go out again on every (re)subscribe: refuse it.
+            guard !message.retain else {
+                logger.warning("ignoring a retained message on a send topic", metadata: ["topic": "\(message.topic)"])
+                continue
+            }
             await send(message.payload, slot: slot)
         }
     }
@@ -225,6 +240,14 @@ public final class MQTTBridge: Sendable {
     }
 }
 
+/// Why ``MQTTBridge/run()`` ended on its own.
+public enum MQTTBridgeError: Error, CustomStringConvertible {
+    /// The MeshBus client's socket thread ended (a libzmq error): nothing more can arrive.
+    case meshbusClientEnded
+
+    public var description: String { "the MeshBus client stopped; restart the bridge" }
+}
+
 /// What the bridge holds for one slot: its link and its nodes.
 struct SlotView {
     var link: Link
@@ -242,12 +265,6 @@ struct SlotView {
             ["slot": slot, "state": state, "ready": ready, "myNodeNum": myNodeNum ?? NSNull(), "reason": reason ?? NSNull(), "time": time]
         }
 
-        /// A new snapshot's link, keeping the reason the last loss gave if the state agrees.
-        func merging(_ newer: Link) -> Link {
-            var merged = newer
-            if !newer.ready, merged.reason == nil { merged.reason = reason }
-            return merged
-        }
     }
 
     enum Change {
@@ -260,6 +277,17 @@ struct SlotView {
         let ready = state == "ready" || state == "degraded"
         link = Link(state: state, ready: ready, myNodeNum: snapshot.myInfo?.myNodeNum, reason: nil, time: Date().formatted(.iso8601))
         nodes = Dictionary(snapshot.nodes.values.map { ($0.num, NodeView(node: $0)) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Takes over what a snapshot does not hold from the view it replaces: the reason of the
+    /// last loss while the link is still down, and the signal of each node's last packet (an
+    /// RSSI sensor once announced must keep a value).
+    mutating func keepSignals(of previous: SlotView) {
+        if !link.ready { link.reason = previous.link.reason }
+        for (num, old) in previous.nodes where nodes[num] != nil {
+            nodes[num]!.rssi = old.rssi
+            nodes[num]!.packetSnr = old.packetSnr
+        }
     }
 
     /// Applies an event; says what changed, if anything the bridge publishes did.

@@ -27,7 +27,9 @@ public final class MeshBusClient: Sendable {
 
     /// The keys a client needs for a CURVE broker (Z85 text).
     public struct CurveKeys: Sendable {
+        /// The broker's public key: the public half of its `security.curve` key pair, as `meshbus keygen` printed it.
         public var serverPublicKey: String
+        /// This client's key pair (`meshbus keygen`); its public key must be listed by the broker.
         public var publicKey: String
         public var secretKey: String
 
@@ -43,7 +45,8 @@ public final class MeshBusClient: Sendable {
 
     private let context: ZMQContext
     private let thread: ZMQSocketThread
-    private let outgoing: ZMQMailbox<[UInt8]>
+    private let outgoing: ZMQMailbox<(id: String, frame: [UInt8])>
+    private let closed = Atomic(false)
     private let pending: PendingCalls
     private let timeout: Duration
 
@@ -52,7 +55,7 @@ public final class MeshBusClient: Sendable {
     public init(events: String = "tcp://127.0.0.1:7710", commands: String = "tcp://127.0.0.1:7711", options: Options = Options()) throws {
         let context = try ZMQContext()
         let wakeup = try ZMQWakeup()
-        let outgoing = ZMQMailbox<[UInt8]>(wakeup: wakeup)
+        let outgoing = ZMQMailbox<(id: String, frame: [UInt8])>(wakeup: wakeup)
         let pending = PendingCalls()
         let (stream, continuation) = AsyncStream.makeStream(of: MeshBusEvent.self, bufferingPolicy: .bufferingOldest(options.eventBuffer))
         do {
@@ -74,6 +77,9 @@ public final class MeshBusClient: Sendable {
                     }
                 }
                 try sub.setReceiveHighWaterMark(100_000)
+                // A command waits in this client (until its timeout) while no broker is
+                // connected, never in a libzmq queue that would deliver it, stale, later.
+                try dealer.setImmediate(true)
                 for prefix in options.subscriptions { try sub.subscribe(prefix) }
                 try sub.connect(events)
                 try dealer.connect(commands)
@@ -91,8 +97,10 @@ public final class MeshBusClient: Sendable {
         self.timeout = options.commandTimeout
     }
 
-    /// Fails the commands still waiting, ends ``events`` and closes the sockets.
+    /// Fails the commands still waiting, ends ``events`` and closes the sockets. Calling it
+    /// again does nothing.
     public func close() async {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         pending.close()
         await thread.stop()
         context.terminate()
@@ -123,19 +131,24 @@ public final class MeshBusClient: Sendable {
         try await call(["cmd": "snapshot", "slot": slot], as: Snapshot.self)
     }
 
-    /// The slot's events after `sinceSeq` that the broker still holds; throws a
-    /// ``MeshBusError`` with code `gap_too_old` when it no longer holds them all.
-    public func replay(slot: String, sinceSeq: UInt64) async throws -> [MeshBusEvent] {
+    /// The slot's events after `sinceSeq` that the broker still holds, one page of them
+    /// (`complete` false: ask again from the last one's seq). Throws a ``MeshBusError`` with
+    /// code `gap_too_old` when the broker no longer holds them all.
+    public func replay(slot: String, sinceSeq: UInt64) async throws -> (events: [MeshBusEvent], complete: Bool) {
         let data = try await call(json: ["cmd": "replay", "slot": slot, "sinceSeq": sinceSeq])
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               let events = object["events"] as? [[String: Any]]
         else { throw MeshBusClientError.malformedReply(command: "replay") }
-        return try events.map { event in
+        let parsed = try events.map { event in
             guard let topic = event["topic"] as? String, let envelope = event["envelope"],
-                  let parsed = MeshBusEvent(routingTopic: topic, json: try JSONSerialization.data(withJSONObject: envelope))
+                  let parsed = MeshBusEvent(
+                      routingTopic: topic, json: try JSONSerialization.data(withJSONObject: envelope),
+                      packetBytes: (event["raw"] as? String).flatMap { Data(base64Encoded: $0) }.map(Array.init)
+                  )
             else { throw MeshBusClientError.malformedReply(command: "replay") }
             return parsed
         }
+        return (parsed, object["complete"] as? Bool ?? true)
     }
 
     /// Queues a text for the slot's radio. `to` is `^all` (the default), `!hex` or a node number.
@@ -184,7 +197,7 @@ public final class MeshBusClient: Sendable {
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Data, any Error>) in
                 if pending.register(id: id, command: command, deadline: deadline, continuation: continuation) {
-                    outgoing.post(frame)
+                    outgoing.post((id, frame))
                 }
             }
         } onCancel: {
@@ -195,15 +208,20 @@ public final class MeshBusClient: Sendable {
     // MARK: The socket thread
 
     private static func serve(
-        thread: ZMQSocketThread, sub: ZMQSocket, dealer: ZMQSocket, outgoing: ZMQMailbox<[UInt8]>,
+        thread: ZMQSocketThread, sub: ZMQSocket, dealer: ZMQSocket, outgoing: ZMQMailbox<(id: String, frame: [UInt8])>,
         pending: PendingCalls, events: AsyncStream<MeshBusEvent>.Continuation
     ) throws {
         let poller = ZMQPoller([.socket(sub), .socket(dealer), .descriptor(thread.wakeup.descriptor)])
+        // Requests not yet taken by a connected broker, oldest first; retried every turn
+        // until sent or until their command gives up.
+        var unsent: [(id: String, frame: [UInt8])] = []
         while !thread.isStopRequested {
-            let readable = try poller.poll(timeoutMilliseconds: 100)
+            let readable = try poller.poll(timeoutMilliseconds: unsent.isEmpty ? 100 : 20)
             if readable[2] { thread.wakeup.drain() }
-            for frame in outgoing.takeAll() {
-                _ = try dealer.send(frame)
+            unsent += outgoing.takeAll()
+            unsent.removeAll { !pending.isWaiting($0.id) }
+            while let next = unsent.first, try dealer.send(next.frame, dontWait: true) {
+                unsent.removeFirst()
             }
             while let frames = try sub.receiveMultipart(dontWait: true) {
                 if let event = MeshBusEvent(frames: frames) { events.yield(event) }
@@ -240,8 +258,20 @@ private final class PendingCalls: Sendable {
             state.waiting[id] = Waiter(command: command, deadline: deadline, continuation: continuation)
             return true
         }
-        if !accepted { continuation.resume(throwing: MeshBusClientError.closed) }
-        return accepted
+        guard accepted else {
+            continuation.resume(throwing: MeshBusClientError.closed)
+            return false
+        }
+        // A cancellation handler that ran before the insert found nothing to fail.
+        if Task.isCancelled {
+            fail(id: id, with: CancellationError())
+            return false
+        }
+        return true
+    }
+
+    func isWaiting(_ id: String) -> Bool {
+        state.withLock { $0.waiting[id] != nil }
     }
 
     func fail(id: String, with error: any Error) {
@@ -289,7 +319,9 @@ private final class PendingCalls: Sendable {
 
 /// An error the broker answered with: its code (`unknown_slot`, `gap_too_old`, …) and message.
 public struct MeshBusError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// One of the contract's codes: `bad_request`, `unknown_slot`, `text_too_long`, `queue_full`, …
     public let code: String
+    /// What went wrong, for a human.
     public let message: String
 
     public init(code: String, message: String) {

@@ -9,6 +9,7 @@ public struct MeshBusEvent: Sendable {
     public let routingTopic: String
     /// The topic without slot and port, such as `meshtastic.receive`.
     public let topic: String
+    /// The slot (radio) it came from.
     public let slot: String
     /// Per slot, +1 for every event; a jump means events were missed.
     public let seq: UInt64
@@ -16,6 +17,7 @@ public struct MeshBusEvent: Sendable {
     public let broker: String
     /// When the broker published it, ISO 8601 UTC.
     public let time: String
+    /// What it says, decoded by topic.
     public let kind: Kind
     /// The envelope's JSON text, as published.
     public let json: Data
@@ -28,12 +30,17 @@ public struct MeshBusEvent: Sendable {
         case received(Packet, backlog: Bool)
         /// A packet MeshBus wrote to the radio, with the id of the command that asked for it.
         case sent(Packet, requestId: String?)
+        /// A node DB entry was created or changed; `Node` is the merged entry.
         case nodeUpdated(Node)
+        /// A step in the life of a send (`queued`, `sent`, `acked`, …).
         case sendStatus(SendStatus)
+        /// The slot finished its handshake and is ready.
         case linkEstablished(LinkEstablished)
         /// The slot's link was declared dead, with the reason (`probe_strikes`, `shutdown`, …).
         case linkLost(reason: String)
+        /// Any state change of the slot's connection manager.
         case linkState(LinkState)
+        /// A line of the radio's debug log.
         case log(line: String, level: String?)
         /// A topic this library does not model (queue status, notifications, newer topics).
         case other

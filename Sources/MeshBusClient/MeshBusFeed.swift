@@ -26,8 +26,10 @@ public struct MeshBusFeed<Events: AsyncSequence & Sendable>: AsyncSequence, Send
     private let client: MeshBusClient
     private let events: Events
 
-    /// A feed of `client`'s events. Pass `events` only to filter or wrap them (the default is
-    /// ``MeshBusClient/events``).
+    /// A feed of `client`'s events. Pass `events` only to wrap them (the default is
+    /// ``MeshBusClient/events``): `seq` counts every topic of a slot, so the feed needs all of
+    /// them. Subscribe to whole slots (`""`, or each topic prefix of the slot), and filter what
+    /// comes out of the feed, not what goes in; a missing event is a gap to replay.
     public init(client: MeshBusClient, events: Events) {
         self.client = client
         self.events = events
@@ -84,17 +86,39 @@ public struct MeshBusFeed<Events: AsyncSequence & Sendable>: AsyncSequence, Send
             guard event.seq > current.seq else { return }
             if event.seq > current.seq + 1 {
                 ready.append(.gap(slot: slot, seq: event.seq, after: current.seq))
-                do {
-                    for missed in try await client.replay(slot: slot, sinceSeq: current.seq) where missed.seq < event.seq {
-                        apply(missed)
-                    }
+                if await replay(slot, until: event.seq) {
                     ready.append(.repaired(slot: slot, seq: slots[slot]!.seq))
-                } catch {
-                    ready.append(.resync(slot: slot, reason: "replay failed (\(error))"))
+                } else {
                     guard await resync(slot, broker: event.broker), event.seq > slots[slot]!.seq else { return }
                 }
             }
             apply(event)
+        }
+
+        /// Applies the slot's missed events up to `seq` (exclusive), page by page; false (with
+        /// a `resync` update) if the broker no longer holds them all.
+        private mutating func replay(_ slot: String, until seq: UInt64) async -> Bool {
+            while let current = slots[slot]?.seq, current + 1 < seq {
+                do {
+                    let page = try await client.replay(slot: slot, sinceSeq: current)
+                    for missed in page.events where missed.seq > slots[slot]!.seq && missed.seq < seq {
+                        guard missed.seq == slots[slot]!.seq + 1 else {
+                            ready.append(.resync(slot: slot, reason: "replay has a hole at seq \(slots[slot]!.seq + 1)"))
+                            return false
+                        }
+                        apply(missed)
+                    }
+                    if page.complete || page.events.isEmpty { break }
+                } catch {
+                    ready.append(.resync(slot: slot, reason: "replay failed (\(error))"))
+                    return false
+                }
+            }
+            guard let current = slots[slot]?.seq, current + 1 == seq else {
+                ready.append(.resync(slot: slot, reason: "replay ended before seq \(seq)"))
+                return false
+            }
+            return true
         }
 
         private mutating func apply(_ event: MeshBusEvent) {

@@ -182,7 +182,10 @@ public final class ZMQSocket {
         try setOption(ZMQ_UNSUBSCRIBE, bytes: Array(prefix.utf8), "UNSUBSCRIBE")
     }
 
-    /// ROUTER only: fail with `EHOSTUNREACH` instead of dropping a reply to a gone peer.
+    /// Queue messages only on completed connections: with no peer connected, a send fails
+    /// with `EAGAIN` instead of waiting in a queue to be delivered whenever a peer appears.
+    public func setImmediate(_ on: Bool) throws { try setOption(ZMQ_IMMEDIATE, on ? 1 : 0, "IMMEDIATE") }
+
     /// The largest message a peer may send; a peer that sends more is disconnected by libzmq.
     public func setMaxMessageSize(_ bytes: Int64) throws {
         var value = bytes
@@ -191,6 +194,7 @@ public final class ZMQSocket {
         }
     }
 
+    /// ROUTER only: fail with `EHOSTUNREACH` instead of dropping a reply to a gone peer.
     public func setRouterMandatory(_ on: Bool) throws { try setOption(ZMQ_ROUTER_MANDATORY, on ? 1 : 0, "ROUTER_MANDATORY") }
 
     /// TCP keepalive on this socket's connections: idle seconds, probe interval, probe count.

@@ -55,6 +55,11 @@ struct MQTTBridgeCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard Self.hostPort(mqtt) != nil else { throw ValidationError("--mqtt: expected host:port, got '\(mqtt)'") }
+        for (flag, value) in [("--prefix", prefix), ("--discovery-prefix", discoveryPrefix)] {
+            guard !value.isEmpty, !value.contains(where: { "+#".contains($0) }), !value.hasPrefix("/"), !value.hasSuffix("/") else {
+                throw ValidationError("\(flag): an MQTT topic prefix without '+', '#' or a leading or trailing '/', got '\(value)'")
+            }
+        }
         guard Self.duration(keepAlive) != nil else { throw ValidationError("--keep-alive: expected a duration such as 30s or 500ms, got '\(keepAlive)'") }
         if passwordFile != nil, username == nil { throw ValidationError("--password-file needs --username (MQTT 3.1.1 has no password without a user)") }
     }
@@ -116,8 +121,8 @@ struct BridgeService: Service {
     let bridge: MQTTBridge
 
     func run() async throws {
-        await withDiscardingTaskGroup { group in
-            group.addTask { await bridge.run() }
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await bridge.run() }
             try? await gracefulShutdown()
             await bridge.stop()
             group.cancelAll()

@@ -115,4 +115,15 @@ struct SlotViewTests {
         let stranger = #""packet":{"from":7,"id":10,"rxRssi":-90,"decoded":{"portnum":"TEXT_MESSAGE_APP"}}"#
         #expect(slot.apply(event("meshtastic.receive/sim/TEXT_MESSAGE_APP", stranger)) == nil)
     }
+
+    @Test func aNewSnapshotKeepsTheSignalOfLastPacketsAndTheReasonOfALoss() {
+        var old = view()
+        _ = old.apply(event("meshtastic.receive/sim/TEXT_MESSAGE_APP", #""packet":{"from":364274076,"id":9,"rxRssi":-101}"#))
+        _ = old.apply(event("meshtastic.connection.lost/sim", #""reason":"probe_strikes""#))
+        var fresh = SlotView(snapshot: decode(Snapshot.self, #"{"seq": 9, "state": "backoff", "nodes": {"!15b6619c": \#(nodeJSON)}}"#))
+        fresh.keepSignals(of: old)
+        #expect(fresh.nodes[0x15b6_619c]?.rssi == -101, "an announced RSSI sensor keeps a value")
+        #expect(fresh.link.reason == "probe_strikes")
+        #expect(NodeView(node: decode(Node.self, #"{"num": 5, "deviceMetrics": {"batteryLevel": 101}}"#)).state["battery"] as? Int == 100)
+    }
 }

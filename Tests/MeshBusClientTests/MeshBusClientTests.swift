@@ -144,6 +144,44 @@ private final class DropEvery: Sendable {
         }
     }
 
+    @Test func aCommandThatTimedOutWithoutABrokerIsNeverDeliveredLater() async throws {
+        let simulator = try await RadioSimulator.start(
+            SimulatorConfiguration(nodeCount: 2, trafficPerMinute: 0, ackDelay: .milliseconds(20), textRateLimit: .zero)
+        )
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meshbus-late-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let events = "ipc://\(directory.path)/events", commands = "ipc://\(directory.path)/commands"
+        var options = MeshBusClient.Options()
+        options.commandTimeout = .milliseconds(200)
+        let client = try MeshBusClient(events: events, commands: commands, options: options)
+        await #expect(throws: MeshBusClientError.timeout(command: "sendText")) {
+            try await client.sendText("stale", slot: "radio")
+        }
+        // The broker comes up where the client was already connecting: the stale send must
+        // not be the first thing it gets.
+        let slot = SlotConfiguration(name: "radio", source: .tcp(host: "127.0.0.1", port: simulator.port))
+        let broker = try await Broker(configuration: BrokerConfiguration(events: [events], commands: [commands], slots: [slot]))
+        try await withThrowingTaskGroup(of: Void.self) { radio in
+            radio.addTask { await simulator.run() }
+            defer { radio.cancelAll() }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await broker.run() }
+                defer { group.cancelAll() }
+                var ready = false
+                while !ready {
+                    do { ready = try await client.status()["radio"]?.ready == true } catch MeshBusClientError.timeout {}
+                }
+                let fresh = try await client.sendText("fresh", slot: "radio")
+                let status = try #require(try await client.status()["radio"])
+                #expect(status.lastSeq > 0)
+                while simulator.receivedPackets.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+                #expect(simulator.receivedPackets.map(\.id) == [fresh.packetId], "only the fresh send reached the radio")
+                await client.close()
+            }
+        }
+    }
+
     @Test func commandWithoutBrokerTimesOut() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meshbus-none-\(UUID().uuidString.prefix(8))")
         var options = MeshBusClient.Options()
@@ -191,6 +229,41 @@ private final class DropEvery: Sendable {
             #expect(texts == 12)
             #expect(gaps >= 3)
             #expect(repairs == gaps)
+        }
+    }
+
+    @Test func feedReplaysAGapLongerThanOneReplayPage() async throws {
+        try await withBroker { simulator, client in
+            try await waitUntilHeard(simulator, client)
+            let start = try #require(try await client.status()["radio"]?.lastSeq)
+            // Everything from the first event on is lost until seq start + 1,500: more than
+            // the 1,000 events one replay reply holds.
+            let lost = (start + 1)...(start + 1_500)
+            let feed = MeshBusFeed(client: client, events: client.events.filter { !lost.contains($0.seq) })
+            var seq: UInt64 = 0
+            var repairedAt: UInt64?
+            var emitted = false
+            for await update in feed {
+                switch update {
+                case .snapshot(_, let snapshot):
+                    seq = snapshot.seq
+                case .event(let event):
+                    #expect(event.seq == seq + 1, "events apply in order without a hole")
+                    seq = event.seq
+                case .repaired(_, let at):
+                    repairedAt = at
+                case .gap:
+                    break
+                case .resync(_, let reason):
+                    Issue.record("unexpected resync: \(reason)")
+                }
+                if !emitted, case .snapshot = update {
+                    emitted = true
+                    for _ in 0..<1_000 { _ = simulator.emit(.text) }
+                }
+                if let repairedAt, seq > repairedAt { break }
+            }
+            #expect((repairedAt ?? 0) >= lost.upperBound)
         }
     }
 }

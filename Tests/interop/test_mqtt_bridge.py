@@ -59,7 +59,7 @@ DEVICE_KEYS = {"identifiers", "connections", "name", "manufacturer", "model", "m
                "serial_number", "suggested_area", "via_device", "configuration_url"}
 # The flattened node state's keys (contract), each present only when known.
 NODE_STATE_KEYS = {"id", "num", "longName", "shortName", "hwModel", "battery", "voltage", "snr", "rssi", "lastHeard",
-                   "hopsAway", "latitude", "longitude", "altitude"}
+                   "hopsAway", "latitude", "longitude", "altitude", "powered"}
 
 
 # MARK: mosquitto
@@ -747,13 +747,17 @@ def test_mosquitto_restart_reconnects_and_republishes_retained_state(
     assert status["ready"] is True and status["reconnects"] == 0, status
 
 
-def test_sigterm_marks_the_bridge_offline_and_exits_zero(start_broker, start_bridge, mqtt_subscriber):
+def test_sigterm_marks_the_bridge_offline_and_exits_zero(start_broker, start_bridge, mqtt_subscriber, mosquitto):
     bridge = start_bridge(start_broker())
     mqtt_subscriber(f"{PREFIX}/status").wait_for(lambda ms: any(m.payload == b"online" for m in ms), what="online")
     assert bridge.stop() == 0, bridge.stderr()
     # A client arriving later finds the retained "offline".
     status = mqtt_subscriber(f"{PREFIX}/status").wait_for(lambda ms: ms, what="retained status")[-1]
     assert status.payload == b"offline" and status.retain
+    # ...published by the bridge itself before a clean DISCONNECT, not by the broker's last will
+    # (which a clean DISCONNECT cancels and an unclean close fires).
+    assert "Client meshbus-bridge disconnected." in mosquitto.log(), mosquitto.log()
+    assert "Client meshbus-bridge closed its connection." not in mosquitto.log()
 
 
 def test_time_from_meshbus_start_to_first_mqtt_state(start_broker, start_bridge, mqtt_subscriber):
