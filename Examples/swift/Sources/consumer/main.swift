@@ -68,6 +68,7 @@ let client = try MeshBusClient(events: arguments.events, commands: arguments.com
 let gaps = GapSimulator(every: arguments.simulateGap)
 var nodes: [String: [String: Node]] = [:]
 var applied = 0
+var repairing = false
 
 for await update in MeshBusFeed(client: client, events: client.events.filter { gaps.keep($0) }) {
     switch update {
@@ -75,10 +76,13 @@ for await update in MeshBusFeed(client: client, events: client.events.filter { g
         nodes[slot] = snapshot.nodes
         say("snapshot \(slot): \(snapshot.nodes.count) nodes at seq \(snapshot.seq)")
     case .gap(let slot, let seq, let after):
+        repairing = true
         say("gap \(slot): seq \(seq) after \(after), replaying \(seq - after - 1)")
     case .repaired(let slot, let seq):
+        repairing = false
         say("repaired \(slot): now at seq \(seq)")
     case .resync(let slot, let reason):
+        repairing = false
         say("\(reason): snapshot \(slot) again")
     case .event(let event):
         applied += 1
@@ -93,6 +97,7 @@ for await update in MeshBusFeed(client: client, events: client.events.filter { g
             break
         }
     }
-    if arguments.count > 0, applied >= arguments.count { break }
+    // Stop after --count events, but not in the middle of a repair.
+    if arguments.count > 0, applied >= arguments.count, !repairing { break }
 }
 await client.close()
