@@ -6,6 +6,7 @@ package main
 
 /*
 #cgo pkg-config: libzmq
+#include <errno.h>
 #include <stdlib.h>
 #include <zmq.h>
 */
@@ -30,6 +31,11 @@ type socket struct{ handle unsafe.Pointer }
 func newContext() *context { return &context{C.zmq_ctx_new()} }
 
 func lastError() error { return errors.New(C.GoString(C.zmq_strerror(C.zmq_errno()))) }
+
+// interrupted tells whether the last call failed only because a signal arrived. The Go
+// runtime signals its threads (goroutine preemption), so a blocking libzmq call can return
+// EINTR at any time; it is retried, as Go's own bindings do.
+func interrupted() bool { return C.zmq_errno() == C.EINTR }
 
 func (c *context) socket(kind C.int) (*socket, error) {
 	handle := C.zmq_socket(c.handle, kind)
@@ -70,8 +76,10 @@ func (s *socket) send(frame []byte) error {
 	if len(frame) > 0 {
 		data = unsafe.Pointer(&frame[0])
 	}
-	if C.zmq_send(s.handle, data, C.size_t(len(frame)), 0) < 0 {
-		return lastError()
+	for C.zmq_send(s.handle, data, C.size_t(len(frame)), 0) < 0 {
+		if !interrupted() {
+			return lastError()
+		}
 	}
 	return nil
 }
@@ -82,9 +90,11 @@ func (s *socket) receive() ([][]byte, error) {
 	for {
 		var message C.zmq_msg_t
 		C.zmq_msg_init(&message)
-		if C.zmq_msg_recv(&message, s.handle, 0) < 0 {
-			C.zmq_msg_close(&message)
-			return nil, lastError()
+		for C.zmq_msg_recv(&message, s.handle, 0) < 0 {
+			if !interrupted() {
+				C.zmq_msg_close(&message)
+				return nil, lastError()
+			}
 		}
 		frames = append(frames, C.GoBytes(C.zmq_msg_data(&message), C.int(C.zmq_msg_size(&message))))
 		more := C.zmq_msg_more(&message)
