@@ -136,6 +136,20 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .executableTarget(
+            name: "meshbus-workload",
+            dependencies: [
+                "Broker",
+                "MeshtasticProtocol",
+                "RadioLink",
+                "RadioSimulator",
+                "ZeroMQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Benchmarks/Workload"
+        ),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "MQTTBridgeTests", dependencies: ["MQTTBridge", "MeshBusClient"]),
         .testTarget(name: "MeshBusClientTests", dependencies: ["MeshBusClient", "Broker", "RadioLink", "RadioSimulator"]),

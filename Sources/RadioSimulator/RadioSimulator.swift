@@ -78,6 +78,7 @@ public final class RadioSimulator: Sendable {
     private let counterState = Mutex(Counters())
     private let lastText = Mutex<ContinuousClock.Instant?>(nil)
     private let lastEmitted = Mutex<Meshtastic_MeshPacket?>(nil)
+    let loadState = Mutex(LoadProgress())
     private let logger: Logger
 
     /// What the simulator has seen, for tests.
@@ -90,9 +91,11 @@ public final class RadioSimulator: Sendable {
         public var rateLimited = 0
     }
 
-    private enum Outgoing: Sendable {
+    enum Outgoing: Sendable {
         case message(Meshtastic_FromRadio)
         case raw([UInt8])
+        /// Benchmark load: `count` packets at `rate` per second (0: as fast as the client reads).
+        case load(count: Int, rate: Double)
         case close
     }
 
@@ -197,8 +200,14 @@ public final class RadioSimulator: Sendable {
         return packet
     }
 
-    private func deliver(_ item: Outgoing) {
-        _ = client.withLock { $0.outbound?.yield(item) }
+    /// Hands an item to the connected client's writer; false if no client is connected.
+    @discardableResult
+    func deliver(_ item: Outgoing) -> Bool {
+        client.withLock { slot in
+            guard let outbound = slot.outbound else { return false }
+            outbound.yield(item)
+            return true
+        }
     }
 
     // MARK: Serving
@@ -331,6 +340,8 @@ public final class RadioSimulator: Sendable {
                                 try await outbound.write(.frame(ByteBuffer(bytes: bytes)))
                             case .raw(let bytes):
                                 try await outbound.write(.raw(ByteBuffer(bytes: bytes)))
+                            case .load(let count, let rate):
+                                try await self.writeLoad(count: count, rate: rate, to: outbound, nextID: &nextID)
                             case .close:
                                 return
                             }

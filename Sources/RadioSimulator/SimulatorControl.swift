@@ -16,6 +16,8 @@ import MeshtasticProtocol
 /// {"emit": "text"}                       a virtual node sends now (text, position, telemetry, nodeInfo)
 /// {"emit": "text", "text": "ping"}       a virtual node sends this text
 /// {"emit": "repeat"}                     the last emitted packet is heard again
+/// {"load": 100000, "rate": 10000}        benchmark load: texts `bench <seq> <unix ns>` (rate 0: flat out)
+/// {"loadStatus": true}                   only report (every reply carries `load` progress)
 /// ```
 /// The reply is `{"ok": true, "faults": {...}}` with the standing faults, or
 /// `{"ok": false, "error": "..."}` naming what was wrong.
@@ -24,8 +26,13 @@ extension RadioSimulator {
         do {
             try apply(request)
             let faults = self.faults
+            let load = loadProgress
             return .object([
                 "ok": .bool(true),
+                "load": .object([
+                    "count": .int(Int64(load.count)), "emitted": .int(Int64(load.emitted)),
+                    "seconds": .double(load.seconds), "done": .bool(load.done),
+                ]),
                 "faults": .object([
                     "stalled": .bool(faults.stalled),
                     "answerDelayMs": .int(faults.answerDelay.components.seconds * 1000 + faults.answerDelay.components.attoseconds / 1_000_000_000_000_000),
@@ -44,6 +51,14 @@ extension RadioSimulator {
 
     private func apply(_ request: JSONValue) throws(ControlError) {
         guard let object = request.objectValue else { throw ControlError(message: "request must be a JSON object") }
+        if object["loadStatus"] != nil { return }
+        if let count = object["load"] {
+            guard let count = count.int64Value, (1...100_000_000).contains(count) else { throw ControlError(message: "'load' must be a count from 1 to 100000000") }
+            let rate = object["rate"]?.doubleValue ?? 0
+            guard rate >= 0 else { throw ControlError(message: "'rate' must be 0 (flat out) or packets per second") }
+            guard startLoad(count: Int(count), rate: rate) else { throw ControlError(message: "no client connected to load") }
+            return
+        }
         if object["emit"]?.stringValue == "repeat" {
             guard repeatLast() != nil else { throw ControlError(message: "nothing emitted yet to repeat") }
             return
