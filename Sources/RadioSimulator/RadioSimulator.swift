@@ -320,7 +320,10 @@ public final class RadioSimulator: Sendable {
     }
 
     private func serve(_ connection: StreamChannel) async {
-        let (outgoing, outgoingContinuation) = AsyncStream<Outgoing>.makeStream(bufferingPolicy: .bufferingNewest(1024))
+        // Unbounded: a handshake of a few thousand nodes is one burst, and every item of it
+        // must reach the client (the writer waits on TCP backpressure, so a slow client
+        // holds the queue here rather than losing it).
+        let (outgoing, outgoingContinuation) = AsyncStream<Outgoing>.makeStream()
         // Replies due later, each at its own time (delays do not add up behind one another).
         let (delayed, delayedContinuation) = AsyncStream<(ContinuousClock.Instant, [Outgoing])>.makeStream()
         let generation = attach(connection.channel, outgoingContinuation)

@@ -47,4 +47,26 @@ import Testing
         #expect(simulator.control(.object(["load": .int(10)]))["error"]?.stringValue == "no client connected to load")
         #expect(simulator.control(.object(["load": .int(0)]))["error"]?.stringValue == "'load' must be a count from 1 to 100000000")
     }
+
+    @Test func aHandshakeOfThousandsOfNodesArrivesWhole() async throws {
+        let simulator = try await RadioSimulator.start(SimulatorConfiguration(nodeCount: 3_000, trafficPerMinute: 0))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await simulator.run() }
+            defer { group.cancelAll() }
+            let channel = try await TCPRadioTransport(host: "127.0.0.1", port: simulator.port).open()
+            let nodes = try await channel.executeThenClose { inbound, outbound in
+                var request = Meshtastic_ToRadio()
+                request.wantConfigID = 9
+                try await outbound.write(.frame(ByteBuffer(bytes: try request.serializedBytes() as [UInt8])))
+                var nodes = 0
+                for try await item in inbound {
+                    guard case .frame(let frame) = item, let message = try? Meshtastic_FromRadio(serializedBytes: Array(frame.readableBytesView)) else { continue }
+                    if case .nodeInfo? = message.payloadVariant { nodes += 1 }
+                    if message.configCompleteID == 9 { break }
+                }
+                return nodes
+            }
+            #expect(nodes == 3_001, "every node of the burst, the radio's own included")
+        }
+    }
 }
