@@ -206,7 +206,8 @@ class Bench:
     def run_floor(self, rate, count, how_many=1, size=FLOOR_ENVELOPE_BYTES):
         endpoint = f"tcp://127.0.0.1:{free_port()}"
         floor = self.start([self.floor_bin, endpoint, str(count), str(rate), str(size), str(how_many)], "floor")
-        time.sleep(0.2)  # the floor binds first; subscribers connect to it
+        # Subscribers connect whenever the floor has bound (libzmq retries); it starts sending
+        # only once every subscription has arrived.
         subs = self.subscribers(endpoint, count, how_many)
         floor.wait_line(r"^subscribed$")
         cpu_before = floor.cpu_seconds()
@@ -217,7 +218,7 @@ class Bench:
         return {"results": results, "cpu": cpu}
 
     @staticmethod
-    def delivered_rate(run, count):
+    def delivered_rate(run):
         r = run["results"][0]
         return r["unique"] / r["seconds"] if r["seconds"] > 0 else float("nan")
 
@@ -228,7 +229,7 @@ class Bench:
             count = int(rate * seconds)
             run = runner(rate, count)
             r = run["results"][0]
-            achieved = self.delivered_rate(run, count)
+            achieved = self.delivered_rate(run)
             ok = r["lost"] == 0 and achieved >= 0.95 * rate
             detail.append((rate, round(achieved), r["lost"]))
             if not ok:

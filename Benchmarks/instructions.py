@@ -34,12 +34,11 @@ def prepare(workload, directory):
     subprocess.run(["strip", "--strip-debug", copy], check=True)
     for line in subprocess.run(["ldd", workload], capture_output=True, text=True, check=True).stdout.splitlines():
         parts = line.split("=>")
-        if len(parts) == 2 and "swift" in parts[1] or "Foundation" in line or "dispatch" in line or "BlocksRuntime" in line:
-            path = parts[1].split()[0] if len(parts) == 2 else ""
-            if path.startswith("/"):
-                target = os.path.join(libraries, os.path.basename(path))
-                shutil.copy(path, target)
-                subprocess.run(["strip", "--strip-debug", target], check=True)
+        path = parts[1].split()[0] if len(parts) == 2 and parts[1].split() else ""
+        if "/swift/" in path:  # the toolchain's runtime: stdlib, Foundation, dispatch
+            target = os.path.join(libraries, os.path.basename(path))
+            shutil.copy(path, target)
+            subprocess.run(["strip", "--strip-debug", target], check=True)
     return copy, libraries
 
 
