@@ -121,17 +121,13 @@ class Bench:
         return port, control
 
     def control(self, endpoint, request):
-        with self.context.socket(zmq.REQ) as req:
-            req.setsockopt(zmq.LINGER, 0)
-            req.setsockopt(zmq.RCVTIMEO, 10_000)
-            req.connect(endpoint)
-            req.send_json(request)
-            reply = req.recv_json()
+        reply = self.command(endpoint, request)
         if not reply.get("ok"):
             raise RuntimeError(f"simulator control {request}: {reply}")
         return reply
 
     def command(self, endpoint, request):
+        """One JSON request on a fresh REQ socket (the broker's commands, the simulator's control)."""
         with self.context.socket(zmq.REQ) as req:
             req.setsockopt(zmq.LINGER, 0)
             req.setsockopt(zmq.RCVTIMEO, 10_000)

@@ -40,17 +40,23 @@ private final class DropEvery: Sendable {
             configuration: BrokerConfiguration(events: ["ipc://\(directory.path)/events"], commands: ["ipc://\(directory.path)/commands"], slots: [slot])
         )
         let client = try MeshBusClient(events: broker.eventEndpoints[0], commands: broker.commandEndpoints[0])
-        // The broker stops before the simulator: a simulator cancelled while the broker is
-        // reconnecting could drop an accepted connection unserved, which NIO traps on
-        // (swift-nio #3481).
+        try await run(simulator, broker) {
+            try await body(simulator, client)
+            await client.close()
+        }
+    }
+
+    /// Runs `body` while the simulator and the broker run, then stops the broker before the
+    /// simulator: a simulator cancelled while the broker is reconnecting could drop an
+    /// accepted connection unserved, which NIO traps on (swift-nio #3481).
+    func run(_ simulator: RadioSimulator, _ broker: Broker, _ body: () async throws -> Void) async throws {
         try await withThrowingTaskGroup(of: Void.self) { radio in
             radio.addTask { await simulator.run() }
             defer { radio.cancelAll() }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await broker.run() }
                 defer { group.cancelAll() }
-                try await body(simulator, client)
-                await client.close()
+                try await body()
             }
         }
     }
@@ -162,23 +168,17 @@ private final class DropEvery: Sendable {
         // not be the first thing it gets.
         let slot = SlotConfiguration(name: "radio", source: .tcp(host: "127.0.0.1", port: simulator.port))
         let broker = try await Broker(configuration: BrokerConfiguration(events: [events], commands: [commands], slots: [slot]))
-        try await withThrowingTaskGroup(of: Void.self) { radio in
-            radio.addTask { await simulator.run() }
-            defer { radio.cancelAll() }
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await broker.run() }
-                defer { group.cancelAll() }
-                var ready = false
-                while !ready {
-                    do { ready = try await client.status()["radio"]?.ready == true } catch MeshBusClientError.timeout {}
-                }
-                let fresh = try await client.sendText("fresh", slot: "radio")
-                let status = try #require(try await client.status()["radio"])
-                #expect(status.lastSeq > 0)
-                while simulator.receivedPackets.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
-                #expect(simulator.receivedPackets.map(\.id) == [fresh.packetId], "only the fresh send reached the radio")
-                await client.close()
+        try await run(simulator, broker) {
+            var ready = false
+            while !ready {
+                do { ready = try await client.status()["radio"]?.ready == true } catch MeshBusClientError.timeout {}
             }
+            let fresh = try await client.sendText("fresh", slot: "radio")
+            let status = try #require(try await client.status()["radio"])
+            #expect(status.lastSeq > 0)
+            while simulator.receivedPackets.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(simulator.receivedPackets.map(\.id) == [fresh.packetId], "only the fresh send reached the radio")
+            await client.close()
         }
     }
 
