@@ -11,10 +11,21 @@ struct EventSink: Sendable {
     let brokerID: String
     let publisher: EventPublisher
 
-    /// Publishes one event; returns it as the replay ring keeps it.
-    func publish(slot: String, topic: String, port: String?, seq: UInt64, fields: JSONObject, raw: [UInt8]?) -> ReplayRing.Entry {
-        let envelope = Envelope.make(broker: brokerID, slot: slot, topic: topic, seq: seq, time: Envelope.now(), fields: fields)
-        let entry = ReplayRing.Entry(seq: seq, topic: Array(Topic.frame(topic, slot: slot, port: port).utf8), envelope: envelope.jsonBytes, raw: raw)
+    /// The start every envelope of `slot` shares (``Envelope/head(broker:slot:)``).
+    func envelopeHead(slot: String) -> [UInt8] { Envelope.head(broker: brokerID, slot: slot) }
+
+    /// Publishes one event whose fields `writeFields` appends as `,"key":value` members after
+    /// the envelope's own keys; returns the event as the replay ring keeps it.
+    func publish(
+        slot: String, head: [UInt8], topic: String, port: String?, seq: UInt64, raw: [UInt8]?, writeFields: (inout [UInt8]) -> Void
+    ) -> ReplayRing.Entry {
+        var envelope: [UInt8] = []
+        envelope.reserveCapacity(512)
+        envelope.append(contentsOf: head)
+        Envelope.writeRest(topic: topic, seq: seq, time: Envelope.now(), to: &envelope)
+        writeFields(&envelope)
+        envelope.append(UInt8(ascii: "}"))
+        let entry = ReplayRing.Entry(seq: seq, topic: Array(Topic.frame(topic, slot: slot, port: port).utf8), envelope: envelope, raw: raw)
         var frames = [entry.topic, entry.envelope]
         if let raw { frames.append(raw) }
         publisher.publish(frames)

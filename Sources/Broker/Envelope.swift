@@ -26,21 +26,49 @@ public enum Topic {
     }
 }
 
-/// The JSON envelope every event carries (schema 1).
+/// The JSON envelope every event carries (schema 1), written straight to bytes: the
+/// envelope's own keys first, then the event's fields.
 public enum Envelope {
     public static let schema = 1
 
-    public static func make(broker: String, slot: String, topic: String, seq: UInt64, time: String, fields: JSONObject) -> JSONValue {
-        var object: JSONObject = [
-            "schema": .int(schema),
-            "broker": .string(broker),
-            "slot": .string(slot),
-            "topic": .string(topic),
-            "seq": .int(seq),
-            "time": .string(time),
-        ]
-        for entry in fields.entries { object[entry.key] = entry.value }
-        return .object(object)
+    /// The whole envelope with `fields` after the envelope's own keys.
+    public static func bytes(broker: String, slot: String, topic: String, seq: UInt64, time: String, fields: JSONObject) -> [UInt8] {
+        var out = head(broker: broker, slot: slot)
+        writeRest(topic: topic, seq: seq, time: time, to: &out)
+        writeMembers(fields, to: &out)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
+    /// `{"schema":1,"broker":…,"slot":…`: the part every event of a slot shares, made once.
+    static func head(broker: String, slot: String) -> [UInt8] {
+        var out = Array("{\"schema\":\(schema),\"broker\":".utf8)
+        JSONValue.writeString(broker, to: &out)
+        out.append(contentsOf: ",\"slot\":".utf8)
+        JSONValue.writeString(slot, to: &out)
+        return out
+    }
+
+    /// `,"topic":…,"seq":…,"time":…` after the ``head(broker:slot:)``.
+    static func writeRest(topic: String, seq: UInt64, time: String, to out: inout [UInt8]) {
+        out.append(contentsOf: ",\"topic\":".utf8)
+        JSONValue.writeString(topic, to: &out)
+        out.append(contentsOf: ",\"seq\":".utf8)
+        JSONValue.writeInteger(seq, to: &out)
+        out.append(contentsOf: ",\"time\":".utf8)
+        JSONValue.writeString(time, to: &out)
+    }
+
+    /// Writes each member as `,"key":value`.
+    static func writeMembers(_ fields: JSONObject, to out: inout [UInt8]) {
+        for entry in fields.entries { writeMember(entry.key, entry.value, to: &out) }
+    }
+
+    static func writeMember(_ key: String, _ value: JSONValue, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: ","))
+        JSONValue.writeString(key, to: &out)
+        out.append(UInt8(ascii: ":"))
+        value.write(to: &out)
     }
 
     /// UTC time with milliseconds, e.g. `2026-11-22T18:00:00.123Z`.

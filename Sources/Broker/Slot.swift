@@ -17,6 +17,8 @@ final class Slot: Sendable {
     let name: String
     private let control: Mutex<Control>
     private let sink: EventSink
+    /// `{"schema":1,"broker":…,"slot":…`, the start of every envelope this slot publishes.
+    private let envelopeHead: [UInt8]
     private let outboxCapacity: Int
     private let replayCapacity: Int
     private let state: Mutex<State>
@@ -78,6 +80,7 @@ final class Slot: Sendable {
     init(configuration: SlotConfiguration, outboxCapacity: Int, replayCapacity: Int, sink: EventSink, logger: Logger) async throws {
         name = configuration.name
         self.sink = sink
+        envelopeHead = sink.envelopeHead(slot: configuration.name)
         self.outboxCapacity = outboxCapacity
         self.replayCapacity = replayCapacity
         self.logger = logger
@@ -258,15 +261,22 @@ final class Slot: Sendable {
     // MARK: Events
 
     /// Gives the event the next `seq`, hands it to the publisher and keeps it for replay.
-    private func publish(_ topic: String, port: String? = nil, _ fields: JSONObject, raw: [UInt8]? = nil, in state: inout State) {
+    /// `writeFields` appends the event's fields as `,"key":value` members.
+    private func publish(
+        _ topic: String, port: String? = nil, raw: [UInt8]? = nil, in state: inout State, writeFields: (inout [UInt8]) -> Void
+    ) {
         state.seq += 1
         metrics.eventsPublished.increment()
-        let entry = sink.publish(slot: name, topic: topic, port: port, seq: state.seq, fields: fields, raw: raw)
+        let entry = sink.publish(slot: name, head: envelopeHead, topic: topic, port: port, seq: state.seq, raw: raw, writeFields: writeFields)
         state.ring.append(entry)
     }
 
-    private func publish(_ topic: String, port: String? = nil, _ fields: JSONObject, raw: [UInt8]? = nil) {
-        state.withLock { publish(topic, port: port, fields, raw: raw, in: &$0) }
+    private func publish(_ topic: String, _ fields: JSONObject, in state: inout State) {
+        publish(topic, in: &state) { Envelope.writeMembers(fields, to: &$0) }
+    }
+
+    private func publish(_ topic: String, _ fields: JSONObject) {
+        state.withLock { publish(topic, fields, in: &$0) }
     }
 
     private func publishStatus(_ update: SendLedger<ContinuousClock.Instant>.Update, in state: inout State) {
@@ -317,13 +327,15 @@ final class Slot: Sendable {
         case .probeAnswered(let roundTrip):
             metrics.probeRoundTrip.record(duration: roundTrip)
         case .fromRadio(let message, let raw, let backlog):
-            handle(message, backlog: backlog)
+            handle(message, raw: raw, backlog: backlog)
             virtualRadio.radio(message, raw: raw)
         case .sent(let item):
-            var fields: JSONObject = ["packet": PacketJSON.packet(item.packet)]
-            fields["requestId"] = item.requestID.map(JSONValue.string) ?? .null
             state.withLock { state in
-                publish(Topic.sent, fields, raw: (try? item.packet.serializedBytes()) ?? [], in: &state)
+                publish(Topic.sent, raw: (try? item.packet.serializedBytes()) ?? [], in: &state) { out in
+                    out.append(contentsOf: ",\"packet\":".utf8)
+                    PacketJSON.write(item.packet, to: &out)
+                    Envelope.writeMember("requestId", item.requestID.map(JSONValue.string) ?? .null, to: &out)
+                }
                 if let update = state.ledger.written(packetID: item.packet.id) { publishStatus(update, in: &state) }
             }
             virtualRadio.outboxDrained(room: outboxRoom)
@@ -336,7 +348,7 @@ final class Slot: Sendable {
         }
     }
 
-    private func handle(_ message: Meshtastic_FromRadio, backlog: Bool) {
+    private func handle(_ message: Meshtastic_FromRadio, raw: [UInt8], backlog: Bool) {
         switch message.payloadVariant {
         case .packet(let packet):
             metrics.packetsReceived.increment()
@@ -346,11 +358,18 @@ final class Slot: Sendable {
                     metrics.duplicates.increment()
                     return
                 }
-                let json = PacketJSON.packet(packet)
-                publish(Topic.receive, port: PacketJSON.portName(ofPacketJSON: json), ["packet": json, "backlog": .bool(backlog)],
-                        raw: (try? packet.serializedBytes()) ?? [], in: &state)
-                settleSend(from: packet, json: json, in: &state)
-                updateNode(from: packet, json: json, in: &state)
+                // Frame 3 is the packet as the radio sent it, cut out of the frame; encoding
+                // it again is the fallback for a frame that carries it in parts.
+                let packetBytes = ProtobufFields.lengthDelimited(ProtobufFields.fromRadioPacket, in: raw).map(Array.init) ?? (try? packet.serializedBytes()) ?? []
+                var written: PacketJSONSummary?
+                publish(Topic.receive, port: PacketJSON.portName(packet), raw: packetBytes, in: &state) { out in
+                    out.append(contentsOf: ",\"packet\":".utf8)
+                    written = PacketJSON.write(packet, to: &out)
+                    out.append(contentsOf: (backlog ? ",\"backlog\":true" : ",\"backlog\":false").utf8)
+                }
+                guard let summary = written else { return }
+                settleSend(from: packet, summary: summary, in: &state)
+                updateNode(from: packet, summary: summary, in: &state)
             }
         case .myInfo(let info):
             state.withLock { $0.myInfo = PacketJSON.message(info) }
@@ -363,7 +382,7 @@ final class Slot: Sendable {
         case .moduleConfig(let config):
             state.withLock { Self.merge(PacketJSON.message(config), into: &$0.moduleConfig) }
         case .nodeInfo(let info):
-            if let node = PacketJSON.message(info).objectValue { state.withLock { mergeNode(info.num, node, in: &$0) } }
+            if let node = PacketJSON.message(info).objectValue { state.withLock { mergeNode(info.num, node.entries, in: &$0) } }
         case .logRecord(let record):
             let level = PacketJSON.message(record)["level"] ?? .null
             publish(Topic.log, ["line": .string(record.message), "level": level])
@@ -391,38 +410,50 @@ final class Slot: Sendable {
     }
 
     /// A Routing reply to one of our sends settles it: ACK or NAK with the error's name.
-    private func settleSend(from packet: Meshtastic_MeshPacket, json: JSONValue, in state: inout State) {
+    private func settleSend(from packet: Meshtastic_MeshPacket, summary: PacketJSONSummary, in state: inout State) {
         guard case .decoded(let data)? = packet.payloadVariant, data.portnum == .routingApp, data.requestID != 0 else { return }
-        let error = json["decoded"]?["routing"]?["errorReason"]?.stringValue
+        let error = summary[payload: "routing"]?["errorReason"]?.stringValue
         if let update = state.ledger.routingReply(requestID: data.requestID, error: error) { publishStatus(update, in: &state) }
     }
 
     /// Folds what a packet says about its sender into the node DB, like the Python library.
-    private func updateNode(from packet: Meshtastic_MeshPacket, json: JSONValue, in state: inout State) {
+    private func updateNode(from packet: Meshtastic_MeshPacket, summary: PacketJSONSummary, in state: inout State) {
         guard packet.from != 0, packet.from != NodeNumber.broadcast else { return }
-        var update: JSONObject = ["num": .int(packet.from)]
-        if packet.rxTime != 0 { update["lastHeard"] = .int(packet.rxTime) }
-        if packet.rxSnr != 0 { update["snr"] = json["rxSnr"] }
+        var update: [(key: String, value: JSONValue)] = []
+        if packet.rxTime != 0 { update.append(("lastHeard", .int(packet.rxTime))) }
+        if packet.rxSnr != 0, packet.rxSnr.isFinite { update.append(("snr", .number(packet.rxSnr.debugDescription))) }
         switch packet.payloadVariant {
         case .decoded(let data) where data.portnum == .nodeinfoApp:
-            update["user"] = json["decoded"]?["user"]
+            if let user = summary[payload: "user"] { update.append(("user", user)) }
         case .decoded(let data) where data.portnum == .positionApp:
-            update["position"] = json["decoded"]?["position"]
+            if let position = summary[payload: "position"] { update.append(("position", position)) }
         case .decoded(let data) where data.portnum == .telemetryApp:
-            update["deviceMetrics"] = json["decoded"]?["telemetry"]?["deviceMetrics"]
+            if let metrics = summary[payload: "telemetry"]?["deviceMetrics"] { update.append(("deviceMetrics", metrics)) }
         default:
             break
         }
         mergeNode(packet.from, update, in: &state)
     }
 
-    private func mergeNode(_ num: UInt32, _ update: JSONObject, in state: inout State) {
-        var node = state.nodes[num] ?? ["num": .int(num)]
-        let before = node
-        for entry in update.entries where entry.value != .null { node[entry.key] = entry.value }
-        guard node != before || state.nodes[num] == nil else { return }
-        state.nodes[num] = node
-        publish(Topic.nodeUpdated, ["node": .object(node)], in: &state)
+    /// Sets the update's keys on the node (creating it); publishes `node.updated` if that
+    /// created or changed it. Only the updated keys are compared, in place in the DB.
+    private func mergeNode(_ num: UInt32, _ update: [(key: String, value: JSONValue)], in state: inout State) {
+        var changed = false
+        if state.nodes[num] == nil {
+            state.nodes[num] = ["num": .int(num)]
+            changed = true
+        }
+        Self.apply(update, to: &state.nodes[num, default: JSONObject()], changed: &changed)
+        guard changed, let node = state.nodes[num] else { return }
+        publish(Topic.nodeUpdated, in: &state) { Envelope.writeMember("node", .object(node), to: &$0) }
+    }
+
+    /// Sets each non-null value whose key differs, in place (the node is not copied out of the DB).
+    private static func apply(_ update: [(key: String, value: JSONValue)], to node: inout JSONObject, changed: inout Bool) {
+        for (key, value) in update where value != .null && node[key] != value {
+            node[key] = value
+            changed = true
+        }
     }
 
     // MARK: Commands

@@ -12,7 +12,8 @@ extension JSONValue {
     /// Compact JSON text.
     public var jsonString: String { String(decoding: jsonBytes, as: UTF8.self) }
 
-    func write(to out: inout [UInt8]) {
+    /// Appends the value's compact JSON text to `out`.
+    public func write(to out: inout [UInt8]) {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let value): out.append(contentsOf: (value ? "true" : "false").utf8)
@@ -37,11 +38,23 @@ extension JSONValue {
         }
     }
 
+    /// Appends an integer's decimal digits, without the `String` a `description` would make.
+    public static func writeInteger(_ value: some BinaryInteger, to out: inout [UInt8]) {
+        var magnitude = UInt64(truncatingIfNeeded: value.magnitude)
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        let start = out.count
+        repeat {
+            out.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
+            magnitude /= 10
+        } while magnitude > 0
+        out[start...].reverse()
+    }
+
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// Writes `text` as a JSON string. Runs of bytes that need no escape (nearly all of
     /// them) are copied in one go; this was the single largest cost per published event.
-    static func writeString(_ text: String, to out: inout [UInt8]) {
+    public static func writeString(_ text: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         var text = text
         text.withUTF8 { bytes in

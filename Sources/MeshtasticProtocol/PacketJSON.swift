@@ -10,20 +10,11 @@ import SwiftProtobuf
 /// decoded payload (`text`, `position` with `latitude`/`longitude`, `user`, `telemetry`,
 /// `routing`, …). The Python-only `raw` objects have no JSON form and are left out.
 public enum PacketJSON {
-    /// The packet as a JSON object.
+    /// The packet as a JSON object: what ``write(_:to:)`` writes, as a value.
     public static func packet(_ packet: Meshtastic_MeshPacket) -> JSONValue {
-        var object = message(packet).objectValue ?? JSONObject()
-        if object["from"] == nil { object["from"] = .int(0) }
-        if object["to"] == nil { object["to"] = .int(0) }
-        object["fromId"] = .string(NodeNumber.id(packet.from))
-        object["toId"] = .string(NodeNumber.id(packet.to))
-        if case .decoded(let data)? = packet.payloadVariant, var decoded = object["decoded"]?.objectValue {
-            if decoded["portnum"] == nil { decoded["portnum"] = .string("UNKNOWN_APP") }
-            if decoded["payload"] == nil { decoded["payload"] = .string("") }
-            for (key, value) in decodedPayload(data) { decoded[key] = value }
-            object["decoded"] = .object(decoded)
-        }
-        return .object(object)
+        var bytes: [UInt8] = []
+        write(packet, to: &bytes)
+        return (try? JSONValue(parsing: bytes)) ?? .object(JSONObject())
     }
 
     /// The name of a packet's port (`TEXT_MESSAGE_APP`), its number for a port this build
@@ -33,15 +24,8 @@ public enum PacketJSON {
         return portName(data.portnum)
     }
 
-    /// The same name, read from a packet's JSON (``packet(_:)``) instead of encoding again.
-    public static func portName(ofPacketJSON json: JSONValue) -> String {
-        guard let port = json["decoded"]?["portnum"] else { return "ENCRYPTED" }
-        if case .number(let number) = port { return number }
-        return port.stringValue ?? "UNKNOWN_APP"
-    }
-
     public static func portName(_ port: Meshtastic_PortNum) -> String {
-        if case .string(let name)? = message(enumHolder(port))["portnum"] { return name }
+        if let name = EnumNames.ports[port.rawValue] { return name }
         return port.rawValue == 0 ? "UNKNOWN_APP" : String(port.rawValue)
     }
 
@@ -58,12 +42,6 @@ public enum PacketJSON {
             return .object(JSONObject())
         }
         return value
-    }
-
-    private static func enumHolder(_ port: Meshtastic_PortNum) -> Meshtastic_Data {
-        var data = Meshtastic_Data()
-        data.portnum = port
-        return data
     }
 
     /// The keys the Python library adds to `decoded` for the ports it knows.

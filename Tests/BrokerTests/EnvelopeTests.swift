@@ -3,11 +3,13 @@ import MeshtasticProtocol
 import Testing
 
 @Suite struct EnvelopeTests {
-    @Test func envelopeCarriesEveryContractFieldFirst() {
-        let envelope = Envelope.make(broker: "00112233aabbccdd", slot: "roof", topic: Topic.receive, seq: 7, time: "t", fields: ["backlog": .bool(false)])
+    @Test func envelopeCarriesEveryContractFieldFirst() throws {
+        let bytes = Envelope.bytes(broker: "00112233aabbccdd", slot: "roof", topic: Topic.receive, seq: 7, time: "t", fields: ["backlog": .bool(false)])
+        let envelope = try JSONValue(parsing: bytes)
         #expect(envelope.objectValue?.keys == ["schema", "broker", "slot", "topic", "seq", "time", "backlog"])
         #expect(envelope["schema"] == .number("1"))
         #expect(envelope["seq"] == .number("7"))
+        #expect(envelope["backlog"] == .bool(false))
     }
 
     @Test func topicFramesAllowPrefixSelection() {

@@ -1,0 +1,186 @@
+import struct Foundation.Data
+import SwiftProtobuf
+
+/// What ``PacketJSON/write(_:to:)`` found out about a packet while writing it, so callers
+/// (port topic, node DB, send ledger) need not read the JSON back.
+public struct PacketJSONSummary: Sendable {
+    /// The port's name (`TEXT_MESSAGE_APP`), its number if unknown, `ENCRYPTED` without `decoded`.
+    public var portName: String
+    /// The keys added to `decoded` for a known port (`text`, `position`, `user`, …).
+    public var payload: [(key: String, value: JSONValue)]
+
+    /// One of the ``payload`` values by key.
+    public subscript(payload key: String) -> JSONValue? {
+        payload.first { $0.key == key }?.value
+    }
+}
+
+extension PacketJSON {
+    /// Writes the packet's JSON object (the same document as ``packet(_:)``) straight to
+    /// bytes. Every received packet goes through here, so the envelope is written in one
+    /// pass instead of building protobuf's JSON, parsing it and writing it again.
+    @discardableResult
+    public static func write(_ packet: Meshtastic_MeshPacket, to out: inout [UInt8]) -> PacketJSONSummary {
+        var object = ObjectWriter(taking: &out)
+        object.number("from", packet.from)
+        object.number("to", packet.to)
+        if packet.channel != 0 { object.number("channel", packet.channel) }
+        var summary = PacketJSONSummary(portName: "ENCRYPTED", payload: [])
+        switch packet.payloadVariant {
+        case .decoded(let data)?:
+            object.key("decoded")
+            summary = write(data, to: &object.out)
+        case .encrypted(let bytes)?:
+            object.bytes("encrypted", bytes)
+        case nil:
+            break
+        }
+        if packet.id != 0 { object.number("id", packet.id) }
+        if packet.rxTime != 0 { object.number("rxTime", packet.rxTime) }
+        if packet.rxSnr != 0 { object.float("rxSnr", packet.rxSnr) }
+        if packet.hopLimit != 0 { object.number("hopLimit", packet.hopLimit) }
+        if packet.wantAck { object.literal("wantAck", "true") }
+        if packet.priority.rawValue != 0 { object.enumValue("priority", packet.priority.rawValue, names: EnumNames.priority) }
+        if packet.rxRssi != 0 { object.number("rxRssi", packet.rxRssi) }
+        if packet.delayed.rawValue != 0 { object.enumValue("delayed", packet.delayed.rawValue, names: EnumNames.delayed) }
+        if packet.viaMqtt { object.literal("viaMqtt", "true") }
+        if packet.hopStart != 0 { object.number("hopStart", packet.hopStart) }
+        if !packet.publicKey.isEmpty { object.bytes("publicKey", packet.publicKey) }
+        if packet.pkiEncrypted { object.literal("pkiEncrypted", "true") }
+        if packet.nextHop != 0 { object.number("nextHop", packet.nextHop) }
+        if packet.relayNode != 0 { object.number("relayNode", packet.relayNode) }
+        if packet.txAfter != 0 { object.number("txAfter", packet.txAfter) }
+        if packet.transportMechanism.rawValue != 0 {
+            object.enumValue("transportMechanism", packet.transportMechanism.rawValue, names: EnumNames.transport)
+        }
+        object.string("fromId", NodeNumber.id(packet.from))
+        object.string("toId", NodeNumber.id(packet.to))
+        object.close(into: &out)
+        return summary
+    }
+
+    private static func write(_ data: Meshtastic_Data, to out: inout [UInt8]) -> PacketJSONSummary {
+        var object = ObjectWriter(taking: &out)
+        let portName = portName(data.portnum)
+        object.key("portnum")
+        if data.portnum.rawValue == 0 || EnumNames.ports[data.portnum.rawValue] != nil {
+            JSONValue.writeString(portName, to: &object.out)
+        } else {
+            object.out.append(contentsOf: portName.utf8)
+        }
+        object.bytes("payload", data.payload)
+        if data.wantResponse { object.literal("wantResponse", "true") }
+        if data.dest != 0 { object.number("dest", data.dest) }
+        if data.source != 0 { object.number("source", data.source) }
+        if data.requestID != 0 { object.number("requestId", data.requestID) }
+        if data.replyID != 0 { object.number("replyId", data.replyID) }
+        if data.emoji != 0 { object.number("emoji", data.emoji) }
+        if data.hasBitfield { object.number("bitfield", data.bitfield) }
+        let payload = decodedPayload(data)
+        for (key, value) in payload {
+            object.key(key)
+            value.write(to: &object.out)
+        }
+        object.close(into: &out)
+        return PacketJSONSummary(portName: portName, payload: payload.map { (key: $0.0, value: $0.1) })
+    }
+
+    /// Proto names of the enums a packet carries, read once from swift-protobuf's own JSON
+    /// (so they match ``message(_:)`` exactly) instead of per packet.
+    enum EnumNames {
+        static let ports: [Int: String] = names(Meshtastic_PortNum.allCases) { port in
+            Meshtastic_Data.with { $0.portnum = port }
+        }
+        static let priority: [Int: String] = names(Meshtastic_MeshPacket.Priority.allCases) { value in
+            Meshtastic_MeshPacket.with { $0.priority = value }
+        }
+        static let delayed: [Int: String] = names(Meshtastic_MeshPacket.Delayed.allCases) { value in
+            Meshtastic_MeshPacket.with { $0.delayed = value }
+        }
+        static let transport: [Int: String] = names(Meshtastic_MeshPacket.TransportMechanism.allCases) { value in
+            Meshtastic_MeshPacket.with { $0.transportMechanism = value }
+        }
+
+        private static func names<E: SwiftProtobuf.Enum, M: SwiftProtobuf.Message>(_ cases: [E], _ holder: (E) -> M) -> [Int: String] {
+            var names: [Int: String] = [:]
+            for value in cases where value.rawValue != 0 {
+                if let object = message(holder(value)).objectValue, let name = object.entries.first?.value.stringValue {
+                    names[value.rawValue] = name
+                }
+            }
+            return names
+        }
+    }
+}
+
+/// Writes one JSON object's members in order: `{`, then `"key":value` pairs, then `}`.
+/// It takes the caller's buffer over (a swap, no copy) and hands it back on ``close(into:)``.
+struct ObjectWriter {
+    var out: [UInt8] = []
+    private var empty = true
+
+    init(taking buffer: inout [UInt8]) {
+        swap(&out, &buffer)
+        out.append(UInt8(ascii: "{"))
+    }
+
+    mutating func key(_ key: StaticString) {
+        if !empty { out.append(UInt8(ascii: ",")) }
+        empty = false
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+        out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+    }
+
+    mutating func key(_ key: String) {
+        if !empty { out.append(UInt8(ascii: ",")) }
+        empty = false
+        JSONValue.writeString(key, to: &out)
+        out.append(UInt8(ascii: ":"))
+    }
+
+    mutating func number(_ key: StaticString, _ value: some BinaryInteger) {
+        self.key(key)
+        JSONValue.writeInteger(value, to: &out)
+    }
+
+    mutating func float(_ key: StaticString, _ value: Float) {
+        self.key(key)
+        if value.isNaN {
+            out.append(contentsOf: "\"NaN\"".utf8)
+        } else if value.isInfinite {
+            out.append(contentsOf: (value < 0 ? "\"-Infinity\"" : "\"Infinity\"").utf8)
+        } else {
+            // What swift-protobuf writes for a float, so the text round-trips to the same value.
+            out.append(contentsOf: value.debugDescription.utf8)
+        }
+    }
+
+    mutating func literal(_ key: StaticString, _ text: StaticString) {
+        self.key(key)
+        out.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    mutating func string(_ key: StaticString, _ value: String) {
+        self.key(key)
+        JSONValue.writeString(value, to: &out)
+    }
+
+    mutating func bytes(_ key: StaticString, _ value: Data) {
+        self.key(key)
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: value.base64EncodedString().utf8)
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// An enum by its proto name, or by number for a value this build does not know.
+    mutating func enumValue(_ key: StaticString, _ rawValue: Int, names: [Int: String]) {
+        self.key(key)
+        if let name = names[rawValue] { JSONValue.writeString(name, to: &out) } else { JSONValue.writeInteger(rawValue, to: &out) }
+    }
+
+    mutating func close(into buffer: inout [UInt8]) {
+        out.append(UInt8(ascii: "}"))
+        swap(&out, &buffer)
+    }
+}
