@@ -30,6 +30,8 @@ final class Slot: Sendable {
     private let listener: Mutex<VirtualRadioListener?>
     private let listenerStarts: AsyncStream<VirtualRadioListener>.Continuation
     private let listenerStream: AsyncStream<VirtualRadioListener>
+    /// Carries every link's events to ``handle(_:)``; links are made before the slot exists.
+    private let relay = EventRelay()
 
     /// One link (and its in-process simulator) with the configuration it was made from. A
     /// reload that changes the slot replaces the generation; everything else (seq, node DB,
@@ -37,7 +39,6 @@ final class Slot: Sendable {
     private struct Generation: Sendable {
         var configuration: SlotConfiguration
         let link: RadioLink<ContinuousClock>
-        let events: AsyncStream<RadioLinkEvent>
         let simulator: RadioSimulator?
     }
 
@@ -93,14 +94,17 @@ final class Slot: Sendable {
         listener = Mutex(bound)
         if let bound { listenerStarts.yield(bound) }
         do {
-            control = Mutex(Control(current: try await Self.makeGeneration(configuration, outboxCapacity: outboxCapacity, logger: logger)))
+            control = Mutex(Control(current: try await Self.makeGeneration(configuration, outboxCapacity: outboxCapacity, relay: relay, logger: logger)))
         } catch {
             await bound?.close()
             throw error
         }
+        relay.attach(self)
     }
 
-    private static func makeGeneration(_ configuration: SlotConfiguration, outboxCapacity: Int, logger: Logger) async throws -> Generation {
+    private static func makeGeneration(
+        _ configuration: SlotConfiguration, outboxCapacity: Int, relay: EventRelay, logger: Logger
+    ) async throws -> Generation {
         let transport: any RadioTransport
         var simulator: RadioSimulator?
         switch configuration.source {
@@ -115,15 +119,16 @@ final class Slot: Sendable {
             simulator = started
             transport = SimulatorTransport(tcp: TCPRadioTransport(host: simulatorConfiguration.host, port: started.port))
         }
-        let (link, events) = RadioLink.make(
+        let link = RadioLink(
             slot: configuration.name,
             transport: transport,
             timing: configuration.timing,
             clock: ContinuousClock(),
             outboxCapacity: outboxCapacity,
-            logger: logger
+            logger: logger,
+            onEvent: relay.deliver
         )
-        return Generation(configuration: configuration, link: link, events: events, simulator: simulator)
+        return Generation(configuration: configuration, link: link, simulator: simulator)
     }
 
     /// The running link.
@@ -171,11 +176,11 @@ final class Slot: Sendable {
         }
     }
 
+    /// Runs one link until it stops; its events reach ``handle(_:)`` on this task.
     private func run(_ generation: Generation) async {
         await withDiscardingTaskGroup { group in
             if let simulator = generation.simulator { group.addTask { await simulator.run() } }
-            group.addTask { await generation.link.run() }
-            for await event in generation.events { handle(event) }
+            await generation.link.run()
             group.cancelAll()
         }
     }
@@ -199,7 +204,7 @@ final class Slot: Sendable {
             control.withLock { $0.current.configuration = configuration }
             return
         }
-        let replacement = try await Self.makeGeneration(configuration, outboxCapacity: outboxCapacity, logger: logger)
+        let replacement = try await Self.makeGeneration(configuration, outboxCapacity: outboxCapacity, relay: relay, logger: logger)
         let running = control.withLock { control in
             control.replacement = replacement
             return control.current.link
@@ -297,7 +302,7 @@ final class Slot: Sendable {
         publish(Topic.sendStatus, fields, in: &state)
     }
 
-    private func handle(_ event: RadioLinkEvent) {
+    fileprivate func handle(_ event: RadioLinkEvent) {
         switch event {
         case .stateChanged(let current, let previous):
             publish(Topic.state, [
@@ -639,4 +644,21 @@ struct SimulatorTransport: RadioTransport {
     var kind: String { "simulator" }
     var description: String { "simulator at \(tcp)" }
     func open() async throws -> StreamChannel { try await tcp.open() }
+}
+
+/// Hands a link's events to the slot that owns it. Links are made before their slot is
+/// whole (and again on a reload), so they are given this instead of the slot itself. It
+/// holds the slot weakly (the slot holds it), and holds no closure: a closure kept in a
+/// generic container and read through `inout` gains a reabstraction thunk on every access.
+private final class EventRelay: Sendable {
+    private struct Target { weak var slot: Slot? }
+    private let target = Mutex(Target())
+
+    func attach(_ slot: Slot) {
+        target.withLock { $0.slot = slot }
+    }
+
+    @Sendable func deliver(_ event: RadioLinkEvent) {
+        target.withLock { $0.slot }?.handle(event)
+    }
 }

@@ -118,26 +118,33 @@ struct RadioMirror: Sendable {
     /// Folds what a packet tells about its sender into the node DB, as firmware does.
     private mutating func note(_ packet: Meshtastic_MeshPacket) {
         guard packet.from != 0, packet.from != NodeNumber.broadcast else { return }
-        var node = nodes[packet.from] ?? .with { $0.num = packet.from }
+        if nodes[packet.from] == nil {
+            nodes[packet.from] = .with { $0.num = packet.from }
+            nodeOrder.append(packet.from)
+        }
+        // Changed in place: a node copied out of the dictionary and stored back copies its
+        // protobuf storage on the first change, on every packet.
+        Self.fold(packet, into: &nodes[packet.from, default: Meshtastic_NodeInfo()])
+    }
+
+    private static func fold(_ packet: Meshtastic_MeshPacket, into node: inout Meshtastic_NodeInfo) {
         if packet.rxTime != 0 { node.lastHeard = packet.rxTime }
         if packet.rxSnr != 0 { node.snr = packet.rxSnr }
         if packet.hopStart != 0, packet.hopStart >= packet.hopLimit { node.hopsAway = packet.hopStart - packet.hopLimit }
         if packet.viaMqtt { node.viaMqtt = true }
-        if case .decoded(let data) = packet.payloadVariant {
-            switch data.portnum {
-            case .nodeinfoApp:
-                if let user = try? Meshtastic_User(serializedBytes: data.payload) { node.user = user }
-            case .positionApp:
-                if let position = try? Meshtastic_Position(serializedBytes: data.payload) { node.position = position }
-            case .telemetryApp:
-                if let telemetry = try? Meshtastic_Telemetry(serializedBytes: data.payload), case .deviceMetrics(let metrics) = telemetry.variant {
-                    node.deviceMetrics = metrics
-                }
-            default:
-                break
+        guard case .decoded(let data) = packet.payloadVariant else { return }
+        switch data.portnum {
+        case .nodeinfoApp:
+            if let user = try? Meshtastic_User(serializedBytes: data.payload) { node.user = user }
+        case .positionApp:
+            if let position = try? Meshtastic_Position(serializedBytes: data.payload) { node.position = position }
+        case .telemetryApp:
+            if let telemetry = try? Meshtastic_Telemetry(serializedBytes: data.payload), case .deviceMetrics(let metrics) = telemetry.variant {
+                node.deviceMetrics = metrics
             }
+        default:
+            break
         }
-        store(node)
     }
 
     /// The field number of a one-of message's set variant: the first key on the wire.
