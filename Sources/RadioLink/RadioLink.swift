@@ -153,6 +153,9 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     public func takeOutbox() -> [OutgoingPacket] { outbox.takeAll() }
 
     /// Runs until ``shutdown()`` or cancellation. Never throws; ends with the state `stopped`.
+    /// Pre-specialized for the wall clock the broker runs on, so the per-frame path does not
+    /// look up generic metadata (the state machine, its actions, the input stream) at run time.
+    @_specialize(exported: true, where C == ContinuousClock)
     public func run() async {
         await withDiscardingTaskGroup { group in
             var session: Session?
