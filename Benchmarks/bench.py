@@ -266,7 +266,7 @@ def main():
         # 1. Sustained events/s with zero loss.
         # Steps of at most 1.5× where the relays top out, so neither side's figure is rounded down far.
         ladder = [1000, 5000, 10000, 20000, 50000, 100000] if quick else [1000, 2000, 5000, 10000, 15000, 20000, 25000, 30000, 35000, 50000, 75000, 100000, 150000, 200000]
-        python_ladder = [100, 250, 500, 1000, 2000, 5000] if quick else [100, 250, 500, 750, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 5000]
+        python_ladder = [100, 250, 500, 1000, 2000, 5000] if quick else [100, 250, 500, 750, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 4000, 5000]
         mb_rate, mb_detail = bench.sustained(lambda r, c: bench.run_relay("meshbus", r, c), ladder, seconds)
         py_rate, py_detail = bench.sustained(lambda r, c: bench.run_relay("python", r, c), python_ladder, seconds)
         floor_rate, floor_detail = bench.sustained(lambda r, c: bench.run_floor(r, c), ladder, seconds)

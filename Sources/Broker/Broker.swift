@@ -15,21 +15,17 @@ struct EventSink: Sendable {
     func envelopeHead(slot: String) -> [UInt8] { Envelope.head(broker: brokerID, slot: slot) }
 
     /// Publishes one event whose fields `writeFields` appends as `,"key":value` members after
-    /// the envelope's own keys; returns the event as the replay ring keeps it.
-    func publish(
-        slot: String, head: [UInt8], topic: String, port: String?, seq: UInt64, raw: [UInt8]?, writeFields: (inout [UInt8]) -> Void
-    ) -> ReplayRing.Entry {
-        var envelope: [UInt8] = []
-        envelope.reserveCapacity(512)
-        envelope.append(contentsOf: head)
-        Envelope.writeRest(topic: topic, seq: seq, time: Envelope.now(), to: &envelope)
-        writeFields(&envelope)
-        envelope.append(UInt8(ascii: "}"))
+    /// the envelope's own keys; returns the event as the replay ring keeps it, and what
+    /// `writeFields` returned.
+    func publish<Result>(
+        slot: String, head: [UInt8], topic: String, port: String?, seq: UInt64, raw: [UInt8]?, writeFields: (inout [UInt8]) -> Result
+    ) -> (entry: ReplayRing.Entry, result: Result) {
+        let (envelope, result) = Envelope.write(head: head, topic: topic, seq: seq, time: Envelope.now(), writeFields: writeFields)
         let entry = ReplayRing.Entry(seq: seq, topic: Array(Topic.frame(topic, slot: slot, port: port).utf8), envelope: envelope, raw: raw)
         var frames = [entry.topic, entry.envelope]
         if let raw { frames.append(raw) }
         publisher.publish(frames)
-        return entry
+        return (entry, result)
     }
 }
 

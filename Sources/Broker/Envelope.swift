@@ -33,12 +33,25 @@ public enum Envelope {
 
     /// The whole envelope with `fields` after the envelope's own keys.
     public static func bytes(broker: String, slot: String, topic: String, seq: UInt64, time: String, fields: JSONObject) -> [UInt8] {
-        var out = head(broker: broker, slot: slot)
-        writeRest(topic: topic, seq: seq, time: time, to: &out)
-        writeMembers(fields, to: &out)
-        out.append(UInt8(ascii: "}"))
-        return out
+        write(head: head(broker: broker, slot: slot), topic: topic, seq: seq, time: time) { writeMembers(fields, to: &$0) }.bytes
     }
+
+    /// Writes one envelope: the slot's ``head(broker:slot:)``, `topic`, `seq` and `time`, then
+    /// the members `writeFields` appends (`,"key":value`), then `}`; returns what it returned.
+    static func write<Result>(
+        head: [UInt8], topic: String, seq: UInt64, time: String, writeFields: (inout [UInt8]) -> Result
+    ) -> (bytes: [UInt8], result: Result) {
+        var out: [UInt8] = []
+        out.reserveCapacity(512)
+        out.append(contentsOf: head)
+        writeRest(topic: topic, seq: seq, time: time, to: &out)
+        let result = writeFields(&out)
+        out.append(UInt8(ascii: "}"))
+        return (out, result)
+    }
+
+    /// The envelope's own keys: an event's fields never replace them.
+    static let ownKeys: Set<String> = ["schema", "broker", "slot", "topic", "seq", "time"]
 
     /// `{"schema":1,"broker":…,"slot":…`: the part every event of a slot shares, made once.
     static func head(broker: String, slot: String) -> [UInt8] {
@@ -50,7 +63,7 @@ public enum Envelope {
     }
 
     /// `,"topic":…,"seq":…,"time":…` after the ``head(broker:slot:)``.
-    static func writeRest(topic: String, seq: UInt64, time: String, to out: inout [UInt8]) {
+    private static func writeRest(topic: String, seq: UInt64, time: String, to out: inout [UInt8]) {
         out.append(contentsOf: ",\"topic\":".utf8)
         JSONValue.writeString(topic, to: &out)
         out.append(contentsOf: ",\"seq\":".utf8)
@@ -59,9 +72,10 @@ public enum Envelope {
         JSONValue.writeString(time, to: &out)
     }
 
-    /// Writes each member as `,"key":value`.
+    /// Writes each member as `,"key":value`, leaving out any that would repeat one of the
+    /// envelope's own keys (a JSON object's keys are unique).
     static func writeMembers(_ fields: JSONObject, to out: inout [UInt8]) {
-        for entry in fields.entries { writeMember(entry.key, entry.value, to: &out) }
+        for entry in fields.entries where !ownKeys.contains(entry.key) { writeMember(entry.key, entry.value, to: &out) }
     }
 
     static func writeMember(_ key: String, _ value: JSONValue, to out: inout [UInt8]) {

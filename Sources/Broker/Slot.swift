@@ -30,7 +30,8 @@ final class Slot: Sendable {
     private let listener: Mutex<VirtualRadioListener?>
     private let listenerStarts: AsyncStream<VirtualRadioListener>.Continuation
     private let listenerStream: AsyncStream<VirtualRadioListener>
-    /// Carries every link's events to ``handle(_:)``; links are made before the slot exists.
+    /// Carries every link's events to ``handle(_:)``; a link is made while the slot is still
+    /// being initialised (and again on a reload), before `self` can be handed out.
     private let relay = EventRelay()
 
     /// One link (and its in-process simulator) with the configuration it was made from. A
@@ -266,14 +267,16 @@ final class Slot: Sendable {
     // MARK: Events
 
     /// Gives the event the next `seq`, hands it to the publisher and keeps it for replay.
-    /// `writeFields` appends the event's fields as `,"key":value` members.
-    private func publish(
-        _ topic: String, port: String? = nil, raw: [UInt8]? = nil, in state: inout State, writeFields: (inout [UInt8]) -> Void
-    ) {
+    /// `writeFields` appends the event's fields as `,"key":value` members; its result is returned.
+    @discardableResult
+    private func publish<Result>(
+        _ topic: String, port: String? = nil, raw: [UInt8]? = nil, in state: inout State, writeFields: (inout [UInt8]) -> Result
+    ) -> Result {
         state.seq += 1
         metrics.eventsPublished.increment()
-        let entry = sink.publish(slot: name, head: envelopeHead, topic: topic, port: port, seq: state.seq, raw: raw, writeFields: writeFields)
+        let (entry, result) = sink.publish(slot: name, head: envelopeHead, topic: topic, port: port, seq: state.seq, raw: raw, writeFields: writeFields)
         state.ring.append(entry)
+        return result
     }
 
     private func publish(_ topic: String, _ fields: JSONObject, in state: inout State) {
@@ -366,13 +369,12 @@ final class Slot: Sendable {
                 // Frame 3 is the packet as the radio sent it, cut out of the frame; encoding
                 // it again is the fallback for a frame that carries it in parts.
                 let packetBytes = ProtobufFields.lengthDelimited(ProtobufFields.fromRadioPacket, in: raw).map(Array.init) ?? (try? packet.serializedBytes()) ?? []
-                var written: PacketJSONSummary?
-                publish(Topic.receive, port: PacketJSON.portName(packet), raw: packetBytes, in: &state) { out in
+                let summary = publish(Topic.receive, port: PacketJSON.portName(packet), raw: packetBytes, in: &state) { out in
                     out.append(contentsOf: ",\"packet\":".utf8)
-                    written = PacketJSON.write(packet, to: &out)
+                    let summary = PacketJSON.write(packet, to: &out)
                     out.append(contentsOf: (backlog ? ",\"backlog\":true" : ",\"backlog\":false").utf8)
+                    return summary
                 }
-                guard let summary = written else { return }
                 settleSend(from: packet, summary: summary, in: &state)
                 updateNode(from: packet, summary: summary, in: &state)
             }
@@ -403,7 +405,13 @@ final class Slot: Sendable {
             // Every probe answer is a queue status; only a refusal can have failed a client's packet.
             if refused { tellVirtualClientsOfFailures() }
         case .clientNotification(let notification):
-            publish(Topic.clientNotification, PacketJSON.message(notification).objectValue ?? JSONObject())
+            var fields = PacketJSON.message(notification).objectValue ?? JSONObject()
+            // Its own `time` (seconds since 1970) would clash with the envelope's `time`.
+            if let time = fields["time"] {
+                fields["time"] = nil
+                fields["notificationTime"] = time
+            }
+            publish(Topic.clientNotification, fields)
         default:
             break
         }
@@ -426,7 +434,7 @@ final class Slot: Sendable {
         guard packet.from != 0, packet.from != NodeNumber.broadcast else { return }
         var update: [(key: String, value: JSONValue)] = []
         if packet.rxTime != 0 { update.append(("lastHeard", .int(packet.rxTime))) }
-        if packet.rxSnr != 0, packet.rxSnr.isFinite { update.append(("snr", .number(packet.rxSnr.debugDescription))) }
+        if packet.rxSnr != 0 { update.append(("snr", PacketJSON.float(packet.rxSnr))) }
         switch packet.payloadVariant {
         case .decoded(let data) where data.portnum == .nodeinfoApp:
             if let user = summary[payload: "user"] { update.append(("user", user)) }

@@ -1,11 +1,9 @@
 import struct Foundation.Data
 import SwiftProtobuf
 
-/// What ``PacketJSON/write(_:to:)`` found out about a packet while writing it, so callers
-/// (port topic, node DB, send ledger) need not read the JSON back.
+/// What ``PacketJSON/write(_:to:)`` decoded from a packet's payload while writing it, so
+/// callers (node DB, send ledger) need not decode it again or read the JSON back.
 public struct PacketJSONSummary: Sendable {
-    /// The port's name (`TEXT_MESSAGE_APP`), its number if unknown, `ENCRYPTED` without `decoded`.
-    public var portName: String
     /// The keys added to `decoded` for a known port (`text`, `position`, `user`, …).
     public var payload: [(key: String, value: JSONValue)]
 
@@ -25,7 +23,7 @@ extension PacketJSON {
         object.number("from", packet.from)
         object.number("to", packet.to)
         if packet.channel != 0 { object.number("channel", packet.channel) }
-        var summary = PacketJSONSummary(portName: "ENCRYPTED", payload: [])
+        var summary = PacketJSONSummary(payload: [])
         switch packet.payloadVariant {
         case .decoded(let data)?:
             object.key("decoded")
@@ -37,7 +35,7 @@ extension PacketJSON {
         }
         if packet.id != 0 { object.number("id", packet.id) }
         if packet.rxTime != 0 { object.number("rxTime", packet.rxTime) }
-        if packet.rxSnr != 0 { object.float("rxSnr", packet.rxSnr) }
+        if packet.rxSnr.bitPattern != 0 { object.float("rxSnr", packet.rxSnr) }  // -0.0 is written, as protobuf does
         if packet.hopLimit != 0 { object.number("hopLimit", packet.hopLimit) }
         if packet.wantAck { object.literal("wantAck", "true") }
         if packet.priority.rawValue != 0 { object.enumValue("priority", packet.priority.rawValue, names: EnumNames.priority) }
@@ -82,7 +80,15 @@ extension PacketJSON {
             value.write(to: &object.out)
         }
         object.close(into: &out)
-        return PacketJSONSummary(portName: portName, payload: payload.map { (key: $0.0, value: $0.1) })
+        return PacketJSONSummary(payload: payload.map { (key: $0.0, value: $0.1) })
+    }
+
+    /// A float as swift-protobuf writes it (shortest text that reads back to the same float;
+    /// NaN and infinities as strings), for the packet and the node DB alike.
+    public static func float(_ value: Float) -> JSONValue {
+        if value.isNaN { return .string("NaN") }
+        if value.isInfinite { return .string(value < 0 ? "-Infinity" : "Infinity") }
+        return .number(value.debugDescription)
     }
 
     /// Proto names of the enums a packet carries, read once from swift-protobuf's own JSON
@@ -146,14 +152,7 @@ struct ObjectWriter {
 
     mutating func float(_ key: StaticString, _ value: Float) {
         self.key(key)
-        if value.isNaN {
-            out.append(contentsOf: "\"NaN\"".utf8)
-        } else if value.isInfinite {
-            out.append(contentsOf: (value < 0 ? "\"-Infinity\"" : "\"Infinity\"").utf8)
-        } else {
-            // What swift-protobuf writes for a float, so the text round-trips to the same value.
-            out.append(contentsOf: value.debugDescription.utf8)
-        }
+        PacketJSON.float(value).write(to: &out)
     }
 
     mutating func literal(_ key: StaticString, _ text: StaticString) {

@@ -5,8 +5,8 @@ public enum ProtobufFields {
     public static let fromRadioPacket = 2
 
     /// The payload of length-delimited field `number`, if it occurs exactly once at the top
-    /// level; nil if it is absent or repeated (protobuf would merge the parts) or the bytes
-    /// are not a well-formed message.
+    /// level; nil if it is absent or repeated (protobuf would merge the parts), if the bytes
+    /// are not a well-formed message, or if they contain a group (wire types 3 and 4).
     public static func lengthDelimited(_ number: Int, in bytes: [UInt8]) -> ArraySlice<UInt8>? {
         var index = 0
         var found: ArraySlice<UInt8>?

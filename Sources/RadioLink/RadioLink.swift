@@ -59,7 +59,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
         let timers: AsyncStream<(Machine.Timer, C.Instant)>.Continuation
     }
 
-    /// A link and the stream of its events.
+    /// A link and the stream of its events (tests consume links this way).
     /// `seed` feeds nonces and backoff jitter (random by default; fixed in tests).
     public static func make(
         slot: String,

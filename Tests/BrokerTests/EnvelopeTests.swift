@@ -12,6 +12,18 @@ import Testing
         #expect(envelope["backlog"] == .bool(false))
     }
 
+    @Test func fieldsNeverReplaceOrRepeatTheEnvelopesOwnKeys() throws {
+        let bytes = Envelope.bytes(broker: "00112233aabbccdd", slot: "roof", topic: Topic.clientNotification, seq: 3, time: "t",
+                                   fields: ["time": .int(1_763_900_000), "seq": .int(99), "message": .string("hi")])
+        let text = String(decoding: bytes, as: UTF8.self)
+        #expect(text.components(separatedBy: "\"time\":").count == 2, "one time key: \(text)")
+        #expect(text.components(separatedBy: "\"seq\":").count == 2, "one seq key: \(text)")
+        let envelope = try JSONValue(parsing: bytes)
+        #expect(envelope["time"] == .string("t"))
+        #expect(envelope["seq"] == .number("3"))
+        #expect(envelope["message"] == .string("hi"))
+    }
+
     @Test func topicFramesAllowPrefixSelection() {
         #expect(Topic.frame(Topic.receive, slot: "roof", port: "TEXT_MESSAGE_APP") == "meshtastic.receive/roof/TEXT_MESSAGE_APP")
         #expect(Topic.frame(Topic.lost, slot: "roof") == "meshtastic.connection.lost/roof")
