@@ -45,7 +45,7 @@ public enum PacketJSON {
     }
 
     /// The keys the Python library adds to `decoded` for the ports it knows.
-    static func decodedPayload(_ data: Meshtastic_Data) -> [(String, JSONValue)] {
+    static func decodedPayload(_ data: Meshtastic_Data) -> [(key: String, value: JSONValue)] {
         switch data.portnum {
         case .textMessageApp, .rangeTestApp, .detectionSensorApp:
             // Like the Python library: invalid UTF-8 leaves `text` out, the payload stays.
@@ -76,7 +76,7 @@ public enum PacketJSON {
         _ payload: Data,
         as key: String,
         fixup: (M, inout JSONObject) -> Void = { _, _ in }
-    ) -> [(String, JSONValue)] {
+    ) -> [(key: String, value: JSONValue)] {
         guard let decoded = try? M(serializedBytes: payload), var object = message(decoded).objectValue else {
             return []
         }

@@ -80,7 +80,7 @@ extension PacketJSON {
             value.write(to: &object.out)
         }
         object.close(into: &out)
-        return PacketJSONSummary(payload: payload.map { (key: $0.0, value: $0.1) })
+        return PacketJSONSummary(payload: payload)
     }
 
     /// A float as swift-protobuf writes it (shortest text that reads back to the same float;

@@ -220,7 +220,7 @@ import Testing
             #expect(written == Self.reference(packet), "\(packet)")
             #expect(Self.keysAreUnique(bytes), "a key written twice would hide behind the parser keeping the last")
             if case .decoded(let data)? = packet.payloadVariant {
-                #expect(summary.payload.map(\.key) == PacketJSON.decodedPayload(data).map(\.0))
+                #expect(summary.payload.map(\.key) == PacketJSON.decodedPayload(data).map(\.key))
             }
         }
     }
