@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "meshbus", targets: ["meshbus"]),
         .library(name: "ZeroMQ", targets: ["ZeroMQ"]),
+        .library(name: "MeshBusModel", targets: ["MeshBusModel"]),
         .library(name: "MeshtasticProtocol", targets: ["MeshtasticProtocol"]),
         .library(name: "Broker", targets: ["Broker"]),
         .library(name: "MeshBusClient", targets: ["MeshBusClient"]),
@@ -28,10 +29,12 @@ let package = Package(
             providers: [.apt(["libzmq3-dev"])]
         ),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
-        .target(name: "MeshBusClient", dependencies: ["ZeroMQ"]),
+        .target(name: "MeshBusModel"),
+        .target(name: "MeshBusClient", dependencies: ["ZeroMQ", "MeshBusModel"]),
         .target(
             name: "MeshtasticProtocol",
             dependencies: [
+                "MeshBusModel",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
@@ -65,8 +68,14 @@ let package = Package(
             ]
         ),
         .target(
+            name: "SlotCore",
+            dependencies: ["MeshBusModel", "MeshtasticProtocol", "RadioLink"]
+        ),
+        .target(
             name: "Broker",
             dependencies: [
+                "SlotCore",
+                "MeshBusModel",
                 "ZeroMQ",
                 "MeshtasticProtocol",
                 "RadioLink",
@@ -115,12 +124,15 @@ let package = Package(
             dependencies: [
                 "MQTT",
                 "MeshBusClient",
+                "MeshBusModel",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "meshbus",
             dependencies: [
+                "MeshBusModel",
+                "SlotCore",
                 "MQTT",
                 "MQTTBridge",
                 "MeshBusClient",
@@ -150,9 +162,19 @@ let package = Package(
             ],
             path: "Benchmarks/Workload"
         ),
+        .target(
+            name: "MeshBusTestSupport",
+            dependencies: ["MeshtasticProtocol", "RadioLink", "RadioSimulator", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/MeshBusTestSupport"
+        ),
+        .testTarget(name: "MeshBusModelTests", dependencies: ["MeshBusModel"]),
+        .testTarget(
+            name: "SlotCoreTests",
+            dependencies: ["SlotCore", "MeshBusModel", "MeshtasticProtocol", "RadioLink", "MeshBusTestSupport"]
+        ),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
-        .testTarget(name: "MQTTBridgeTests", dependencies: ["MQTTBridge", "MeshBusClient"]),
-        .testTarget(name: "MeshBusClientTests", dependencies: ["MeshBusClient", "Broker", "RadioLink", "RadioSimulator"]),
+        .testTarget(name: "MQTTBridgeTests", dependencies: ["MQTTBridge", "MeshBusClient", "MeshBusModel"]),
+        .testTarget(name: "MeshBusClientTests", dependencies: ["MeshBusClient", "MeshBusModel", "Broker", "RadioLink", "RadioSimulator"]),
         .testTarget(
             name: "MeshtasticProtocolTests",
             dependencies: [
@@ -164,7 +186,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RadioLinkTests",
-            dependencies: ["RadioLink", "RadioSimulator", "MeshtasticProtocol"]
+            dependencies: ["RadioLink", "RadioSimulator", "MeshtasticProtocol", "MeshBusTestSupport"]
         ),
         .testTarget(
             name: "VirtualRadioTests",
@@ -194,6 +216,8 @@ let package = Package(
             name: "MQTTTests",
             dependencies: [
                 "MQTT",
+                "MeshBusTestSupport",
+                "MeshtasticProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -16,13 +16,18 @@ let package = Package(
         ),
         .executableTarget(
             name: "FromRadioFuzzer",
-            dependencies: ["FuzzSupport", .product(name: "MeshtasticProtocol", package: "MeshBus")]
+            dependencies: [
+                "FuzzSupport",
+                .product(name: "MeshBusModel", package: "MeshBus"),
+                .product(name: "MeshtasticProtocol", package: "MeshBus"),
+            ]
         ),
         .executableTarget(
             name: "CommandFuzzer",
             dependencies: [
                 "FuzzSupport",
                 .product(name: "Broker", package: "MeshBus"),
+                .product(name: "MeshBusModel", package: "MeshBus"),
                 .product(name: "MeshtasticProtocol", package: "MeshBus"),
             ]
         )

@@ -10,6 +10,7 @@
 import Broker
 import Foundation
 import Logging
+import MeshBusModel
 import MeshtasticProtocol
 import NIOCore
 import NIOPosix

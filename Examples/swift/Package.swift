@@ -12,7 +12,10 @@ let package = Package(
     targets: [
         .executableTarget(
             name: "consumer",
-            dependencies: [.product(name: "MeshBusClient", package: "MeshBus")]
+            dependencies: [
+                .product(name: "MeshBusClient", package: "MeshBus"),
+                .product(name: "MeshBusModel", package: "MeshBus"),
+            ]
         ),
     ]
 )

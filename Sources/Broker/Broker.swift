@@ -1,33 +1,24 @@
 import CoreMetrics
 import Logging
+import MeshBusModel
 import MeshtasticProtocol
 import RadioLink
 import ServiceLifecycle
+import SlotCore
 import Synchronization
 import ZeroMQ
 
-/// Turns slot events into ZeroMQ messages: topic frame, envelope, optional raw protobuf.
+/// Where slots publish: the PUB socket, and the broker id every envelope carries.
 struct EventSink: Sendable {
     let brokerID: String
     let publisher: EventPublisher
 
     /// The start every envelope of `slot` shares (``Envelope/head(broker:slot:)``).
     func envelopeHead(slot: String) -> [UInt8] { Envelope.head(broker: brokerID, slot: slot) }
-
-    /// Publishes one event whose fields `writeFields` appends as `,"key":value` members after
-    /// the envelope's own keys; returns the event as the replay ring keeps it, and what
-    /// `writeFields` returned.
-    func publish<Result>(
-        slot: String, head: [UInt8], topic: String, port: String?, seq: UInt64, raw: [UInt8]?, writeFields: (inout [UInt8]) -> Result
-    ) -> (entry: ReplayRing.Entry, result: Result) {
-        let (envelope, result) = Envelope.write(head: head, topic: topic, seq: seq, time: Envelope.now(), writeFields: writeFields)
-        let entry = ReplayRing.Entry(seq: seq, topic: Array(Topic.frame(topic, slot: slot, port: port).utf8), envelope: envelope, raw: raw)
-        var frames = [entry.topic, entry.envelope]
-        if let raw { frames.append(raw) }
-        publisher.publish(frames)
-        return (entry, result)
-    }
 }
+
+/// The broker's slots run on the wall clock.
+typealias BrokerSlot = Slot<ContinuousClock>
 
 /// The MeshBus broker: owns the slots, publishes their events, answers commands.
 ///
@@ -50,8 +41,8 @@ public final class Broker: Service, Sendable {
     private let sink: EventSink
     private let registry: Mutex<Registry>
     /// Slots to run: the initial ones, then those a reload adds. Finished on shutdown.
-    private let slotStarts: AsyncStream<Slot>.Continuation
-    private let slotStream: AsyncStream<Slot>
+    private let slotStarts: AsyncStream<BrokerSlot>.Continuation
+    private let slotStream: AsyncStream<BrokerSlot>
     private let logger: Logger
     private let started = ContinuousClock.now
     private let commandsAnswered = CoreMetrics.Counter(label: "meshbus_commands_total", dimensions: [("outcome", "ok")])
@@ -59,7 +50,7 @@ public final class Broker: Service, Sendable {
     /// The configuration in force and the slots made from it, in configuration order.
     private struct Registry {
         var configuration: BrokerConfiguration
-        var slots: [String: Slot]
+        var slots: [String: BrokerSlot]
         var order: [String]
         var shuttingDown = false
         var reloadsApplied = 0
@@ -89,14 +80,15 @@ public final class Broker: Service, Sendable {
         eventEndpoints = publisher.endpoints
         commandEndpoints = commands.endpoints
         sink = EventSink(brokerID: brokerID, publisher: publisher)
-        (slotStream, slotStarts) = AsyncStream<Slot>.makeStream()
-        var slots: [String: Slot] = [:]
+        (slotStream, slotStarts) = AsyncStream<BrokerSlot>.makeStream()
+        var slots: [String: BrokerSlot] = [:]
         for slotConfiguration in configuration.slots {
-            let slot = try await Slot(
+            let slot = try await BrokerSlot(
                 configuration: slotConfiguration,
                 outboxCapacity: configuration.outboxCapacity,
                 replayCapacity: configuration.replayCapacity,
                 sink: sink,
+                clock: ContinuousClock(),
                 logger: logger
             )
             slots[slotConfiguration.name] = slot
@@ -165,15 +157,23 @@ public final class Broker: Service, Sendable {
         await commands.stop()
         // Virtual radio clients are command sources too: nothing new comes in while flushing.
         for slot in slots { await slot.closeVirtualRadio() }
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: flushTimeout)
-        var waiting = slots.reduce(0) { $0 + $1.link.queueDepth }
-        if waiting > 0 { logger.info("flushing outboxes", metadata: ["packets": "\(waiting)"]) }
-        while waiting > 0, clock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(20))
-            waiting = slots.reduce(0) { $0 + $1.link.queueDepth }
+        let waiting = slots.reduce(0) { $0 + $1.queueDepth }
+        if waiting > 0 {
+            logger.info("flushing outboxes", metadata: ["packets": "\(waiting)"])
+            // Every outbox empties, or the flush timeout passes: whichever comes first.
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    await withDiscardingTaskGroup { outboxes in
+                        for slot in slots { outboxes.addTask { await slot.waitUntilOutboxEmpty() } }
+                    }
+                }
+                group.addTask { try? await Task.sleep(for: flushTimeout) }
+                await group.next()
+                group.cancelAll()
+            }
+            let left = slots.reduce(0) { $0 + $1.queueDepth }
+            if left > 0 { logger.warning("outboxes not flushed in time; their sends fail", metadata: ["packets": "\(left)"]) }
         }
-        if waiting > 0 { logger.warning("outboxes not flushed in time; their sends fail", metadata: ["packets": "\(waiting)"]) }
         for slot in slots { slot.stop() }
         slotStarts.finish()
     }
@@ -242,9 +242,9 @@ public final class Broker: Service, Sendable {
                 continue
             }
             do {
-                let slot = try await Slot(
+                let slot = try await BrokerSlot(
                     configuration: slotConfiguration, outboxCapacity: old.outboxCapacity, replayCapacity: old.replayCapacity,
-                    sink: sink, logger: logger
+                    sink: sink, clock: ContinuousClock(), logger: logger
                 )
                 registry.withLock { $0.slots[name] = slot }
                 slotStarts.yield(slot)
@@ -337,16 +337,14 @@ public final class Broker: Service, Sendable {
                 let reloads: JSONObject = registry.withLock { registry in
                     ["applied": .int(registry.reloadsApplied), "rejected": .int(registry.reloadsRejected), "last": registry.lastReload]
                 }
-                return [
-                    "broker": .string(brokerID),
-                    "version": .string(Self.version),
-                    "uptimeSeconds": .double((ContinuousClock.now - started).inSeconds),
-                    "reloads": .object(reloads),
-                ]
+                var ping = MeshBus.Ping(broker: brokerID, version: Self.version, uptimeSeconds: (ContinuousClock.now - started).inSeconds)
+                    .jsonMembers
+                ping["reloads"] = .object(reloads)
+                return ping
             case .status(let name):
                 var result = JSONObject()
-                let slots: [Slot] = if let name { [try slot(named: name)] } else { registry.withLock { r in r.order.compactMap { r.slots[$0] } } }
-                for slot in slots { result[slot.name] = .object(slot.status()) }
+                let slots: [BrokerSlot] = if let name { [try slot(named: name)] } else { registry.withLock { r in r.order.compactMap { r.slots[$0] } } }
+                for slot in slots { result[slot.name] = slot.status().jsonValue }
                 return ["slots": .object(result)]
             case .nodes(let name):
                 return try slot(named: name).nodes()
@@ -358,7 +356,7 @@ public final class Broker: Service, Sendable {
                 let slot = try slot(named: send.slot)
                 let id = requestID.flatMap { $0.stringValue ?? ($0 == .null ? nil : $0.jsonString) }
                 let packetID = try slot.send(send, requestID: id)
-                return ["packetId": .int(packetID), "status": .string("queued")]
+                return MeshBus.SendReceipt(packetId: packetID).jsonMembers
             case .reconnect(let name):
                 let slot = try slot(named: name)
                 slot.link.reconnect()
@@ -371,7 +369,7 @@ public final class Broker: Service, Sendable {
         }
     }
 
-    private func slot(named name: String) throws(CommandError) -> Slot {
+    private func slot(named name: String) throws(CommandError) -> BrokerSlot {
         let (slot, known) = registry.withLock { ($0.slots[name], $0.order) }
         guard let slot else { throw .unknownSlot(name, known: known) }
         return slot

@@ -1,4 +1,5 @@
 import CoreMetrics
+import MeshBusModel
 import MeshtasticProtocol
 import ZeroMQ
 

@@ -1,3 +1,4 @@
+import MeshBusModel
 import MeshtasticProtocol
 
 import struct Foundation.Data

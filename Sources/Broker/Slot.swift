@@ -1,110 +1,103 @@
 import Logging
+import MeshBusModel
 import MeshtasticProtocol
 import RadioLink
 import RadioSimulator
+import SlotCore
 import Synchronization
 import VirtualRadio
 
 import struct Foundation.Data
 
-/// One radio slot: its link, node DB, event sequence, replay ring, duplicate window, send
-/// ledger and virtual radio port. Nothing is shared between slots.
+/// One radio slot: the driver of a ``SlotCore`` (seq, replay ring, node DB, duplicate window,
+/// send ledger), of the slot's radio link and of its virtual radio port. Nothing is shared
+/// between slots.
 ///
-/// Every change of the slot's state and the event that reports it happen under one lock,
-/// together with the `seq` the event gets and its hand-over to the publisher, so events go
-/// out in `seq` order and a snapshot is exactly current at the `seq` it reports.
-final class Slot: Sendable {
+/// **The lock rule.** `state` is the slot's one lock. Under it the driver runs the pure core
+/// and its own bookkeeping (which link runs, which port listens) and nothing else: it never
+/// calls another module (link, outbox, virtual radio, publisher, metrics) while holding it,
+/// and it hands no callback to anything that holds a lock. The core's actions are queued
+/// under the lock and carried out after it is released, by whichever caller finds none being
+/// carried out, so they happen in the order the core decided them: events leave in `seq`
+/// order, and a snapshot is exactly current at the `seq` it reports.
+final class Slot<C: Clock>: Sendable where C.Duration == Duration {
+    typealias Core = SlotCore<C.Instant>
+
     let name: String
-    private let control: Mutex<Control>
-    private let sink: EventSink
-    /// `{"schema":1,"broker":…,"slot":…`, the start of every envelope this slot publishes.
-    private let envelopeHead: [UInt8]
-    private let outboxCapacity: Int
-    private let replayCapacity: Int
-    private let state: Mutex<State>
+    private let clock: C
+    private let state: Mutex<Locked>
+    /// The packets waiting for the radio; every link of the slot (a reload makes a new one) drains it.
+    private let outbox: Outbox
+    private let publisher: EventPublisher
     private let metrics: SlotMetrics
     private let logger: Logger
     /// Existing Meshtastic clients sharing this slot's radio; see ``VirtualRadio``.
     private let virtualRadio: VirtualRadio
-    /// The port it listens on now (nil without one), and where a new one goes to be served.
-    private let listener: Mutex<VirtualRadioListener?>
+    /// Where a newly bound virtual radio port goes to be served.
     private let listenerStarts: AsyncStream<VirtualRadioListener>.Continuation
     private let listenerStream: AsyncStream<VirtualRadioListener>
+    /// Expiry deadlines the core asked for; each becomes a timer child of ``run()``.
+    private let timerRequests: AsyncStream<C.Instant>.Continuation
+    private let timerStream: AsyncStream<C.Instant>
     /// Carries every link's events to ``handle(_:)``; a link is made while the slot is still
     /// being initialised (and again on a reload), before `self` can be handed out.
-    private let relay = EventRelay()
+    private let relay = EventRelay<C>()
 
     /// One link (and its in-process simulator) with the configuration it was made from. A
-    /// reload that changes the slot replaces the generation; everything else (seq, node DB,
-    /// replay ring, send ledger, waiting packets) carries over.
+    /// reload that changes the slot replaces the generation; the core and the outbox carry over.
     private struct Generation: Sendable {
         var configuration: SlotConfiguration
-        let link: RadioLink<ContinuousClock>
+        let link: RadioLink<C>
         let simulator: RadioSimulator?
     }
 
-    /// The running generation, the one to run after it (a reload), and whether the slot
-    /// is stopping (with the error its unsettled sends end with). One lock, so a stop and a
-    /// replacement can never miss each other.
-    private struct Control: Sendable {
+    private struct Locked: Sendable {
+        var core: Core
+        /// Actions decided but not yet carried out, oldest first.
+        var pending: [Core.Action] = []
+        /// Whether some caller is carrying actions out now (it takes the ones queued meanwhile).
+        var performing = false
         var current: Generation
+        /// The generation to run once the current one has stopped (a reload).
         var replacement: Generation?
+        /// Set when the slot stops, with the error its unsettled sends end with.
         var stopping: String?
+        /// The virtual radio port listening now, nil without one.
+        var listener: VirtualRadioListener?
     }
 
-    private struct State {
-        var seq: UInt64 = 0
-        var ring: ReplayRing
-        var nodes: [UInt32: JSONObject] = [:]
-        var myInfo: JSONValue = .null
-        var metadata: JSONValue = .null
-        var channels: [Int: JSONValue] = [:]
-        var config = JSONObject()
-        var moduleConfig = JSONObject()
-        var myNodeNum: UInt32?
-        var reconnects = 0
-        var established = false
-        var duplicates = DuplicateWindow<ContinuousClock.Instant>()
-        var duplicateCount = 0
-        var undecodableFrames = 0
-        var ledger = SendLedger<ContinuousClock.Instant>()
-        var sendOutcomes: [String: Int] = [:]
-        /// Virtual clients' packets that failed, to be told to their clients once the lock is
-        /// released (the virtual radio's lock comes before this one).
-        var virtualFailures: [(packetID: UInt32, error: Meshtastic_Routing.Error)] = []
-    }
-
-    /// How often sends past their `ttlSeconds` are looked for.
-    static let expiryInterval = Duration.milliseconds(250)
-    /// How a virtual client's sends are named in `requestId`: `virtualRadio:<address>:<port>`.
-    static let virtualRequestPrefix = "virtualRadio:"
-
-    init(configuration: SlotConfiguration, outboxCapacity: Int, replayCapacity: Int, sink: EventSink, logger: Logger) async throws {
+    init(
+        configuration: SlotConfiguration, outboxCapacity: Int, replayCapacity: Int, sink: EventSink, clock: C, logger: Logger
+    ) async throws {
         name = configuration.name
-        self.sink = sink
-        envelopeHead = sink.envelopeHead(slot: configuration.name)
-        self.outboxCapacity = outboxCapacity
-        self.replayCapacity = replayCapacity
+        self.clock = clock
+        publisher = sink.publisher
         self.logger = logger
         metrics = SlotMetrics(slot: configuration.name)
-        state = Mutex(State(ring: ReplayRing(capacity: replayCapacity)))
+        outbox = Outbox(capacity: outboxCapacity)
         virtualRadio = VirtualRadio(slot: configuration.name, logger: logger)
         (listenerStream, listenerStarts) = AsyncStream<VirtualRadioListener>.makeStream()
+        (timerStream, timerRequests) = AsyncStream<C.Instant>.makeStream()
         var bound: VirtualRadioListener?
         if let settings = configuration.virtualRadio { bound = try await VirtualRadio.bind(settings) }
-        listener = Mutex(bound)
-        if let bound { listenerStarts.yield(bound) }
+        let generation: Generation
         do {
-            control = Mutex(Control(current: try await Self.makeGeneration(configuration, outboxCapacity: outboxCapacity, relay: relay, logger: logger)))
+            generation = try await Self.makeGeneration(configuration, outbox: outbox, clock: clock, relay: relay, logger: logger)
         } catch {
             await bound?.close()
             throw error
         }
+        let settings = Core.Settings(
+            name: configuration.name, envelopeHead: sink.envelopeHead(slot: configuration.name), replayCapacity: replayCapacity,
+            seed: .random(in: 0...UInt64.max)
+        )
+        state = Mutex(Locked(core: Core(settings: settings), current: generation, listener: bound))
+        if let bound { listenerStarts.yield(bound) }
         relay.attach(self)
     }
 
     private static func makeGeneration(
-        _ configuration: SlotConfiguration, outboxCapacity: Int, relay: EventRelay, logger: Logger
+        _ configuration: SlotConfiguration, outbox: Outbox, clock: C, relay: EventRelay<C>, logger: Logger
     ) async throws -> Generation {
         let transport: any RadioTransport
         var simulator: RadioSimulator?
@@ -121,63 +114,68 @@ final class Slot: Sendable {
             transport = SimulatorTransport(tcp: TCPRadioTransport(host: simulatorConfiguration.host, port: started.port))
         }
         let link = RadioLink(
-            slot: configuration.name,
-            transport: transport,
-            timing: configuration.timing,
-            clock: ContinuousClock(),
-            outboxCapacity: outboxCapacity,
-            logger: logger,
+            slot: configuration.name, transport: transport, timing: configuration.timing, clock: clock, outbox: outbox, logger: logger,
             onEvent: relay.deliver
         )
         return Generation(configuration: configuration, link: link, simulator: simulator)
     }
 
     /// The running link.
-    var link: RadioLink<ContinuousClock> { control.withLock { $0.current.link } }
+    var link: RadioLink<C> { state.withLock { $0.current.link } }
 
     /// The configuration the running link was made from.
-    var configuration: SlotConfiguration { control.withLock { $0.current.configuration } }
+    var configuration: SlotConfiguration { state.withLock { $0.current.configuration } }
+
+    /// Packets waiting to be written.
+    var queueDepth: Int { outbox.count }
+
+    /// Returns once every waiting packet was written (or taken out), or on cancellation.
+    func waitUntilOutboxEmpty() async { await outbox.waitUntilEmpty() }
+
+    // MARK: Running
 
     /// Runs link after link (a reload may replace one) and publishes what they report, until
     /// the slot is stopped or removed. Sends still in flight then end `failed`.
     func run() async {
         await withDiscardingTaskGroup { group in
-            group.addTask { await self.expireSends() }
             group.addTask {
                 await withDiscardingTaskGroup { listeners in
                     for await listener in self.listenerStream { listeners.addTask { await self.virtualRadio.serve(listener, host: self) } }
                 }
             }
-            var generation = control.withLock { $0.current }
-            var failure = "shutdown"
+            group.addTask {
+                await withDiscardingTaskGroup { timers in
+                    for await deadline in self.timerStream {
+                        timers.addTask {
+                            guard (try? await self.clock.sleep(until: deadline, tolerance: nil)) != nil else { return }
+                            let now = self.moment()
+                            self.withCore { core, actions in core.handle(.expiryDue(deadline), at: now, into: &actions) }
+                        }
+                    }
+                }
+            }
+            var generation = state.withLock { $0.current }
             while true {
                 await run(generation)
-                let upcoming: Generation? = control.withLock { control in
-                    guard control.stopping == nil, let replacement = control.replacement else { return nil }
-                    // Waiting packets move to the new link under the lock that publishes it, so
-                    // a send accepted meanwhile lands in one outbox or the other, never lost.
-                    for item in control.current.link.takeOutbox() { _ = replacement.link.enqueue(item) }
-                    control.current = replacement
-                    control.replacement = nil
+                let upcoming: Generation? = state.withLock { state in
+                    guard state.stopping == nil, let replacement = state.replacement else { return nil }
+                    state.current = replacement
+                    state.replacement = nil
                     return replacement
                 }
-                guard let upcoming else {
-                    failure = control.withLock { $0.stopping } ?? failure
-                    break
-                }
+                guard let upcoming else { break }
                 generation = upcoming
-                virtualRadio.outboxDrained(room: outboxRoom)
             }
-            state.withLock { state in
-                for update in state.ledger.failAll(error: failure) { publishStatus(update, in: &state) }
-            }
-            tellVirtualClientsOfFailures()
+            let failure = state.withLock { $0.stopping } ?? "shutdown"
+            let now = moment()
+            withCore { core, actions in core.handle(.stop(error: failure), at: now, into: &actions) }
             listenerStarts.finish()
+            timerRequests.finish()
             group.cancelAll()
         }
     }
 
-    /// Runs one link until it stops; its events reach ``handle(_:)`` on this task.
+    /// Runs one link until it stops; its events reach ``handle(_:)`` on the link's task.
     private func run(_ generation: Generation) async {
         await withDiscardingTaskGroup { group in
             if let simulator = generation.simulator { group.addTask { await simulator.run() } }
@@ -187,8 +185,9 @@ final class Slot: Sendable {
     }
 
     /// Applies a reload that changed the slot. A changed radio or timing replaces the link: the
-    /// old one closes with `connection.lost` `reason: reload`, the new one connects. A changed
-    /// virtual radio port is closed (its clients with it) and opened anew, the link untouched.
+    /// old one closes with `connection.lost` `reason: reload`, the new one connects and drains
+    /// the same outbox. A changed virtual radio port is closed (its clients with it) and opened
+    /// anew, the link untouched.
     func reconfigure(to configuration: SlotConfiguration) async throws {
         let before = self.configuration
         if configuration.virtualRadio != before.virtualRadio {
@@ -202,37 +201,41 @@ final class Slot: Sendable {
             }
         }
         guard configuration.link != before.link else {
-            control.withLock { $0.current.configuration = configuration }
+            state.withLock { $0.current.configuration = configuration }
             return
         }
-        let replacement = try await Self.makeGeneration(configuration, outboxCapacity: outboxCapacity, relay: relay, logger: logger)
-        let running = control.withLock { control in
-            control.replacement = replacement
-            return control.current.link
+        let replacement = try await Self.makeGeneration(configuration, outbox: outbox, clock: clock, relay: relay, logger: logger)
+        let running = state.withLock { state in
+            state.replacement = replacement
+            return state.current.link
         }
         running.shutdown(reason: .reload)
     }
 
     /// Closes the virtual radio port and its clients; returns once the port is free.
     func closeVirtualRadio() async {
-        await listener.withLock { $0.take() }?.close()
+        await state.withLock { state in
+            defer { state.listener = nil }
+            return state.listener
+        }?.close()
     }
 
     private func openVirtualRadio(_ settings: VirtualRadioConfiguration?) async throws {
         guard let settings else { return }
         let bound = try await VirtualRadio.bind(settings)
-        listener.withLock { $0 = bound }
+        state.withLock { $0.listener = bound }
         listenerStarts.yield(bound)
     }
 
     /// Closes the radio for good. `removed` means the slot left the configuration: a ready
     /// link reports `reload`, sends in flight fail with `slot_removed`.
     func stop(removed: Bool = false) {
-        listener.withLock { $0.take() }?.beginClosing()
-        let running = control.withLock { control in
-            control.stopping = removed ? "slot_removed" : "shutdown"
-            return control.current.link
+        let (listener, running) = state.withLock { state in
+            state.stopping = removed ? "slot_removed" : "shutdown"
+            defer { state.listener = nil }
+            return (state.listener, state.current.link)
         }
+        listener?.beginClosing()
         if removed {
             metrics.destroyGauges()
             virtualRadio.destroyGauges()
@@ -240,342 +243,165 @@ final class Slot: Sendable {
         running.shutdown(reason: removed ? .reload : .shutdown)
     }
 
-    private func expireSends() async {
-        while !Task.isCancelled {
-            do { try await Task.sleep(for: Self.expiryInterval) } catch { return }
-            let expired = state.withLock { state in
-                let updates = state.ledger.expire(now: .now) { link.removeFromOutbox(packetID: $0) }
-                for update in updates { publishStatus(update, in: &state) }
-                return !updates.isEmpty
-            }
-            if expired {
-                tellVirtualClientsOfFailures()
-                virtualRadio.outboxDrained(room: outboxRoom)
-            }
-        }
+    // MARK: The core and its actions
+
+    private func moment() -> Core.Moment {
+        Core.Moment(instant: clock.now, time: Envelope.now())
     }
 
-    /// Sends the Routing NAKs for virtual clients' failed packets, outside the state lock.
-    private func tellVirtualClientsOfFailures() {
-        let failures = state.withLock { state in
-            defer { state.virtualFailures.removeAll() }
-            return state.virtualFailures
-        }
-        for failure in failures { virtualRadio.sendFailed(radioPacketID: failure.packetID, error: failure.error) }
-    }
-
-    // MARK: Events
-
-    /// Gives the event the next `seq`, hands it to the publisher and keeps it for replay.
-    /// `writeFields` appends the event's fields as `,"key":value` members; its result is returned.
+    /// Runs `body` on the core under the lock, then carries out the actions queued (this
+    /// call's, and any queued by others meanwhile) after releasing it, in order.
     @discardableResult
-    private func publish<Result>(
-        _ topic: String, port: String? = nil, raw: [UInt8]? = nil, in state: inout State, writeFields: (inout [UInt8]) -> Result
-    ) -> Result {
-        state.seq += 1
-        metrics.eventsPublished.increment()
-        let (entry, result) = sink.publish(slot: name, head: envelopeHead, topic: topic, port: port, seq: state.seq, raw: raw, writeFields: writeFields)
-        state.ring.append(entry)
+    private func withCore<Result>(_ body: (inout Core, inout [Core.Action]) -> Result) -> Result {
+        let (result, batch) = state.withLock { state -> (Result, [Core.Action]) in
+            let result = body(&state.core, &state.pending)
+            guard !state.performing, !state.pending.isEmpty else { return (result, []) }
+            state.performing = true
+            defer { state.pending.removeAll(keepingCapacity: true) }
+            return (result, state.pending)
+        }
+        var actions = batch
+        while !actions.isEmpty {
+            for action in actions { perform(action) }
+            actions = state.withLock { state in
+                guard !state.pending.isEmpty else {
+                    state.performing = false
+                    return []
+                }
+                defer { state.pending.removeAll(keepingCapacity: true) }
+                return state.pending
+            }
+        }
         return result
     }
 
-    private func publish(_ topic: String, _ fields: JSONObject, in state: inout State) {
-        publish(topic, in: &state) { Envelope.writeMembers(fields, to: &$0) }
-    }
-
-    private func publish(_ topic: String, _ fields: JSONObject) {
-        state.withLock { publish(topic, fields, in: &$0) }
-    }
-
-    private func publishStatus(_ update: SendLedger<ContinuousClock.Instant>.Update, in state: inout State) {
-        var fields: JSONObject = [
-            "packetId": .int(update.packetID),
-            "requestId": update.requestID.map(JSONValue.string) ?? .null,
-            "status": .string(update.status.rawValue),
-        ]
-        if let error = update.error { fields["error"] = .string(error) }
-        if update.isTerminal {
-            state.sendOutcomes[update.status.rawValue, default: 0] += 1
-            metrics.sendFinished(update.status.rawValue)
-            if update.requestID?.hasPrefix(Self.virtualRequestPrefix) == true, update.status == .expired || update.status == .failed {
-                // A radio that gives up on a packet says so with a NAK; so does MeshBus.
-                state.virtualFailures.append((update.packetID, update.status == .expired ? .timeout : .noInterface))
+    private func perform(_ action: Core.Action) {
+        switch action {
+        case .publish(let event):
+            publisher.publish(event.frames)
+        case .scheduleExpiry(let deadline):
+            timerRequests.yield(deadline)
+        case .removeFromOutbox(let packetIDs):
+            let now = moment()
+            for packetID in packetIDs {
+                let removed = outbox.remove(packetID: packetID)
+                withCore { core, actions in core.handle(.removedFromOutbox(packetID: packetID, removed: removed), at: now, into: &actions) }
             }
+        case .virtualRadio(.linkReady):
+            virtualRadio.linkReady()
+        case .virtualRadio(.linkLost):
+            virtualRadio.linkLost()
+        case .virtualRadio(.radio(let message, let raw)):
+            virtualRadio.radio(message, raw: raw)
+        case .virtualRadio(.outboxChanged):
+            virtualRadio.outboxDrained(room: outboxRoom)
+        case .virtualRadio(.sendFailed(let packetID, let error)):
+            virtualRadio.sendFailed(radioPacketID: packetID, error: error)
         }
-        publish(Topic.sendStatus, fields, in: &state)
     }
 
+    /// One event from the running link.
     fileprivate func handle(_ event: RadioLinkEvent) {
         switch event {
-        case .stateChanged(let current, let previous):
-            publish(Topic.state, [
-                "state": .string(current.name),
-                "previous": .string(previous.name),
-                "strikes": .int(current.strikes),
-                "attempt": .int(current.attempt),
-                "retryInSeconds": current.retryIn.map { .double($0.inSeconds) } ?? .null,
-            ])
-        case .established(let info):
-            state.withLock { state in
-                state.myNodeNum = info.myNodeNum
-                if state.established {
-                    state.reconnects += 1
-                    metrics.reconnects.increment()
-                }
-                state.established = true
-                publish(Topic.established, [
-                    "myNodeNum": .int(info.myNodeNum), "firmware": .string(info.firmware), "nodeCount": .int(info.nodeCount), "attempt": .int(info.attempt),
-                ], in: &state)
-            }
-            virtualRadio.linkReady()
-        case .lost(let reason):
-            metrics.lost(reason)
-            publish(Topic.lost, ["reason": .string(reason.rawValue)])
-            virtualRadio.linkLost()
         case .probeAnswered(let roundTrip):
             metrics.probeRoundTrip.record(duration: roundTrip)
-        case .fromRadio(let message, let raw, let backlog):
-            handle(message, raw: raw, backlog: backlog)
-            virtualRadio.radio(message, raw: raw)
-        case .sent(let item):
-            state.withLock { state in
-                publish(Topic.sent, raw: (try? item.packet.serializedBytes()) ?? [], in: &state) { out in
-                    out.append(contentsOf: ",\"packet\":".utf8)
-                    PacketJSON.write(item.packet, to: &out)
-                    Envelope.writeMember("requestId", item.requestID.map(JSONValue.string) ?? .null, to: &out)
-                }
-                if let update = state.ledger.written(packetID: item.packet.id) { publishStatus(update, in: &state) }
-            }
-            virtualRadio.outboxDrained(room: outboxRoom)
-        case .logLine(let line):
-            publish(Topic.log, ["line": .string(line), "level": .null])
+            return
         case .undecodableFrame(let length):
-            state.withLock { $0.undecodableFrames += 1 }
-            metrics.undecodableFrames.increment()
             logger.debug("undecodable frame dropped", metadata: ["slot": "\(name)", "length": "\(length)"])
-        }
-    }
-
-    private func handle(_ message: Meshtastic_FromRadio, raw: [UInt8], backlog: Bool) {
-        switch message.payloadVariant {
-        case .packet(let packet):
-            metrics.packetsReceived.increment()
-            state.withLock { state in
-                guard !state.duplicates.isDuplicate(from: packet.from, id: packet.id, now: .now) else {
-                    state.duplicateCount += 1
-                    metrics.duplicates.increment()
-                    return
-                }
-                // Frame 3 is the packet as the radio sent it, cut out of the frame; encoding
-                // it again is the fallback for a frame that carries it in parts.
-                let packetBytes = ProtobufFields.lengthDelimited(ProtobufFields.fromRadioPacket, in: raw).map(Array.init) ?? (try? packet.serializedBytes()) ?? []
-                let summary = publish(Topic.receive, port: PacketJSON.portName(packet), raw: packetBytes, in: &state) { out in
-                    out.append(contentsOf: ",\"packet\":".utf8)
-                    let summary = PacketJSON.write(packet, to: &out)
-                    out.append(contentsOf: (backlog ? ",\"backlog\":true" : ",\"backlog\":false").utf8)
-                    return summary
-                }
-                settleSend(from: packet, summary: summary, in: &state)
-                updateNode(from: packet, summary: summary, in: &state)
-            }
-        case .myInfo(let info):
-            state.withLock { $0.myInfo = PacketJSON.message(info) }
-        case .metadata(let metadata):
-            state.withLock { $0.metadata = PacketJSON.message(metadata) }
-        case .channel(let channel):
-            state.withLock { $0.channels[Int(channel.index)] = PacketJSON.message(channel) }
-        case .config(let config):
-            state.withLock { Self.merge(PacketJSON.message(config), into: &$0.config) }
-        case .moduleConfig(let config):
-            state.withLock { Self.merge(PacketJSON.message(config), into: &$0.moduleConfig) }
-        case .nodeInfo(let info):
-            if let node = PacketJSON.message(info).objectValue { state.withLock { mergeNode(info.num, node.entries, in: &$0) } }
-        case .logRecord(let record):
-            let level = PacketJSON.message(record)["level"] ?? .null
-            publish(Topic.log, ["line": .string(record.message), "level": level])
-        case .queueStatus(let status):
-            let refused = state.withLock { state in
-                publish(Topic.queueStatus, PacketJSON.message(status).objectValue ?? JSONObject(), in: &state)
-                guard status.res != 0, status.meshPacketID != 0,
-                    let update = state.ledger.refused(packetID: status.meshPacketID, error: "queue_status_res_\(status.res)")
-                else { return false }
-                publishStatus(update, in: &state)
-                return true
-            }
-            // Every probe answer is a queue status; only a refusal can have failed a client's packet.
-            if refused { tellVirtualClientsOfFailures() }
-        case .clientNotification(let notification):
-            var fields = PacketJSON.message(notification).objectValue ?? JSONObject()
-            // Its own `time` (seconds since 1970) would clash with the envelope's `time`.
-            if let time = fields["time"] {
-                fields["time"] = nil
-                fields["notificationTime"] = time
-            }
-            publish(Topic.clientNotification, fields)
         default:
             break
         }
+        let now = moment()
+        withCore { core, actions in core.handle(.link(event), at: now, into: &actions) }
     }
 
-    /// Adds the sections of one config message (`{"lora": {…}}`) to the handshake's config.
-    private static func merge(_ section: JSONValue, into config: inout JSONObject) {
-        for entry in section.objectValue?.entries ?? [] { config[entry.key] = entry.value }
-    }
-
-    /// A Routing reply to one of our sends settles it: ACK or NAK with the error's name.
-    private func settleSend(from packet: Meshtastic_MeshPacket, summary: PacketJSONSummary, in state: inout State) {
-        guard case .decoded(let data)? = packet.payloadVariant, data.portnum == .routingApp, data.requestID != 0 else { return }
-        let error = summary[payload: "routing"]?["errorReason"]?.stringValue
-        if let update = state.ledger.routingReply(requestID: data.requestID, error: error) { publishStatus(update, in: &state) }
-    }
-
-    /// Folds what a packet says about its sender into the node DB, like the Python library.
-    private func updateNode(from packet: Meshtastic_MeshPacket, summary: PacketJSONSummary, in state: inout State) {
-        guard packet.from != 0, packet.from != NodeNumber.broadcast else { return }
-        var update: [(key: String, value: JSONValue)] = []
-        if packet.rxTime != 0 { update.append(("lastHeard", .int(packet.rxTime))) }
-        if packet.rxSnr != 0 { update.append(("snr", PacketJSON.float(packet.rxSnr))) }
-        switch packet.payloadVariant {
-        case .decoded(let data) where data.portnum == .nodeinfoApp:
-            if let user = summary[payload: "user"] { update.append(("user", user)) }
-        case .decoded(let data) where data.portnum == .positionApp:
-            if let position = summary[payload: "position"] { update.append(("position", position)) }
-        case .decoded(let data) where data.portnum == .telemetryApp:
-            if let metrics = summary[payload: "telemetry"]?["deviceMetrics"] { update.append(("deviceMetrics", metrics)) }
-        default:
-            break
+    /// Offers a packet to the outbox under an id the core reserves: `queued` if it took it.
+    private func enqueue(_ packet: Meshtastic_MeshPacket, requestID: String?, ttl: Duration, keepingID: Bool) -> UInt32? {
+        let now = moment()
+        let reserved = withCore { core, _ in core.reserve(packet, requestID: requestID, ttl: ttl, keepingID: keepingID, at: now.instant) }
+        let accepted = outbox.enqueue(OutgoingPacket(packet: reserved, requestID: requestID))
+        withCore { core, actions in
+            core.handle(accepted ? .accepted(packetID: reserved.id) : .refused(packetID: reserved.id), at: now, into: &actions)
         }
-        mergeNode(packet.from, update, in: &state)
-    }
-
-    /// Sets the update's keys on the node (creating it); publishes `node.updated` if that
-    /// created or changed it. Only the updated keys are compared, in place in the DB.
-    private func mergeNode(_ num: UInt32, _ update: [(key: String, value: JSONValue)], in state: inout State) {
-        var changed = false
-        if state.nodes[num] == nil {
-            state.nodes[num] = ["num": .int(num)]
-            changed = true
-        }
-        Self.apply(update, to: &state.nodes[num, default: JSONObject()], changed: &changed)
-        guard changed, let node = state.nodes[num] else { return }
-        publish(Topic.nodeUpdated, in: &state) { Envelope.writeMember("node", .object(node), to: &$0) }
-    }
-
-    /// Sets each non-null value whose key differs, in place (the node is not copied out of the DB).
-    private static func apply(_ update: [(key: String, value: JSONValue)], to node: inout JSONObject, changed: inout Bool) {
-        for (key, value) in update where value != .null && node[key] != value {
-            node[key] = value
-            changed = true
-        }
+        return accepted ? reserved.id : nil
     }
 
     // MARK: Commands
 
-    /// Sets the slot's gauges from its current state (just before a metrics scrape).
+    /// Sets the slot's gauges and counters from its current state (just before a metrics scrape).
     func refreshGauges() {
-        let (linkState, outboxDepth) = control.withLock { ($0.current.link.state, $0.current.link.queueDepth) }
-        let reading = state.withLock { state in
+        let (core, link) = state.withLock { ($0.core, $0.current.link) }
+        metrics.record(
             SlotMetrics.Reading(
-                state: linkState, outboxDepth: outboxDepth, pendingSends: state.ledger.pending, replayHeld: state.ring.count,
-                replayCapacity: replayCapacity, nodes: state.nodes.count
-            )
-        }
-        metrics.record(reading)
+                state: link.state, outboxDepth: outbox.count, pendingSends: core.pendingSends, replayHeld: core.replayHeld,
+                replayCapacity: core.settings.replayCapacity, nodes: core.nodes.count
+            ),
+            counters: core.counters
+        )
     }
 
-    func status() -> JSONObject {
-        let link = link.status
-        // Read before the state lock: the virtual radio takes its own lock, then the slot's.
-        let (virtualClients, virtualRadio) = (self.virtualRadio.clientCount, virtualRadioStatus())
-        return state.withLock { state in
-            [
-                "state": .string(link.state.name),
-                "ready": .bool(link.state.isReady),
-                "strikes": .int(link.state.strikes),
-                "lastProbeOkAgoSeconds": link.sinceLastProbeSuccess.map { .double($0.inSeconds) } ?? .null,
-                "attempt": .int(link.state.attempt),
-                "retryInSeconds": link.state.retryIn.map { .double($0.inSeconds) } ?? .null,
-                "reconnects": .int(state.reconnects),
-                "transport": .string(self.link.transport.kind),
-                "myNodeNum": state.myNodeNum.map { .int($0) } ?? .null,
-                "queueDepth": .int(self.link.queueDepth),
-                "pendingSends": .int(state.ledger.pending),
-                "sends": .object(JSONObject(uniqueKeysWithValues: state.sendOutcomes.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
-                "lastSeq": .int(state.seq),
-                "replayHeld": .int(state.ring.count),
-                "nodeCount": .int(state.nodes.count),
-                "duplicates": .int(state.duplicateCount),
-                "undecodableFrames": .int(state.undecodableFrames),
-                "virtualClients": .int(virtualClients),
-                "virtualRadio": virtualRadio,
-            ]
-        }
+    func status() -> MeshBus.SlotStatus {
+        let (core, link, listener) = state.withLock { ($0.core, $0.current.link, $0.listener) }
+        let linkStatus = link.status
+        return MeshBus.SlotStatus(
+            state: MeshBus.LinkState(rawValue: linkStatus.state.name),
+            ready: linkStatus.state.isReady,
+            strikes: linkStatus.state.strikes,
+            lastProbeOkAgoSeconds: linkStatus.sinceLastProbeSuccess.map(\.inSeconds),
+            attempt: linkStatus.state.attempt,
+            retryInSeconds: linkStatus.state.retryIn.map(\.inSeconds),
+            reconnects: core.counters.reconnects,
+            transport: link.transport.kind,
+            myNodeNum: core.myNodeNum,
+            queueDepth: outbox.count,
+            pendingSends: core.pendingSends,
+            sends: core.counters.sends,
+            lastSeq: core.seq,
+            replayHeld: core.replayHeld,
+            nodeCount: core.nodes.count,
+            duplicates: core.counters.duplicates,
+            undecodableFrames: core.counters.undecodableFrames,
+            virtualClients: virtualRadio.clientCount,
+            virtualRadio: listener.map(virtualRadioStatus)
+        )
     }
 
     /// Where the virtual radio port listens (`host:port`, the bound port), nil without one.
     var virtualRadioAddress: String? {
-        listener.withLock { $0?.address }
+        state.withLock { $0.listener?.address }
     }
 
-    /// The virtual radio port's address and counters, null without one.
-    private func virtualRadioStatus() -> JSONValue {
-        guard let listener = listener.withLock({ $0 }) else { return .null }
+    private func virtualRadioStatus(_ listener: VirtualRadioListener) -> MeshBus.VirtualRadioStatus {
         let counters = virtualRadio.counters
-        return .object([
-            "address": virtualRadioAddress.map(JSONValue.string) ?? .null,
-            "allowAdmin": .bool(listener.configuration.allowAdmin),
-            "clients": .int(virtualRadio.clientCount),
-            "connections": .int(counters.connections),
-            "turnedAway": .int(counters.turnedAway),
-            "handshakes": .int(counters.handshakes),
-            "packets": .int(counters.packets),
-            "outboxFull": .int(counters.outboxFull),
-            "adminRefused": .int(counters.adminRefused),
-            "framesDropped": .int(counters.framesDropped),
-            "undecodable": .int(counters.undecodable),
-            "ignored": .int(counters.ignored),
-            "failedSends": .int(counters.failedSends),
-        ])
+        return MeshBus.VirtualRadioStatus(
+            address: listener.address, allowAdmin: listener.configuration.allowAdmin, clients: virtualRadio.clientCount,
+            connections: counters.connections, turnedAway: counters.turnedAway, handshakes: counters.handshakes, packets: counters.packets,
+            outboxFull: counters.outboxFull, adminRefused: counters.adminRefused, framesDropped: counters.framesDropped,
+            undecodable: counters.undecodable, ignored: counters.ignored, failedSends: counters.failedSends
+        )
     }
 
-    /// The node DB keyed by node id (`!%08x`), like the Python library's `nodes`.
-    private static func nodeTable(_ nodes: [UInt32: JSONObject]) -> JSONValue {
-        .object(JSONObject(uniqueKeysWithValues: nodes.sorted { $0.key < $1.key }.map { (NodeNumber.id($0.key), .object($0.value)) }))
-    }
-
+    /// The node DB with the `seq` it is current at. Rendered from a copy of the core, outside the lock.
     func nodes() -> JSONObject {
-        state.withLock { ["nodes": Self.nodeTable($0.nodes), "seq": .int($0.seq)] }
+        state.withLock { $0.core }.nodeTable
     }
 
     /// Everything a consumer needs to start from, current at `seq`: apply events with a
     /// greater `seq` on top.
     func snapshot() -> JSONObject {
-        let linkState = link.state
-        return state.withLock { state in
-            [
-                "seq": .int(state.seq),
-                "state": .string(linkState.name),
-                "myInfo": state.myInfo,
-                "metadata": state.metadata,
-                "nodes": Self.nodeTable(state.nodes),
-                "channels": .array(state.channels.sorted { $0.key < $1.key }.map(\.value)),
-                "config": .object(state.config),
-                "moduleConfig": .object(state.moduleConfig),
-            ]
-        }
+        let (core, link) = state.withLock { ($0.core, $0.current.link) }
+        return core.snapshot(state: link.state.name)
     }
 
     /// The events after `sinceSeq` still held, each as its frames: `topic`, `envelope`, and
     /// `raw` (base64 of frame 3) where the event has one.
     func replay(sinceSeq: UInt64, limit: Int) throws(CommandError) -> JSONObject {
-        let (entries, lastSeq): ([ReplayRing.Entry], UInt64) = try state.withLock { state throws(CommandError) in
-            do {
-                return (try state.ring.events(after: sinceSeq, limit: limit), state.seq)
-            } catch let gap as ReplayRing.GapTooOld {
-                throw .gapTooOld(name, sinceSeq: sinceSeq, oldest: gap.oldestSeq)
-            } catch {
-                throw .internalError("replay failed: \(error)")
-            }
+        let core = state.withLock { $0.core }
+        let entries: [SlotEvent]
+        do {
+            entries = try core.events(after: sinceSeq, limit: limit)
+        } catch {
+            throw .gapTooOld(name, sinceSeq: sinceSeq, oldest: error.oldestSeq)
         }
         let events: [JSONValue] = entries.map { entry in
             var event: JSONObject = [
@@ -585,8 +411,8 @@ final class Slot: Sendable {
             if let raw = entry.raw { event["raw"] = .string(Data(raw).base64EncodedString()) }
             return .object(event)
         }
-        let through = entries.last?.seq ?? max(sinceSeq, lastSeq)
-        return ["events": .array(events), "lastSeq": .int(lastSeq), "complete": .bool(through >= lastSeq)]
+        let through = entries.last?.seq ?? max(sinceSeq, core.seq)
+        return ["events": .array(events), "lastSeq": .int(core.seq), "complete": .bool(through >= core.seq)]
     }
 
     /// Accepts a packet for the radio: queued now, written when the slot is ready.
@@ -595,33 +421,18 @@ final class Slot: Sendable {
             let linkState = link.state
             guard linkState.isReady else { throw .notReady(name, state: linkState.name) }
         }
-        return try state.withLock { state throws(CommandError) -> UInt32 in
-            var packet = Meshtastic_MeshPacket()
-            packet.to = request.to
-            packet.channel = request.channel
-            packet.id = Self.freshPacketID(avoiding: state.ledger)
-            packet.wantAck = request.wantAck
-            packet.hopLimit = request.hopLimit
-            packet.decoded.portnum = request.portnum
-            packet.decoded.payload = Data(request.payload)
-            packet.decoded.replyID = request.replyID
-            let ttl = Duration.milliseconds(Int64((request.ttlSeconds * 1000).rounded()))
-            guard enqueue(packet, requestID: requestID, ttl: ttl, in: &state) else { throw .queueFull(name, capacity: outboxCapacity) }
-            return packet.id
+        var packet = Meshtastic_MeshPacket()
+        packet.to = request.to
+        packet.channel = request.channel
+        packet.wantAck = request.wantAck
+        packet.hopLimit = request.hopLimit
+        packet.decoded.portnum = request.portnum
+        packet.decoded.payload = Data(request.payload)
+        packet.decoded.replyID = request.replyID
+        let ttl = Duration.milliseconds(Int64((request.ttlSeconds * 1000).rounded()))
+        guard let packetID = enqueue(packet, requestID: requestID, ttl: ttl, keepingID: false) else {
+            throw .queueFull(name, capacity: outbox.capacity)
         }
-    }
-
-    /// Puts a packet in the outbox and opens its ledger entry (`queued`); false if the
-    /// outbox is full. Under the state lock, so its `sent` cannot be handled before.
-    private func enqueue(_ packet: Meshtastic_MeshPacket, requestID: String?, ttl: Duration, in state: inout State) -> Bool {
-        guard control.withLock({ $0.current.link.enqueue(OutgoingPacket(packet: packet, requestID: requestID)) }) else { return false }
-        publishStatus(state.ledger.accept(packetID: packet.id, requestID: requestID, wantAck: packet.wantAck, ttl: ttl, now: .now), in: &state)
-        return true
-    }
-
-    private static func freshPacketID(avoiding ledger: SendLedger<ContinuousClock.Instant>) -> UInt32 {
-        var packetID: UInt32
-        repeat { packetID = UInt32.random(in: 1...UInt32.max) } while ledger.contains(packetID)
         return packetID
     }
 }
@@ -630,19 +441,20 @@ final class Slot: Sendable {
 /// and published, with `requestId` naming the client (`virtualRadio:<address>:<port>`).
 extension Slot: VirtualRadioHost {
     func submit(_ packet: Meshtastic_MeshPacket, client: String, ttl: Duration) -> VirtualRadioSubmission {
-        state.withLock { state in
-            var packet = packet
-            if packet.id == 0 || state.ledger.contains(packet.id) { packet.id = Self.freshPacketID(avoiding: state.ledger) }
-            packet.from = 0
-            guard enqueue(packet, requestID: Self.virtualRequestPrefix + client, ttl: ttl, in: &state) else {
-                return .full(room: outboxRoom)
-            }
-            return .queued(radioPacketID: packet.id, room: outboxRoom)
+        var packet = packet
+        packet.from = 0
+        guard let packetID = enqueue(packet, requestID: Core.virtualRequestPrefix + client, ttl: ttl, keepingID: true) else {
+            return .full(room: outboxRoom)
         }
+        return .queued(radioPacketID: packetID, room: outboxRoom)
     }
 
     var outboxRoom: OutboxRoom {
-        OutboxRoom(free: max(0, outboxCapacity - link.queueDepth), capacity: outboxCapacity)
+        OutboxRoom(free: max(0, outbox.capacity - outbox.count), capacity: outbox.capacity)
+    }
+
+    func nodeInfos() -> [Meshtastic_NodeInfo] {
+        state.withLock { $0.core.nodes.all }
     }
 }
 
@@ -658,11 +470,11 @@ struct SimulatorTransport: RadioTransport {
 /// whole (and again on a reload), so they are given this instead of the slot itself. It
 /// holds the slot weakly (the slot holds it), and holds no closure: a closure kept in a
 /// generic container and read through `inout` gains a reabstraction thunk on every access.
-private final class EventRelay: Sendable {
-    private struct Target { weak var slot: Slot? }
+private final class EventRelay<C: Clock>: Sendable where C.Duration == Duration {
+    private struct Target { weak var slot: Slot<C>? }
     private let target = Mutex(Target())
 
-    func attach(_ slot: Slot) {
+    func attach(_ slot: Slot<C>) {
         target.withLock { $0.slot = slot }
     }
 

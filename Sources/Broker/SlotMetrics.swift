@@ -1,16 +1,22 @@
 import CoreMetrics
 import RadioLink
+import SlotCore
+import Synchronization
 
 /// One slot's series, through swift-metrics (the executable bootstraps the Prometheus
-/// backend; without one they cost nothing). Counters move as things happen; the gauges
-/// are set from the slot's state just before a scrape (``Slot/refreshGauges()``).
-struct SlotMetrics: Sendable {
-    let packetsReceived: CoreMetrics.Counter
-    let eventsPublished: CoreMetrics.Counter
-    let duplicates: CoreMetrics.Counter
-    let undecodableFrames: CoreMetrics.Counter
-    let reconnects: CoreMetrics.Counter
+/// backend; without one they cost nothing). The probe round trip is recorded as it happens;
+/// everything else is read from the slot's core just before a scrape (``Slot/refreshGauges()``):
+/// gauges are set, counters move by what the core counted since the last scrape. So the
+/// per-packet path makes no metrics calls at all.
+final class SlotMetrics: Sendable {
+    private let packetsReceived: CoreMetrics.Counter
+    private let eventsPublished: CoreMetrics.Counter
+    private let duplicates: CoreMetrics.Counter
+    private let undecodableFrames: CoreMetrics.Counter
+    private let reconnects: CoreMetrics.Counter
     let probeRoundTrip: CoreMetrics.Timer
+    /// The core's counters as of the last scrape.
+    private let recorded = Mutex(SlotCounters())
     private let slot: String
     private let ready: Gauge
     private let strikes: Gauge
@@ -42,15 +48,6 @@ struct SlotMetrics: Sendable {
         })
     }
 
-    /// Counts a link loss by reason.
-    func lost(_ reason: LossReason) {
-        Counter(label: "meshbus_link_losses_total", dimensions: [("slot", slot), ("reason", reason.rawValue)]).increment()
-    }
-
-    /// Counts a send that reached a terminal status.
-    func sendFinished(_ status: String) {
-        Counter(label: "meshbus_sends_total", dimensions: [("slot", slot), ("status", status)]).increment()
-    }
 
     struct Reading {
         var state: LinkState
@@ -61,7 +58,25 @@ struct SlotMetrics: Sendable {
         var nodes: Int
     }
 
-    func record(_ reading: Reading) {
+    func record(_ reading: Reading, counters: SlotCounters) {
+        let before = recorded.withLock { recorded in
+            defer { recorded = counters }
+            return recorded
+        }
+        func count(_ counter: CoreMetrics.Counter, _ now: Int, _ then: Int) {
+            if now > then { counter.increment(by: now - then) }
+        }
+        count(packetsReceived, counters.packetsReceived, before.packetsReceived)
+        count(eventsPublished, counters.eventsPublished, before.eventsPublished)
+        count(duplicates, counters.duplicates, before.duplicates)
+        count(undecodableFrames, counters.undecodableFrames, before.undecodableFrames)
+        count(reconnects, counters.reconnects, before.reconnects)
+        for (reason, total) in counters.losses {
+            count(Counter(label: "meshbus_link_losses_total", dimensions: [("slot", slot), ("reason", reason)]), total, before.losses[reason] ?? 0)
+        }
+        for (status, total) in counters.sends {
+            count(Counter(label: "meshbus_sends_total", dimensions: [("slot", slot), ("status", status)]), total, before.sends[status] ?? 0)
+        }
         ready.record(reading.state.isReady ? 1 : 0)
         strikes.record(reading.state.strikes)
         outboxDepth.record(reading.outboxDepth)

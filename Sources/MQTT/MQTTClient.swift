@@ -121,27 +121,37 @@ public final class MQTTClient: Sendable {
     }
 
     /// Connects and keeps reconnecting (backoff with jitter) until the calling task is cancelled;
-    /// then sends DISCONNECT (if the broker acknowledged everything; see ``flush(within:)``) and returns. Nothing a connection does can end this loop. Call once.
+    /// then sends DISCONNECT (if the broker acknowledged everything; see ``flush(within:)``) and
+    /// returns. Nothing a connection does can end this loop. Call once.
     public func run() async {
+        await run(clock: ContinuousClock(), generator: SystemRandomNumberGenerator())
+    }
+
+    /// ``run()`` with the waits between attempts on `clock` and their jitter from `generator`
+    /// (a mock clock and a seeded generator in tests). An ``MQTTReconnectMachine`` decides;
+    /// this carries its actions out.
+    func run<C: Clock, G: RandomNumberGenerator & Sendable>(clock: C, generator: G) async where C.Duration == Duration {
         precondition(!started.exchange(true, ordering: .relaxed), "MQTTClient.run() called twice")
         if configuration.password != nil && configuration.username == nil {
             logger.warning("a password without a user name is not allowed by MQTT 3.1.1; not sending it")
         }
-        var attempt = 0
-        var failures = 0
-        while !Task.isCancelled {
-            attempt += 1
-            let (reason, wasLive) = await connection(attempt: attempt)
-            eventSink.yield(.disconnected(reason: reason))
-            guard !Task.isCancelled else { break }
-            failures = wasLive ? 1 : failures + 1
-            let delay = configuration.reconnectDelay(afterFailures: failures, jitter: .random(in: 0.8...1.2))
-            logger.warning(
-                wasLive ? "connection lost" : "connect failed",
-                metadata: ["mqtt.reason": "\(reason)", "mqtt.retryIn": "\(delay)"]
-            )
-            try? await Task.sleep(for: delay)
+        var machine = MQTTReconnectMachine<C.Instant, G>(
+            initialDelay: configuration.initialReconnectDelay, maximumDelay: configuration.maximumReconnectDelay, generator: generator
+        )
+        var actions = machine.handle(.start)
+        while let action = actions.first, !Task.isCancelled {
+            switch action {
+            case .connect(let attempt):
+                let (reason, wasLive) = await connection(attempt: attempt)
+                eventSink.yield(.disconnected(reason: reason))
+                actions = machine.handle(.connectionEnded(attempt: attempt, reason: reason, wasLive: wasLive, now: clock.now))
+            case .retry(let reason, let wasLive, let delay, let retryAt):
+                logger.warning(wasLive ? "connection lost" : "connect failed", metadata: ["mqtt.reason": "\(reason)", "mqtt.retryIn": "\(delay)"])
+                guard (try? await clock.sleep(until: retryAt, tolerance: nil)) != nil else { break }
+                actions = machine.handle(.retryDue(now: clock.now))
+            }
         }
+        _ = machine.handle(.stop)
         logger.info("stopped")
         messageSink.finish()
         eventSink.finish()

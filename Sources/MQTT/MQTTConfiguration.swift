@@ -44,11 +44,4 @@ public struct MQTTConfiguration: Sendable {
         let (seconds, attoseconds) = keepAlive.components
         return UInt16(clamping: max(1, seconds + (attoseconds > 0 ? 1 : 0)))
     }
-
-    /// The delay before attempt `failures + 1`, given a random factor in 0.8...1.2.
-    func reconnectDelay(afterFailures failures: Int, jitter: Double) -> Duration {
-        var delay = initialReconnectDelay
-        for _ in 1..<max(1, failures) where delay < maximumReconnectDelay { delay *= 2 }
-        return min(delay, maximumReconnectDelay) * jitter
-    }
 }

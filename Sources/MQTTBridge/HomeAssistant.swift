@@ -1,10 +1,11 @@
 import Foundation
 import MeshBusClient
+import MeshBusModel
 
 /// What the bridge knows about one mesh node: the broker's node DB entry plus the signal of
 /// the last packet heard from it (the node DB has SNR but no RSSI).
 struct NodeView: Equatable {
-    var node: Node
+    var node: MeshBus.Node
     var rssi: Int?
     var packetSnr: Double?
 

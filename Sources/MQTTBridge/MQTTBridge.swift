@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MQTT
 import MeshBusClient
+import MeshBusModel
 import Synchronization
 
 /// Republishes one MeshBus broker on an MQTT broker, with Home Assistant discovery, and sends
@@ -153,7 +154,7 @@ public final class MQTTBridge: Sendable {
                 for (slot, link) in links.bySlot {
                     var shown = link
                     if !reachable {
-                        shown.state = "unknown"
+                        shown.state = .unknown("unknown")
                         shown.ready = false
                         shown.reason = "broker_unreachable"
                         shown.time = Date().formatted(.iso8601)
@@ -255,14 +256,15 @@ struct SlotView {
 
     /// The slot's link as the retained link topic shows it.
     struct Link: Equatable {
-        var state: String
+        var state: MeshBus.LinkState
         var ready: Bool
         var myNodeNum: UInt32?
+        /// The broker's loss reason, or the bridge's own (`broker_unreachable`).
         var reason: String?
         var time: String
 
         func json(slot: String) -> [String: Any] {
-            ["slot": slot, "state": state, "ready": ready, "myNodeNum": myNodeNum ?? NSNull(), "reason": reason ?? NSNull(), "time": time]
+            ["slot": slot, "state": state.rawValue, "ready": ready, "myNodeNum": myNodeNum ?? NSNull(), "reason": reason ?? NSNull(), "time": time]
         }
 
     }
@@ -272,10 +274,9 @@ struct SlotView {
         case node(UInt32)
     }
 
-    init(snapshot: Snapshot) {
-        let state = snapshot.state ?? "unknown"
-        let ready = state == "ready" || state == "degraded"
-        link = Link(state: state, ready: ready, myNodeNum: snapshot.myInfo?.myNodeNum, reason: nil, time: Date().formatted(.iso8601))
+    init(snapshot: MeshBus.Snapshot) {
+        let state = snapshot.state ?? .unknown("unknown")
+        link = Link(state: state, ready: state.isUp, myNodeNum: snapshot.myInfo?.myNodeNum, reason: nil, time: Date().formatted(.iso8601))
         nodes = Dictionary(snapshot.nodes.values.map { ($0.num, NodeView(node: $0)) }, uniquingKeysWith: { first, _ in first })
     }
 
@@ -303,11 +304,11 @@ struct SlotView {
             if let snr = packet.rxSnr { view.packetSnr = snr }
             return update(view)
         case .linkEstablished(let established):
-            return setLink(Link(state: "ready", ready: true, myNodeNum: established.myNodeNum, reason: nil, time: event.time))
+            return setLink(Link(state: .ready, ready: true, myNodeNum: established.myNodeNum, reason: nil, time: event.time))
         case .linkLost(let reason):
-            return setLink(Link(state: link.state, ready: false, myNodeNum: link.myNodeNum, reason: reason, time: event.time))
+            return setLink(Link(state: link.state, ready: false, myNodeNum: link.myNodeNum, reason: reason.rawValue, time: event.time))
         case .linkState(let state):
-            let ready = state.state == "ready" || state.state == "degraded"
+            let ready = state.state.isUp
             return setLink(Link(state: state.state, ready: ready, myNodeNum: link.myNodeNum, reason: ready ? nil : link.reason, time: event.time))
         default:
             return nil

@@ -1,4 +1,5 @@
 import Foundation
+import MeshBusModel
 import Synchronization
 import ZeroMQ
 
@@ -109,26 +110,26 @@ public final class MeshBusClient: Sendable {
     // MARK: Commands
 
     /// Which broker answers; its id changes when the broker restarts.
-    public func ping() async throws -> Ping {
-        try await call(["cmd": "ping"], as: Ping.self)
+    public func ping() async throws -> MeshBus.Ping {
+        try await call(["cmd": "ping"], as: MeshBus.Ping.self)
     }
 
     /// Every slot's link and queue, by slot name.
-    public func status() async throws -> [String: SlotStatus] {
-        struct Result: Decodable { var slots: [String: SlotStatus] }
+    public func status() async throws -> [String: MeshBus.SlotStatus] {
+        struct Result: Decodable { var slots: [String: MeshBus.SlotStatus] }
         return try await call(["cmd": "status"], as: Result.self).slots
     }
 
     /// A slot's node DB, by node id (`!hex`).
-    public func nodes(slot: String) async throws -> [String: Node] {
-        struct Result: Decodable { var nodes: [String: Node] }
+    public func nodes(slot: String) async throws -> [String: MeshBus.Node] {
+        struct Result: Decodable { var nodes: [String: MeshBus.Node] }
         return try await call(["cmd": "nodes", "slot": slot], as: Result.self).nodes
     }
 
     /// A slot's node DB and radio with the `seq` they are current at: subscribe first, then
     /// snapshot, then apply events with a greater seq.
-    public func snapshot(slot: String) async throws -> Snapshot {
-        try await call(["cmd": "snapshot", "slot": slot], as: Snapshot.self)
+    public func snapshot(slot: String) async throws -> MeshBus.Snapshot {
+        try await call(["cmd": "snapshot", "slot": slot], as: MeshBus.Snapshot.self)
     }
 
     /// The slot's events after `sinceSeq` that the broker still holds, one page of them
@@ -155,13 +156,13 @@ public final class MeshBusClient: Sendable {
     public func sendText(
         _ text: String, slot: String, to: String? = nil, channel: Int? = nil, wantAck: Bool = false,
         replyId: UInt32? = nil, ttlSeconds: Double? = nil
-    ) async throws -> SendReceipt {
+    ) async throws -> MeshBus.SendReceipt {
         var request: [String: Any] = ["cmd": "sendText", "slot": slot, "text": text, "wantAck": wantAck]
         request["to"] = to
         request["channel"] = channel
         request["replyId"] = replyId
         request["ttlSeconds"] = ttlSeconds
-        return try await call(request, as: SendReceipt.self)
+        return try await call(request, as: MeshBus.SendReceipt.self)
     }
 
     /// Closes the slot's link and opens it again.
@@ -211,12 +212,20 @@ public final class MeshBusClient: Sendable {
         thread: ZMQSocketThread, sub: ZMQSocket, dealer: ZMQSocket, outgoing: ZMQMailbox<(id: String, frame: [UInt8])>,
         pending: PendingCalls, events: AsyncStream<MeshBusEvent>.Continuation
     ) throws {
-        let poller = ZMQPoller([.socket(sub), .socket(dealer), .descriptor(thread.wakeup.descriptor)])
-        // Requests not yet taken by a connected broker, oldest first; retried every turn
-        // until sent or until their command gives up.
+        // Requests not yet taken by a connected broker, oldest first; sent once the dealer
+        // can take them (it cannot while no broker is connected) or dropped when their
+        // command gives up.
         var unsent: [(id: String, frame: [UInt8])] = []
         while !thread.isStopRequested {
-            let readable = try poller.poll(timeoutMilliseconds: unsent.isEmpty ? 100 : 20)
+            // Sleeps until a socket has something, the dealer can take a waiting request, async
+            // code posts work, or the earliest command deadline passes: no periodic wakeups.
+            var items: [ZMQPoller.Item] = [.socket(sub), .socket(dealer), .descriptor(thread.wakeup.descriptor)]
+            if !unsent.isEmpty { items.append(.writable(dealer)) }
+            let timeout = pending.nextDeadline.map { deadline in
+                let (seconds, attoseconds) = ContinuousClock.now.duration(to: deadline).components
+                return max(0, Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000) + 1)
+            } ?? -1
+            let readable = try ZMQPoller(items).poll(timeoutMilliseconds: timeout)
             if readable[2] { thread.wakeup.drain() }
             unsent += outgoing.takeAll()
             unsent.removeAll { !pending.isWaiting($0.id) }
@@ -268,6 +277,11 @@ private final class PendingCalls: Sendable {
             return false
         }
         return true
+    }
+
+    /// The soonest deadline of a command still waiting, nil if none waits.
+    var nextDeadline: ContinuousClock.Instant? {
+        state.withLock { $0.waiting.values.lazy.map(\.deadline).min() }
     }
 
     func isWaiting(_ id: String) -> Bool {

@@ -1,4 +1,5 @@
 import Foundation
+import MeshBusModel
 
 /// One event from MeshBus's PUB socket: its envelope, decoded by topic into ``Kind``.
 ///
@@ -27,19 +28,19 @@ public struct MeshBusEvent: Sendable {
     /// What happened, by topic.
     public enum Kind: Sendable, Equatable {
         /// A packet the radio heard; `backlog` while it flushes what it stored before this link.
-        case received(Packet, backlog: Bool)
+        case received(MeshBus.Packet, backlog: Bool)
         /// A packet MeshBus wrote to the radio, with the id of the command that asked for it.
-        case sent(Packet, requestId: String?)
-        /// A node DB entry was created or changed; `Node` is the merged entry.
-        case nodeUpdated(Node)
+        case sent(MeshBus.Packet, requestId: String?)
+        /// A node DB entry was created or changed; the node is the merged entry.
+        case nodeUpdated(MeshBus.Node)
         /// A step in the life of a send (`queued`, `sent`, `acked`, …).
-        case sendStatus(SendStatus)
+        case sendStatus(MeshBus.SendStatus)
         /// The slot finished its handshake and is ready.
-        case linkEstablished(LinkEstablished)
+        case linkEstablished(MeshBus.LinkEstablished)
         /// The slot's link was declared dead, with the reason (`probe_strikes`, `shutdown`, …).
-        case linkLost(reason: String)
+        case linkLost(reason: MeshBus.LossReason)
         /// Any state change of the slot's connection manager.
-        case linkState(LinkState)
+        case linkState(MeshBus.LinkStateChange)
         /// A line of the radio's debug log.
         case log(line: String, level: String?)
         /// A topic this library does not model (queue status, notifications, newer topics).
@@ -83,25 +84,24 @@ public struct MeshBusEvent: Sendable {
         let decoder = JSONDecoder()
         func fields<T: Decodable>(_ type: T.Type) -> T? { try? decoder.decode(type, from: json) }
         switch topic {
-        case "meshtastic.receive":
-            struct Fields: Decodable { var packet: Packet; var backlog: Bool? }
+        case MeshBus.Topic.receive:
+            struct Fields: Decodable { var packet: MeshBus.Packet; var backlog: Bool? }
             return fields(Fields.self).map { .received($0.packet, backlog: $0.backlog ?? false) } ?? .other
-        case "meshtastic.sent":
-            struct Fields: Decodable { var packet: Packet; var requestId: String? }
+        case MeshBus.Topic.sent:
+            struct Fields: Decodable { var packet: MeshBus.Packet; var requestId: String? }
             return fields(Fields.self).map { .sent($0.packet, requestId: $0.requestId) } ?? .other
-        case "meshtastic.node.updated":
-            struct Fields: Decodable { var node: Node }
+        case MeshBus.Topic.nodeUpdated:
+            struct Fields: Decodable { var node: MeshBus.Node }
             return fields(Fields.self).map { .nodeUpdated($0.node) } ?? .other
-        case "meshtastic.send.status":
-            return fields(SendStatus.self).map(Kind.sendStatus) ?? .other
-        case "meshtastic.connection.established":
-            return fields(LinkEstablished.self).map(Kind.linkEstablished) ?? .other
-        case "meshtastic.connection.lost":
-            struct Fields: Decodable { var reason: String }
-            return fields(Fields.self).map { .linkLost(reason: $0.reason) } ?? .other
-        case "meshtastic.connection.state":
-            return fields(LinkState.self).map(Kind.linkState) ?? .other
-        case "meshtastic.log":
+        case MeshBus.Topic.sendStatus:
+            return fields(MeshBus.SendStatus.self).map(Kind.sendStatus) ?? .other
+        case MeshBus.Topic.established:
+            return fields(MeshBus.LinkEstablished.self).map(Kind.linkEstablished) ?? .other
+        case MeshBus.Topic.lost:
+            return fields(MeshBus.LinkLost.self).map { .linkLost(reason: $0.reason) } ?? .other
+        case MeshBus.Topic.state:
+            return fields(MeshBus.LinkStateChange.self).map(Kind.linkState) ?? .other
+        case MeshBus.Topic.log:
             struct Fields: Decodable { var line: String; var level: String? }
             return fields(Fields.self).map { .log(line: $0.line, level: $0.level) } ?? .other
         default:

@@ -1,3 +1,5 @@
+import MeshBusModel
+
 /// Every slot's events without a gap: a snapshot first, then each event with a greater `seq`.
 ///
 /// This is the consumer pattern of MeshBus's contract in one place. It snapshots each slot
@@ -12,7 +14,7 @@ public struct MeshBusFeed<Events: AsyncSequence & Sendable>: AsyncSequence, Send
     /// What the feed tells its reader.
     public enum Update: Sendable {
         /// A slot's state as of `snapshot.seq`: replace what you hold for it.
-        case snapshot(slot: String, Snapshot)
+        case snapshot(slot: String, MeshBus.Snapshot)
         /// The next event of a slot, in order.
         case event(MeshBusEvent)
         /// Events were missed (`seq` jumped from `after` to `seq`); a repair follows.

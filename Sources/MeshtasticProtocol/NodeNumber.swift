@@ -1,15 +1,13 @@
+import MeshBusModel
+
 /// Node numbers and their text forms as the Meshtastic clients write them.
 public enum NodeNumber {
     /// The broadcast address, `^all` in text.
-    public static let broadcast: UInt32 = 0xFFFF_FFFF
-    public static let broadcastID = "^all"
+    public static let broadcast = NodeID.broadcast
+    public static let broadcastID = NodeID.broadcastText
 
     /// `!` and eight lower-case hex digits, e.g. `!a1b2c3d4`; `^all` for broadcast.
-    public static func id(_ number: UInt32) -> String {
-        if number == broadcast { return broadcastID }
-        let hex = String(number, radix: 16)
-        return "!" + String(repeating: "0", count: 8 - hex.count) + hex
-    }
+    public static func id(_ number: UInt32) -> String { NodeID.format(number) }
 
     /// Parses `^all`, `!hex` (1–8 digits) or a decimal number.
     public static func parse(_ text: String) -> UInt32? {

@@ -1,3 +1,4 @@
+import MeshBusModel
 import struct Foundation.Data
 import SwiftProtobuf
 

@@ -13,27 +13,40 @@ public struct OutgoingPacket: Sendable, Equatable {
     }
 }
 
-/// A slot's bounded queue of packets for the radio. It outlives connections: what was not
-/// written before a link dropped is written after it comes back.
+/// A slot's bounded queue of packets for the radio. It outlives connections, and the links
+/// of a slot share it across reloads: what was not written before a link dropped (or was
+/// replaced) is written by the next one.
 ///
-/// One consumer at a time (the link's writer); any number of producers.
-final class Outbox: Sendable {
+/// One consumer at a time (the running link's writer); any number of producers. It calls
+/// nothing while holding its lock.
+public final class Outbox: Sendable {
     private struct State {
         var items = CircularBuffer<OutgoingPacket>()
         var waiter: CheckedContinuation<OutgoingPacket?, Never>?
+        /// Tasks waiting for the outbox to be empty, by a number of their own.
+        var emptyWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter = 0
+
+        /// The waiters to resume if the outbox is now empty.
+        mutating func takeEmptyWaiters() -> [CheckedContinuation<Void, Never>] {
+            guard items.isEmpty, !emptyWaiters.isEmpty else { return [] }
+            defer { emptyWaiters.removeAll() }
+            return Array(emptyWaiters.values)
+        }
     }
 
-    let capacity: Int
+    public let capacity: Int
     private let state = Mutex(State())
 
-    init(capacity: Int) {
+    public init(capacity: Int) {
         self.capacity = capacity
     }
 
-    var count: Int { state.withLock { $0.items.count } }
+    /// Packets waiting now.
+    public var count: Int { state.withLock { $0.items.count } }
 
     /// Appends a packet; false if the outbox is full.
-    func enqueue(_ item: OutgoingPacket) -> Bool {
+    public func enqueue(_ item: OutgoingPacket) -> Bool {
         let outcome: (accepted: Bool, waiter: CheckedContinuation<OutgoingPacket?, Never>?) = state.withLock { state in
             if let waiter = state.waiter {
                 state.waiter = nil
@@ -49,19 +62,33 @@ final class Outbox: Sendable {
 
     /// Takes the packet with `packetID` out if it is still waiting; false if it is not (the
     /// writer holds it, or it was written).
-    func remove(packetID: UInt32) -> Bool {
-        state.withLock { state in
-            guard let index = state.items.firstIndex(where: { $0.packet.id == packetID }) else { return false }
+    public func remove(packetID: UInt32) -> Bool {
+        let (removed, emptied) = state.withLock { state -> (Bool, [CheckedContinuation<Void, Never>]) in
+            guard let index = state.items.firstIndex(where: { $0.packet.id == packetID }) else { return (false, []) }
             state.items.remove(at: index)
-            return true
+            return (true, state.takeEmptyWaiters())
         }
+        for waiter in emptied { waiter.resume() }
+        return removed
     }
 
-    /// Empties the outbox, oldest first.
-    func takeAll() -> [OutgoingPacket] {
-        state.withLock { state in
-            defer { state.items.removeAll() }
-            return Array(state.items)
+    /// Returns once the outbox is empty (at once if it is), or when the task is cancelled.
+    public func waitUntilEmpty() async {
+        let id = state.withLock { state in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let done = state.withLock { state in
+                    if state.items.isEmpty || Task.isCancelled { return true }
+                    state.emptyWaiters[id] = continuation
+                    return false
+                }
+                if done { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.emptyWaiters.removeValue(forKey: id) }?.resume()
         }
     }
 
@@ -74,13 +101,14 @@ final class Outbox: Sendable {
     func next() async -> OutgoingPacket? {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<OutgoingPacket?, Never>) in
-                let ready: OutgoingPacket?? = state.withLock { state in
-                    if Task.isCancelled { return .some(nil) }
-                    if let first = state.items.popFirst() { return .some(first) }
+                let (ready, emptied): (OutgoingPacket??, [CheckedContinuation<Void, Never>]) = state.withLock { state in
+                    if Task.isCancelled { return (.some(nil), []) }
+                    if let first = state.items.popFirst() { return (.some(first), state.takeEmptyWaiters()) }
                     precondition(state.waiter == nil, "Outbox has one consumer at a time")
                     state.waiter = continuation
-                    return nil
+                    return (nil, [])
                 }
+                for waiter in emptied { waiter.resume() }
                 if let ready { continuation.resume(returning: ready) }
             }
         } onCancel: {

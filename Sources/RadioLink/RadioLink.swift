@@ -72,7 +72,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     ) -> (RadioLink, AsyncStream<RadioLinkEvent>) {
         let (stream, continuation) = AsyncStream<RadioLinkEvent>.makeStream()
         let link = RadioLink(
-            slot: slot, transport: transport, timing: timing, clock: clock, outboxCapacity: outboxCapacity, seed: seed,
+            slot: slot, transport: transport, timing: timing, clock: clock, outbox: Outbox(capacity: outboxCapacity), seed: seed,
             emit: { continuation.yield($0) }, finishEvents: { continuation.finish() }, logger: logger
         )
         return (link, stream)
@@ -80,32 +80,33 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
 
     /// A link that hands each event to `onEvent` on its supervisor's task, in order, instead
     /// of through a stream: one task switch fewer per received frame. `onEvent` must not
-    /// block or wait; the broker's slots use this.
+    /// block or wait; the broker's slots use this, with an outbox each slot keeps across the
+    /// links a reload makes.
     public convenience init(
         slot: String,
         transport: any RadioTransport,
         timing: LinkTiming = LinkTiming(),
         clock: C,
-        outboxCapacity: Int = 64,
+        outbox: Outbox,
         seed: UInt64 = .random(in: 0...UInt64.max),
         logger: Logger,
         onEvent: @escaping @Sendable (RadioLinkEvent) -> Void
     ) {
         self.init(
-            slot: slot, transport: transport, timing: timing, clock: clock, outboxCapacity: outboxCapacity, seed: seed,
+            slot: slot, transport: transport, timing: timing, clock: clock, outbox: outbox, seed: seed,
             emit: onEvent, finishEvents: {}, logger: logger
         )
     }
 
     private init(
-        slot: String, transport: any RadioTransport, timing: LinkTiming, clock: C, outboxCapacity: Int, seed: UInt64,
+        slot: String, transport: any RadioTransport, timing: LinkTiming, clock: C, outbox: Outbox, seed: UInt64,
         emit: @escaping @Sendable (RadioLinkEvent) -> Void, finishEvents: @escaping @Sendable () -> Void, logger: Logger
     ) {
         self.slot = slot
         self.transport = transport
         self.timing = timing
         self.clock = clock
-        self.outbox = Outbox(capacity: outboxCapacity)
+        self.outbox = outbox
         self.emit = emit
         self.finishEvents = finishEvents
         self.logger = logger
@@ -147,10 +148,6 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     /// Closes the radio cleanly (telling it with `ToRadio.disconnect`); ``run()`` returns once
     /// the transport is closed. A ready link reports `reason` as its loss.
     public func shutdown(reason: LossReason = .shutdown) { input.yield(.shutdown(reason)) }
-
-    /// Takes every packet still waiting in the outbox, oldest first (to hand them to a link
-    /// that replaces this one).
-    public func takeOutbox() -> [OutgoingPacket] { outbox.takeAll() }
 
     /// Runs until ``shutdown()`` or cancellation. Never throws; ends with the state `stopped`.
     /// Pre-specialized for the wall clock the broker runs on, so the per-frame path does not

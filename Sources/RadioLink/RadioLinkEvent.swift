@@ -27,6 +27,13 @@ public struct LinkInfo: Sendable, Equatable {
     public var firmware: String
     public var nodeCount: Int
     public var attempt: Int
+
+    public init(myNodeNum: UInt32, firmware: String, nodeCount: Int, attempt: Int) {
+        self.myNodeNum = myNodeNum
+        self.firmware = firmware
+        self.nodeCount = nodeCount
+        self.attempt = attempt
+    }
 }
 
 /// A link's manager state for `status`.

@@ -1,3 +1,4 @@
+import MeshBusModel
 import MeshtasticProtocol
 
 /// The simulator's control language: one JSON object per request, so that a test in any

@@ -1,9 +1,10 @@
 import MeshtasticProtocol
 import SwiftProtobuf
 
-/// The radio as its one real client sees it: what it said in its handshake, kept current
-/// with what it says afterwards. Each virtual client's handshake is built from this, in the
-/// firmware's order, so it gets what the radio would tell it if it were the only client.
+/// The radio as its one real client sees it: what it said in its handshake (all but the
+/// nodes, which the slot's node store holds once for everyone). Each virtual client's
+/// handshake is built from this and the slot's nodes, in the firmware's order, so it gets
+/// what the radio would tell it if it were the only client.
 struct RadioMirror: Sendable {
     /// `want_config_id` nonces with a meaning to firmware (`PhoneAPI.h`).
     enum SpecialNonce {
@@ -33,15 +34,8 @@ struct RadioMirror: Sendable {
     private var configs: [Int: Meshtastic_Config] = [:]
     private var moduleConfigs: [Int: Meshtastic_ModuleConfig] = [:]
     private var files: [Meshtastic_FileInfo] = []
-    private var nodes: [UInt32: Meshtastic_NodeInfo] = [:]
-    /// Node numbers in the order the radio first reported them.
-    private var nodeOrder: [UInt32] = []
 
     init() {}
-
-    var nodeCount: Int { nodes.count }
-
-    func node(_ num: UInt32) -> Meshtastic_NodeInfo? { nodes[num] }
 
     /// Takes in one message from the radio.
     mutating func absorb(_ message: Meshtastic_FromRadio) -> Disposition {
@@ -69,30 +63,25 @@ struct RadioMirror: Sendable {
         case .fileInfo(let file):
             files.append(file)
             return .kept
-        case .nodeInfo(let info):
-            store(info)
-            return .forward
-        case .packet(let packet):
-            note(packet)
-            return .forward
-        case .logRecord, .clientNotification:
+        case .nodeInfo, .packet, .logRecord, .clientNotification:
             return .forward
         default:
             return .linkOnly
         }
     }
 
-    /// The burst a client gets for `want_config_id = nonce`, ending with `config_complete_id`.
-    func handshake(nonce: UInt32) -> [Meshtastic_FromRadio] {
+    /// The burst a client gets for `want_config_id = nonce`, ending with `config_complete_id`;
+    /// `nodes` is the slot's node DB in the order first heard of.
+    func handshake(nonce: UInt32, nodes: [Meshtastic_NodeInfo]) -> [Meshtastic_FromRadio] {
         var burst: [Meshtastic_FromRadio] = []
         let own = myInfo.map(\.myNodeNum)
-        let ownNode = own.flatMap { nodes[$0] }.map { node in
+        let ownNode = nodes.first { $0.num == own }.map { node in
             var node = node
             node.isFavorite = true
             node.clearHopsAway()
             return node
         }
-        let others = nodeOrder.filter { $0 != own }.compactMap { nodes[$0] }
+        let others = nodes.filter { $0.num != own }
         if nonce == SpecialNonce.nodesOnly {
             if let ownNode { burst.append(.with { $0.nodeInfo = ownNode }) }
             burst += others.map { node in .with { $0.nodeInfo = node } }
@@ -109,42 +98,6 @@ struct RadioMirror: Sendable {
         }
         burst.append(.with { $0.configCompleteID = nonce })
         return burst
-    }
-
-    private mutating func store(_ info: Meshtastic_NodeInfo) {
-        if nodes.updateValue(info, forKey: info.num) == nil { nodeOrder.append(info.num) }
-    }
-
-    /// Folds what a packet tells about its sender into the node DB, as firmware does.
-    private mutating func note(_ packet: Meshtastic_MeshPacket) {
-        guard packet.from != 0, packet.from != NodeNumber.broadcast else { return }
-        if nodes[packet.from] == nil {
-            nodes[packet.from] = .with { $0.num = packet.from }
-            nodeOrder.append(packet.from)
-        }
-        // Changed in place: a node copied out of the dictionary and stored back copies its
-        // protobuf storage on the first change, on every packet.
-        Self.fold(packet, into: &nodes[packet.from, default: Meshtastic_NodeInfo()])
-    }
-
-    private static func fold(_ packet: Meshtastic_MeshPacket, into node: inout Meshtastic_NodeInfo) {
-        if packet.rxTime != 0 { node.lastHeard = packet.rxTime }
-        if packet.rxSnr != 0 { node.snr = packet.rxSnr }
-        if packet.hopStart != 0, packet.hopStart >= packet.hopLimit { node.hopsAway = packet.hopStart - packet.hopLimit }
-        if packet.viaMqtt { node.viaMqtt = true }
-        guard case .decoded(let data) = packet.payloadVariant else { return }
-        switch data.portnum {
-        case .nodeinfoApp:
-            if let user = try? Meshtastic_User(serializedBytes: data.payload) { node.user = user }
-        case .positionApp:
-            if let position = try? Meshtastic_Position(serializedBytes: data.payload) { node.position = position }
-        case .telemetryApp:
-            if let telemetry = try? Meshtastic_Telemetry(serializedBytes: data.payload), case .deviceMetrics(let metrics) = telemetry.variant {
-                node.deviceMetrics = metrics
-            }
-        default:
-            break
-        }
     }
 
     /// The field number of a one-of message's set variant: the first key on the wire.

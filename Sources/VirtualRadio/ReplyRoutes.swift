@@ -35,6 +35,12 @@ struct ReplyRoutes<Instant: InstantProtocol> {
         }
     }
 
+    /// Forgets the route of `radioPacketID` (its packet never went out with that id).
+    mutating func remove(radioPacketID: UInt32) {
+        guard routes.removeValue(forKey: radioPacketID) != nil else { return }
+        order.removeAll { $0 == radioPacketID }
+    }
+
     /// The route for a reply's `request_id`, if a client's packet went out with that id.
     /// Routes stay until they expire: one packet can get several replies (ACK and response),
     /// and a reply for a client that has left is still recognised (and dropped).

@@ -8,7 +8,9 @@ import Synchronization
 import struct Foundation.Data
 import struct Foundation.Date
 
-/// What a slot offers its virtual radio port: the way to the radio, through the slot's outbox.
+/// What a slot offers its virtual radio port: the way to the radio, through the slot's outbox,
+/// and the slot's node DB for handshakes. The virtual radio calls it only while holding no
+/// lock of its own, so the host may take its own locks freely.
 public protocol VirtualRadioHost: Sendable {
     /// Queues a client's packet (`client` is its `address:port`) for the radio like any send
     /// (paced, tracked, published on `meshtastic.sent` and `meshtastic.send.status`). The
@@ -16,6 +18,8 @@ public protocol VirtualRadioHost: Sendable {
     func submit(_ packet: Meshtastic_MeshPacket, client: String, ttl: Duration) -> VirtualRadioSubmission
     /// Room in the slot's outbox now.
     var outboxRoom: OutboxRoom { get }
+    /// The slot's node DB, in the order its nodes were first heard of.
+    func nodeInfos() -> [Meshtastic_NodeInfo]
 }
 
 /// Free places in a slot's outbox, reported to clients as the radio's `QueueStatus`.
@@ -202,10 +206,16 @@ public final class VirtualRadio: Sendable {
 
     /// The slot's link completed its handshake: clients waiting for the radio get theirs.
     public func linkReady() {
-        hub.withLock { hub in
+        let host: (any VirtualRadioHost)? = hub.withLock { hub in
             hub.ready = true
+            return hub.clients.values.first { if case .waitingForLink = $0.phase { true } else { false } }?.host
+        }
+        guard let host else { return }
+        let nodes = host.nodeInfos()
+        hub.withLock { hub in
+            guard hub.ready else { return }
             for (id, client) in hub.clients {
-                if case .waitingForLink(let nonce) = client.phase { answerHandshake(nonce: nonce, for: id, in: &hub) }
+                if case .waitingForLink(let nonce) = client.phase { answerHandshake(nonce: nonce, nodes: nodes, for: id, in: &hub) }
             }
         }
     }
@@ -362,19 +372,24 @@ public final class VirtualRadio: Sendable {
         }
         switch request.payloadVariant {
         case .wantConfigID(let nonce):
+            // Until the handshake is answered the client waits for the link; the nodes are
+            // read from the slot outside the hub lock, then answered if the link is still up.
+            let host: (any VirtualRadioHost)? = hub.withLock { hub in
+                hub.clients[id]?.phase = .waitingForLink(nonce: nonce)
+                return hub.ready ? hub.clients[id]?.host : nil
+            }
+            guard let host else { return }
+            let nodes = host.nodeInfos()
             hub.withLock { hub in
-                guard hub.clients[id] != nil else { return }
-                if hub.ready {
-                    answerHandshake(nonce: nonce, for: id, in: &hub)
-                } else {
-                    hub.clients[id]?.phase = .waitingForLink(nonce: nonce)
-                }
+                guard hub.ready, case .waitingForLink(nonce)? = hub.clients[id]?.phase else { return }
+                answerHandshake(nonce: nonce, nodes: nodes, for: id, in: &hub)
             }
         case .packet(let packet):
             submit(packet, from: id)
         case .heartbeat:
+            guard let room = hub.withLock({ $0.clients[id]?.host })?.outboxRoom else { return }
             hub.withLock { hub in
-                guard let room = hub.clients[id]?.host.outboxRoom else { return }
+                guard hub.clients[id] != nil else { return }
                 if room.free == 0 { hub.clients[id]?.waitingForRoom = true }
                 yield(.messages([.with { $0.queueStatus = Self.queueStatus(result: 0, room: room, packetID: Self.noPacketID) }]), to: id, in: &hub)
             }
@@ -388,51 +403,80 @@ public final class VirtualRadio: Sendable {
         }
     }
 
+    /// What to do with a client's packet, decided under the hub lock and carried out after it.
+    private enum Plan {
+        case ignore
+        case refuseAdmin(reason: String, clientPacketID: UInt32, channel: UInt32, peer: String, host: any VirtualRadioHost)
+        /// To the slot's outbox; a reply route for `packet.id` is already held for the client.
+        case forward(Meshtastic_MeshPacket, clientPacketID: UInt32, peer: String, ttl: Duration, host: any VirtualRadioHost)
+    }
+
     private func submit(_ packet: Meshtastic_MeshPacket, from id: Int) {
-        hub.withLock { hub in
-            guard let client = hub.clients[id] else { return }
+        let plan: Plan = hub.withLock { hub in
+            guard let client = hub.clients[id] else { return .ignore }
             guard client.phase == .live else {
                 // Like a radio before `want_config_id`: no session, nothing sent.
                 hub.counters.ignored += 1
-                return
+                return .ignore
             }
             var packet = packet
             let clientPacketID = packet.id
+            if !client.policy.allowAdmin, let reason = AdminPolicy.refusal(of: packet) {
+                hub.counters.adminRefused += 1
+                return .refuseAdmin(reason: reason, clientPacketID: clientPacketID, channel: packet.channel, peer: client.peer, host: client.host)
+            }
             // An id that replies may still come back for (another client's, or this one's
             // earlier packet) is not reused on the way to the radio.
             while packet.id == 0 || hub.routes.route(requestID: packet.id, now: .now) != nil { packet.id = UInt32.random(in: 1...UInt32.max) }
-            var replies: [Meshtastic_FromRadio] = []
-            if !client.policy.allowAdmin, let reason = AdminPolicy.refusal(of: packet) {
-                hub.counters.adminRefused += 1
-                metrics.adminRefused.increment()
-                logger.notice("virtual radio refused an admin request", metadata: ["slot": "\(slot)", "peer": "\(client.peer)", "reason": "\(reason)"])
+            hub.routes.add(radioPacketID: packet.id, client: id, clientPacketID: clientPacketID, now: .now)
+            return .forward(packet, clientPacketID: clientPacketID, peer: client.peer, ttl: client.policy.sendTimeout, host: client.host)
+        }
+        switch plan {
+        case .ignore:
+            return
+        case .refuseAdmin(let reason, let clientPacketID, let channel, let peer, let host):
+            metrics.adminRefused.increment()
+            logger.notice("virtual radio refused an admin request", metadata: ["slot": "\(slot)", "peer": "\(peer)", "reason": "\(reason)"])
+            let room = host.outboxRoom
+            hub.withLock { hub in
                 // Taken (so the client does not send it again), answered NOT_AUTHORIZED, explained.
-                replies.append(.with { $0.queueStatus = Self.queueStatus(result: 0, room: client.host.outboxRoom, packetID: clientPacketID) })
-                let nak = Self.nak(requestID: clientPacketID, channel: packet.channel, error: .notAuthorized, myNodeNum: hub.mirror.myInfo?.myNodeNum ?? 0)
-                replies.append(.with { $0.packet = nak })
-                replies.append(.with {
-                    $0.clientNotification = .with { notification in
-                        notification.replyID = clientPacketID
-                        notification.time = UInt32(Date().timeIntervalSince1970)
-                        notification.level = .warning
-                        notification.message = "MeshBus refused \(reason): it could change the radio of slot '\(slot)', which allows that only with virtualRadio.allowAdmin"
-                    }
-                })
-            } else {
-                switch client.host.submit(packet, client: client.peer, ttl: client.policy.sendTimeout) {
+                let nak = Self.nak(requestID: clientPacketID, channel: channel, error: .notAuthorized, myNodeNum: hub.mirror.myInfo?.myNodeNum ?? 0)
+                yield(.messages([
+                    .with { $0.queueStatus = Self.queueStatus(result: 0, room: room, packetID: clientPacketID) },
+                    .with { $0.packet = nak },
+                    .with {
+                        $0.clientNotification = .with { notification in
+                            notification.replyID = clientPacketID
+                            notification.time = UInt32(Date().timeIntervalSince1970)
+                            notification.level = .warning
+                            notification.message = "MeshBus refused \(reason): it could change the radio of slot '\(slot)', which allows that only with virtualRadio.allowAdmin"
+                        }
+                    },
+                ]), to: id, in: &hub)
+            }
+        case .forward(let packet, let clientPacketID, let peer, let ttl, let host):
+            let submission = host.submit(packet, client: peer, ttl: ttl)
+            if case .queued = submission { metrics.packets.increment() }
+            hub.withLock { hub in
+                let reply: Meshtastic_QueueStatus
+                switch submission {
                 case .queued(let radioPacketID, let room):
                     hub.counters.packets += 1
-                    metrics.packets.increment()
-                    hub.routes.add(radioPacketID: radioPacketID, client: id, clientPacketID: clientPacketID, now: .now)
+                    if radioPacketID != packet.id {
+                        // The slot had a send in flight with that id and gave it another.
+                        hub.routes.remove(radioPacketID: packet.id)
+                        hub.routes.add(radioPacketID: radioPacketID, client: id, clientPacketID: clientPacketID, now: .now)
+                    }
                     if room.free == 0 { hub.clients[id]?.waitingForRoom = true }
-                    replies.append(.with { $0.queueStatus = Self.queueStatus(result: 0, room: room, packetID: clientPacketID) })
+                    reply = Self.queueStatus(result: 0, room: room, packetID: clientPacketID)
                 case .full(let room):
                     hub.counters.outboxFull += 1
+                    hub.routes.remove(radioPacketID: packet.id)
                     hub.clients[id]?.waitingForRoom = true
-                    replies.append(.with { $0.queueStatus = Self.queueStatus(result: Self.outboxFullResult, room: room, packetID: clientPacketID) })
+                    reply = Self.queueStatus(result: Self.outboxFullResult, room: room, packetID: clientPacketID)
                 }
+                yield(.messages([.with { $0.queueStatus = reply }]), to: id, in: &hub)
             }
-            yield(.messages(replies), to: id, in: &hub)
         }
     }
 
@@ -451,10 +495,10 @@ public final class VirtualRadio: Sendable {
         }
     }
 
-    private func answerHandshake(nonce: UInt32, for id: Int, in hub: inout Hub) {
+    private func answerHandshake(nonce: UInt32, nodes: [Meshtastic_NodeInfo], for id: Int, in hub: inout Hub) {
         hub.counters.handshakes += 1
         hub.clients[id]?.phase = .live
-        yield(.messages(hub.mirror.handshake(nonce: nonce)), to: id, in: &hub)
+        yield(.messages(hub.mirror.handshake(nonce: nonce, nodes: nodes)), to: id, in: &hub)
     }
 
     private func yield(_ item: Outgoing, to id: Int, in hub: inout Hub) {

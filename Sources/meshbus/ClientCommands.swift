@@ -1,5 +1,6 @@
 import ArgumentParser
 import Broker
+import MeshBusModel
 import MeshtasticProtocol
 import ZeroMQ
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import MeshBusModel
 import MeshtasticProtocol
 
 import struct Foundation.Data

@@ -1,6 +1,8 @@
 import Broker
 import Logging
+import MeshBusModel
 import MeshtasticProtocol
+import SlotCore
 import Synchronization
 
 /// A swift-log handler that writes one JSON object per line to standard error, for log

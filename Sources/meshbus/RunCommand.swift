@@ -3,12 +3,13 @@ import Broker
 import Configuration
 import Foundation
 import Logging
+import MeshBusModel
+import MeshtasticProtocol
 import Metrics
 import Observability
 import Prometheus
 import RadioSimulator
 import ServiceLifecycle
-import MeshtasticProtocol
 import UnixSignals
 import VirtualRadio
 import ZeroMQ

@@ -11,6 +11,13 @@ import Testing
         return nil
     }
 
+    @Test func slotNamesFollowTheContract() {
+        #expect(SlotConfiguration.isValidName("roof_2-a"))
+        #expect(!SlotConfiguration.isValidName(""))
+        #expect(!SlotConfiguration.isValidName("a/b"))
+        #expect(!SlotConfiguration.isValidName(String(repeating: "a", count: 33)))
+    }
+
     @Test func sendTextWithEveryFieldParses() throws {
         let envelope = parse(#"{"id":"a1","cmd":"sendText","slot":"roof","text":"hi","to":"!abcd1234","channel":2,"wantAck":true,"hopLimit":5,"replyId":7,"ttlSeconds":30,"requireReady":true}"#)
         #expect(envelope.id == .string("a1"))

@@ -1,4 +1,5 @@
 import Foundation
+import MeshBusModel
 import MeshtasticProtocol
 import NIOCore
 import NIOPosix

@@ -1,5 +1,6 @@
 import Foundation
 import MeshBusClient
+import MeshBusModel
 import Testing
 
 @testable import MQTTBridge
@@ -20,7 +21,7 @@ private let nodeJSON = #"""
      "position": {"latitudeI": 474864144, "longitudeI": 84672168, "altitude": 410}, "snr": 6.25,
      "lastHeard": 1795445628, "deviceMetrics": {"batteryLevel": 82, "voltage": 3.7}}
     """#
-private let node = decode(Node.self, nodeJSON)
+private let node = decode(MeshBus.Node.self, nodeJSON)
 
 struct BridgeTopicsTests {
     let topics = BridgeTopics()
@@ -90,7 +91,7 @@ struct HomeAssistantDiscoveryTests {
 
 struct SlotViewTests {
     func view() -> SlotView {
-        SlotView(snapshot: decode(Snapshot.self, #"{"seq": 4, "state": "ready", "myInfo": {"myNodeNum": 1}, "nodes": {"!15b6619c": \#(nodeJSON)}}"#))
+        SlotView(snapshot: decode(MeshBus.Snapshot.self, #"{"seq": 4, "state": "ready", "myInfo": {"myNodeNum": 1}, "nodes": {"!15b6619c": \#(nodeJSON)}}"#))
     }
 
     @Test func linkFollowsLossAndReturn() {
@@ -120,10 +121,10 @@ struct SlotViewTests {
         var old = view()
         _ = old.apply(event("meshtastic.receive/sim/TEXT_MESSAGE_APP", #""packet":{"from":364274076,"id":9,"rxRssi":-101}"#))
         _ = old.apply(event("meshtastic.connection.lost/sim", #""reason":"probe_strikes""#))
-        var fresh = SlotView(snapshot: decode(Snapshot.self, #"{"seq": 9, "state": "backoff", "nodes": {"!15b6619c": \#(nodeJSON)}}"#))
+        var fresh = SlotView(snapshot: decode(MeshBus.Snapshot.self, #"{"seq": 9, "state": "backoff", "nodes": {"!15b6619c": \#(nodeJSON)}}"#))
         fresh.keepSignals(of: old)
         #expect(fresh.nodes[0x15b6_619c]?.rssi == -101, "an announced RSSI sensor keeps a value")
         #expect(fresh.link.reason == "probe_strikes")
-        #expect(NodeView(node: decode(Node.self, #"{"num": 5, "deviceMetrics": {"batteryLevel": 101}}"#)).state["battery"] as? Int == 100)
+        #expect(NodeView(node: decode(MeshBus.Node.self, #"{"num": 5, "deviceMetrics": {"batteryLevel": 101}}"#)).state["battery"] as? Int == 100)
     }
 }

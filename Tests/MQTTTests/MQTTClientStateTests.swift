@@ -156,15 +156,6 @@ import Testing
         #expect(state.takeOutbound(connection: 1) == [.publish(message("early"), packetID: nil, dup: false)])
     }
 
-    @Test func reconnectDelayDoublesUpToTheMaximumAndJitterScalesIt() {
-        var configuration = MQTTConfiguration(host: "h", clientID: "c")
-        configuration.initialReconnectDelay = .seconds(1)
-        configuration.maximumReconnectDelay = .seconds(30)
-        #expect((1...7).map { configuration.reconnectDelay(afterFailures: $0, jitter: 1) } == [1, 2, 4, 8, 16, 30, 30].map { .seconds($0) })
-        #expect(configuration.reconnectDelay(afterFailures: 1, jitter: 0.75) == .milliseconds(750))
-        #expect(configuration.reconnectDelay(afterFailures: 100, jitter: 1.25) == .milliseconds(37_500))
-    }
-
     @Test func topicNamesAndFiltersAreCheckedUpFront() {
         #expect(MQTTTopic.isValidName("a/b"))
         #expect(!MQTTTopic.isValidName(""))

@@ -1,6 +1,7 @@
 import Broker
 import Foundation
 import MeshBusClient
+import MeshBusModel
 import RadioLink
 import RadioSimulator
 import Synchronization
@@ -109,19 +110,19 @@ private final class DropEvery: Sendable {
             #expect(snapshot.myInfo?.myNodeNum == simulator.nodes.first?.num)
 
             let receipt = try await client.sendText("typed hello", slot: "radio", wantAck: true)
-            #expect(receipt.status == "queued")
-            let sent = await first(client.events) { event -> Packet? in
+            #expect(receipt.status == .queued)
+            let sent = await first(client.events) { event -> MeshBus.Packet? in
                 if case .sent(let packet, _) = event.kind, packet.id == receipt.packetId { return packet } else { return nil }
             }
             #expect(sent?.decoded?.text == "typed hello")
             #expect(sent?.decoded?.portnum == "TEXT_MESSAGE_APP")
-            let acked = await first(client.events) { event -> SendStatus? in
-                if case .sendStatus(let status) = event.kind, status.packetId == receipt.packetId, status.status == "acked" { return status } else { return nil }
+            let acked = await first(client.events) { event -> MeshBus.SendStatus? in
+                if case .sendStatus(let status) = event.kind, status.packetId == receipt.packetId, status.status == .acked { return status } else { return nil }
             }
             #expect(acked != nil)
 
             let emitted = simulator.emit(.text)
-            let heard = await first(client.events) { event -> (Packet, MeshBusEvent)? in
+            let heard = await first(client.events) { event -> (MeshBus.Packet, MeshBusEvent)? in
                 if case .received(let packet, _) = event.kind, packet.id == emitted.id { return (packet, event) } else { return nil }
             }
             #expect(heard?.0.from == emitted.from)

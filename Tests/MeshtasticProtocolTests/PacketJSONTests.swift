@@ -1,4 +1,5 @@
 import Foundation
+import MeshBusModel
 @testable import MeshtasticProtocol
 import Testing
 

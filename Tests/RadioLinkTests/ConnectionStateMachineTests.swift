@@ -1,3 +1,4 @@
+import MeshBusTestSupport
 import MeshtasticProtocol
 import RadioLink
 import Testing

@@ -1,53 +1,33 @@
 import Logging
+import MeshBusTestSupport
 import MeshtasticProtocol
 import RadioLink
 import RadioSimulator
 import Synchronization
 import Testing
 
-/// Everything a link reported, in order, with a way to wait for a condition on it: tests
-/// await what the link says, never a sleep.
-final class EventLog: Sendable {
-    private struct State {
-        var events: [RadioLinkEvent] = []
-        var waiters: [(predicate: @Sendable ([RadioLinkEvent]) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
-    }
+/// Everything a link reported, in order, with bounded waits for a condition on it: tests
+/// await what the link says, never a sleep, and a wait that runs out names what it waited for.
+typealias EventLog = Recorder<RadioLinkEvent>
 
-    private let state = Mutex(State())
+extension Recorder where Element == RadioLinkEvent {
+    var events: [RadioLinkEvent] { elements }
 
-    var events: [RadioLinkEvent] { state.withLock { $0.events } }
-
-    func append(_ event: RadioLinkEvent) {
-        let ready = state.withLock { state in
-            state.events.append(event)
-            let events = state.events
-            let (ready, waiting) = state.waiters.partitioned { $0.predicate(events) }
-            state.waiters = waiting
-            return ready.map(\.continuation)
-        }
-        for continuation in ready { continuation.resume() }
-    }
-
-    /// Returns once `predicate` holds for the events so far.
-    func wait(until predicate: @escaping @Sendable ([RadioLinkEvent]) -> Bool) async {
-        await withCheckedContinuation { continuation in
-            let now = state.withLock { state in
-                if predicate(state.events) { return true }
-                state.waiters.append((predicate, continuation))
-                return false
-            }
-            if now { continuation.resume() }
-        }
+    /// Returns once `predicate` holds for the events so far; a timeout names this call's place.
+    func wait(file: StaticString = #fileID, line: UInt = #line, until predicate: @escaping @Sendable ([RadioLinkEvent]) -> Bool) async throws {
+        try await wait("the condition at \(file):\(line)", until: predicate)
     }
 
     /// Returns once the link has been established `count` times in all.
-    func waitForEstablished(_ count: Int) async {
-        await wait { $0.established.count >= count }
+    func waitForEstablished(_ count: Int) async throws {
+        try await wait("the link established \(count) times") { $0.established.count >= count }
     }
 
-    /// Returns once the log holds `count` events matching `predicate`; gives their count.
-    func wait(forCount count: Int, of predicate: @escaping @Sendable (RadioLinkEvent) -> Bool) async {
-        await wait { $0.filter(predicate).count >= count }
+    /// Returns once the log holds `count` events matching `predicate`.
+    func wait(
+        forCount count: Int, file: StaticString = #fileID, line: UInt = #line, of predicate: @escaping @Sendable (RadioLinkEvent) -> Bool
+    ) async throws {
+        try await wait("\(count) events matching the test at \(file):\(line)") { $0.filter(predicate).count >= count }
     }
 }
 
@@ -158,7 +138,7 @@ struct LinkHarness<C: Clock>: Sendable where C.Duration == Duration {
             try await body(LinkHarness(simulator: simulator, link: link, log: log))
             #expect(link.state != .stopped, "the supervisor is alive until told to stop")
             link.shutdown()
-            await log.wait { $0.stateNames.last == "stopped" }
+            try await log.wait("the link stopped") { $0.stateNames.last == "stopped" }
             group.cancelAll()
         }
     }

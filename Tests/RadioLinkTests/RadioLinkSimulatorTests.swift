@@ -1,4 +1,5 @@
 import Foundation
+import MeshBusModel
 import MeshtasticProtocol
 import RadioLink
 import RadioSimulator
@@ -20,7 +21,7 @@ import Testing
             packet.decoded.portnum = .textMessageApp
             packet.decoded.payload = .init("queued before ready".utf8)
             #expect(harness.link.enqueue(OutgoingPacket(packet: packet, requestID: "r1")))
-            await harness.log.wait { events in events.contains { $0.receivedPacket?.decoded.requestID == 1234 } }
+            try await harness.log.wait { events in events.contains { $0.receivedPacket?.decoded.requestID == 1234 } }
             let events = harness.log.events
             #expect(events.stateNames.prefix(3) == ["connecting", "configuring", "ready"])
             let info = try #require(events.established.first)
@@ -34,9 +35,9 @@ import Testing
     @Test func droppedLinkCoolsDownAndComesBack() async throws {
         let simulator = try await RadioSimulator.start(.quiet)
         try await LinkHarness.run(simulator: simulator) { harness in
-            await harness.log.waitForEstablished(1)
+            try await harness.log.waitForEstablished(1)
             simulator.dropClient()
-            await harness.log.waitForEstablished(2)
+            try await harness.log.waitForEstablished(2)
             let events = harness.log.events
             #expect(events.losses == [.transportClosed])
             #expect(events.after(established: 1).stateNames == Self.recovery)
@@ -47,10 +48,10 @@ import Testing
     @Test func secondClientEvictsTheLinkWhichComesBack() async throws {
         let simulator = try await RadioSimulator.start(.quiet)
         try await LinkHarness.run(simulator: simulator) { harness in
-            await harness.log.waitForEstablished(1)
+            try await harness.log.waitForEstablished(1)
             let intruder = try await TCPRadioTransport(host: "127.0.0.1", port: simulator.port).open()
             try await intruder.channel.close()
-            await harness.log.waitForEstablished(2)
+            try await harness.log.waitForEstablished(2)
             #expect(harness.log.events.losses == [.transportClosed])
         }
     }
@@ -58,13 +59,13 @@ import Testing
     @Test func stalledRadioIsDeclaredDeadByProbeStrikesAndRecovers() async throws {
         let simulator = try await RadioSimulator.start(.quiet)
         try await LinkHarness.run(simulator: simulator) { harness in
-            await harness.log.waitForEstablished(1)
+            try await harness.log.waitForEstablished(1)
             let stalledAt = ContinuousClock.now
             simulator.faults.stalled = true
-            await harness.log.wait { $0.losses.count == 1 }
+            try await harness.log.wait { $0.losses.count == 1 }
             let detected = ContinuousClock.now
             simulator.faults.stalled = false
-            await harness.log.waitForEstablished(2)
+            try await harness.log.waitForEstablished(2)
             let recovered = ContinuousClock.now
             let events = harness.log.events
             #expect(events.losses == [.probeStrikes])
@@ -81,9 +82,9 @@ import Testing
     @Test func slowRadioWithinTheProbeTimeoutStaysReady() async throws {
         let simulator = try await RadioSimulator.start(.quiet)
         try await LinkHarness.run(simulator: simulator) { harness in
-            await harness.log.waitForEstablished(1)
+            try await harness.log.waitForEstablished(1)
             simulator.faults.answerDelay = .milliseconds(60)
-            await harness.log.wait(forCount: 6) { $0.isQueueStatus }
+            try await harness.log.wait(forCount: 6) { $0.isQueueStatus }
             let events = harness.log.events
             #expect(events.losses.isEmpty)
             #expect(!events.stateNames.contains("degraded"))
@@ -95,8 +96,8 @@ import Testing
         let simulator = try await RadioSimulator.start(.quiet)
         try await LinkHarness.run(simulator: simulator) { harness in
             simulator.faults.ignoreHeartbeats = true
-            await harness.log.waitForEstablished(1)
-            await harness.log.wait(forCount: 4) { event in
+            try await harness.log.waitForEstablished(1)
+            try await harness.log.wait(forCount: 4) { event in
                 guard let packet = event.receivedPacket, case .decoded(let data)? = packet.payloadVariant else { return false }
                 return data.portnum == .adminApp && data.requestID != 0
             }
@@ -108,14 +109,14 @@ import Testing
     @Test func garbageOnTheLineIsSkippedAndTheLinkStaysReady() async throws {
         let simulator = try await RadioSimulator.start(.quiet)
         try await LinkHarness.run(simulator: simulator) { harness in
-            await harness.log.waitForEstablished(1)
+            try await harness.log.waitForEstablished(1)
             // Text, an oversize header, noise that reads as a header, and a well-formed frame that
             // is no FromRadio (field 2, the packet, holding bytes that are no MeshPacket).
             simulator.sendGarbage(
                 Array("boot noise\r\n".utf8) + [0x94, 0xC3, 0xFF, 0xFF, 0x00] + [0x94, 0xC3, 0x01, 0x00, 0xFF, 0xFF] + [0x94, 0xC3, 0x00, 0x04, 0x12, 0x02, 0xFF, 0xFF]
             )
             let sent = simulator.emit(.text)
-            await harness.log.wait { events in events.contains { $0.receivedPacket?.id == sent.id } }
+            try await harness.log.wait { events in events.contains { $0.receivedPacket?.id == sent.id } }
             let events = harness.log.events
             #expect(events.contains { $0.isLogLine })
             #expect(events.contains { if case .undecodableFrame = $0 { true } else { false } })
@@ -126,9 +127,9 @@ import Testing
     @Test func rebootedRadioIsALossAndTheLinkComesBack() async throws {
         let simulator = try await RadioSimulator.start(.quiet)
         try await LinkHarness.run(simulator: simulator) { harness in
-            await harness.log.waitForEstablished(1)
+            try await harness.log.waitForEstablished(1)
             simulator.reboot()
-            await harness.log.waitForEstablished(2)
+            try await harness.log.waitForEstablished(2)
             let events = harness.log.events
             #expect(events.losses == [.radioRebooted])
             #expect(events.after(established: 1).stateNames == Self.recovery)
@@ -138,9 +139,9 @@ import Testing
     @Test func refusedConnectionsBackOffUntilTheRadioIsBack() async throws {
         let simulator = try await RadioSimulator.start(.quiet)
         try await LinkHarness.run(simulator: simulator) { harness in
-            await harness.log.waitForEstablished(1)
+            try await harness.log.waitForEstablished(1)
             simulator.goOffline(for: .milliseconds(400))
-            await harness.log.waitForEstablished(2)
+            try await harness.log.waitForEstablished(2)
             let events = harness.log.events
             #expect(events.losses == [.transportClosed])
             let waits = events.after(established: 1).states.compactMap { state -> Duration? in
@@ -154,12 +155,12 @@ import Testing
     @Test func handshakeThatNeverFinishesTimesOutAndIsRetried() async throws {
         let simulator = try await RadioSimulator.start(.quiet)
         try await LinkHarness.run(simulator: simulator) { harness in
-            await harness.log.waitForEstablished(1)
+            try await harness.log.waitForEstablished(1)
             simulator.faults.withholdConfigComplete = true
             simulator.dropClient()
-            await harness.log.wait { $0.after(established: 1).stateNames.filter { $0 == "backoff" }.count >= 1 }
+            try await harness.log.wait { $0.after(established: 1).stateNames.filter { $0 == "backoff" }.count >= 1 }
             simulator.faults.withholdConfigComplete = false
-            await harness.log.waitForEstablished(2)
+            try await harness.log.waitForEstablished(2)
             let names = harness.log.events.after(established: 1).stateNames
             #expect(Array(names.prefix(4)) == ["cooldown", "connecting", "configuring", "backoff"], "init timeout: \(names)")
             #expect(simulator.counters.handshakes >= 3)
@@ -173,12 +174,12 @@ import Testing
         let path = directory.appendingPathComponent("ttyMESH0").path
         let simulator = try RadioSimulator.startSerial(.quiet, devicePath: path)
         try await LinkHarness.run(simulator: simulator, transport: SerialRadioTransport(path: path)) { harness in
-            await harness.log.waitForEstablished(1)
+            try await harness.log.waitForEstablished(1)
             #expect(harness.log.events.contains { $0.isLogLine }, "debug text between frames becomes log lines")
             let sent = simulator.emit(.text)
-            await harness.log.wait { events in events.contains { $0.receivedPacket?.id == sent.id } }
+            try await harness.log.wait { events in events.contains { $0.receivedPacket?.id == sent.id } }
             simulator.goOffline(for: .milliseconds(300))
-            await harness.log.waitForEstablished(2)
+            try await harness.log.waitForEstablished(2)
             let events = harness.log.events
             #expect(events.losses == [.transportClosed])
             let polls = events.after(established: 1).states.filter { $0.retryIn == LinkTiming.fast.disconnectedPollInterval }
@@ -195,7 +196,7 @@ import Testing
         let simulator = try RadioSimulator.startSerial(.quiet, devicePath: path)
         simulator.goOffline(for: .milliseconds(300))
         try await LinkHarness.run(simulator: simulator, transport: SerialRadioTransport(path: path)) { harness in
-            await harness.log.waitForEstablished(1)
+            try await harness.log.waitForEstablished(1)
             let waits = harness.log.events.states.compactMap(\.retryIn)
             #expect(waits.count >= 2 && waits.allSatisfy { $0 == LinkTiming.fast.disconnectedPollInterval }, "\(waits)")
         }
@@ -204,11 +205,11 @@ import Testing
     @Test func disconnectForRestartHoldsTheRadioClosedUntilReconnect() async throws {
         let simulator = try await RadioSimulator.start(.quiet)
         try await LinkHarness.run(simulator: simulator) { harness in
-            await harness.log.waitForEstablished(1)
+            try await harness.log.waitForEstablished(1)
             harness.link.disconnectForRestart(settle: .milliseconds(50))
-            await harness.log.wait { $0.stateNames.last == "disconnectedForRestart" }
+            try await harness.log.wait { $0.stateNames.last == "disconnectedForRestart" }
             harness.link.reconnect()
-            await harness.log.waitForEstablished(2)
+            try await harness.log.waitForEstablished(2)
             let events = harness.log.events
             #expect(events.losses == [.manual])
             #expect(events.after(established: 1).stateNames == ["disconnectedForRestart", "connecting", "configuring", "ready"])

@@ -1,4 +1,5 @@
 import Logging
+import MeshBusTestSupport
 import MeshtasticProtocol
 import RadioLink
 import RadioSimulator
@@ -12,19 +13,19 @@ import Testing
         let simulator = try await RadioSimulator.start(.quiet)
         let timing = LinkTiming()
         try await LinkHarness.run(simulator: simulator, timing: timing, clock: clock) { harness in
-            await harness.log.waitForEstablished(1)
+            try await harness.log.waitForEstablished(1)
             simulator.faults.stalled = true
             await clock.advance(toSleeperIn: .seconds(12))
             await clock.advance(toSleeperIn: .seconds(8))
-            await harness.log.wait { $0.states.contains(.degraded(attempt: 1, strikes: 1)) }
+            try await harness.log.wait { $0.states.contains(.degraded(attempt: 1, strikes: 1)) }
             await clock.advance(toSleeperIn: .seconds(8))
-            await harness.log.wait { $0.losses == [.probeStrikes] }
+            try await harness.log.wait { $0.losses == [.probeStrikes] }
             #expect(clock.now.offset == .seconds(28), "healthCheckInterval + maxStrikes × probeTimeout")
             simulator.faults.stalled = false
             let retryIn = try #require(harness.log.events.states.last?.retryIn)
             #expect(retryIn >= .seconds(3) && retryIn <= .seconds(4), "a link that died young backs off, at least the cooldown")
             await clock.advance(toSleeperIn: retryIn)
-            await harness.log.waitForEstablished(2)
+            try await harness.log.waitForEstablished(2)
             #expect(harness.log.events.after(established: 1).stateNames == ["degraded", "backoff", "connecting", "configuring", "ready"])
         }
     }
@@ -33,10 +34,10 @@ import Testing
         let clock = MockClock()
         let simulator = try await RadioSimulator.start(.quiet)
         try await LinkHarness.run(simulator: simulator, timing: LinkTiming(), clock: clock) { harness in
-            await harness.log.waitForEstablished(1)
+            try await harness.log.waitForEstablished(1)
             for round in 1...3 {
                 await clock.advance(toSleeperIn: .seconds(12))
-                await harness.log.wait(forCount: round) { $0.isQueueStatus }
+                try await harness.log.wait(forCount: round) { $0.isQueueStatus }
             }
             #expect(simulator.counters.heartbeats == 3)
             #expect(harness.link.state == .ready(attempt: 1))
@@ -49,18 +50,18 @@ import Testing
         let clock = MockClock()
         let simulator = try await RadioSimulator.start(.quiet)
         try await LinkHarness.run(simulator: simulator, timing: LinkTiming(), clock: clock) { harness in
-            await harness.log.waitForEstablished(1)
+            try await harness.log.waitForEstablished(1)
             simulator.faults.stalled = true
             await clock.advance(toSleeperIn: .seconds(12))
             await clock.advance(toSleeperIn: .seconds(8))
-            await harness.log.wait { $0.states.last == .degraded(attempt: 1, strikes: 1) }
+            try await harness.log.wait { $0.states.last == .degraded(attempt: 1, strikes: 1) }
             var packet = Meshtastic_MeshPacket()
             packet.id = 77
             packet.decoded.portnum = .textMessageApp
             #expect(harness.link.enqueue(OutgoingPacket(packet: packet, requestID: "degraded")))
             simulator.faults.stalled = false
             simulator.emit(.text)
-            await harness.log.wait { $0.contains { if case .sent = $0 { true } else { false } } }
+            try await harness.log.wait { $0.contains { if case .sent = $0 { true } else { false } } }
             let events = harness.log.events
             let readyAgain = try #require(events.lastIndex { if case .stateChanged(.ready, .degraded) = $0 { true } else { false } })
             let sent = try #require(events.firstIndex { if case .sent = $0 { true } else { false } })
@@ -74,11 +75,11 @@ import Testing
         let simulator = try await RadioSimulator.start(.quiet)
         let timing = LinkTiming(healthCheckInterval: .seconds(3600), heartbeatInterval: .seconds(300))
         try await LinkHarness.run(simulator: simulator, timing: timing, clock: clock) { harness in
-            await harness.log.waitForEstablished(1)
+            try await harness.log.waitForEstablished(1)
             await clock.advance(toSleeperIn: .seconds(300))
-            await harness.log.wait(forCount: 1) { $0.isQueueStatus }
+            try await harness.log.wait(forCount: 1) { $0.isQueueStatus }
             await clock.advance(toSleeperIn: .seconds(300))
-            await harness.log.wait(forCount: 2) { $0.isQueueStatus }
+            try await harness.log.wait(forCount: 2) { $0.isQueueStatus }
             #expect(simulator.counters.heartbeats == 2)
         }
     }
@@ -94,18 +95,18 @@ import Testing
         try await LinkHarness.run(simulator: simulator, timing: timing, clock: clock) { harness in
             let rounds = 20
             for round in 1...rounds {
-                await harness.log.waitForEstablished(round)
+                try await harness.log.waitForEstablished(round)
                 var packet = Meshtastic_MeshPacket()
                 packet.id = UInt32(round)
                 packet.decoded.portnum = .textMessageApp
                 #expect(harness.link.enqueue(OutgoingPacket(packet: packet, requestID: nil)))
                 simulator.dropClient()
                 await clock.advance(toSleeperIn: .seconds(10))
-                await harness.log.wait { $0.losses.count == round }
+                try await harness.log.wait { $0.losses.count == round }
                 let retryIn = try #require(harness.log.events.states.last?.retryIn)
                 await clock.advance(toSleeperIn: retryIn)
             }
-            await harness.log.waitForEstablished(rounds + 1)
+            try await harness.log.waitForEstablished(rounds + 1)
             let losses = harness.log.events.losses
             #expect(losses.count == rounds)
             #expect(losses.allSatisfy { $0 == .transportClosed || $0 == .writeFailed }, "\(losses)")
@@ -119,14 +120,14 @@ import Testing
             slot: "t", transport: TCPRadioTransport(host: "127.0.0.1", port: simulator.port), clock: MockClock(), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         )
         let log = EventLog()
-        await withTaskGroup(of: Void.self) { group in
+        try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await simulator.run() }
             group.addTask { for await event in events { log.append(event) } }
             async let supervisor: Void = link.run()
-            await log.waitForEstablished(1)
+            try await log.waitForEstablished(1)
             link.shutdown()
             await supervisor
-            await log.wait { $0.stateNames.last == "stopped" }
+            try await log.wait { $0.stateNames.last == "stopped" }
             group.cancelAll()
         }
         #expect(log.events.losses == [.shutdown])

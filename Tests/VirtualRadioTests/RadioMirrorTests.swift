@@ -26,6 +26,19 @@ func mirror(of burst: [Meshtastic_FromRadio]) -> RadioMirror {
     return mirror
 }
 
+/// The node infos of a burst, in order: the slot's node store after that handshake.
+func nodes(of burst: [Meshtastic_FromRadio]) -> [Meshtastic_NodeInfo] {
+    burst.compactMap { message in
+        if case .nodeInfo(let node)? = message.payloadVariant { return node }
+        return nil
+    }
+}
+
+/// The handshake a client gets from a mirror of `burst` with the burst's nodes.
+func handshake(after burst: [Meshtastic_FromRadio], nonce: UInt32) -> [Meshtastic_FromRadio] {
+    mirror(of: burst).handshake(nonce: nonce, nodes: nodes(of: burst))
+}
+
 /// A short name per message, to compare handshakes by shape.
 func shape(_ burst: [Meshtastic_FromRadio]) -> [String] {
     burst.map { message in
@@ -46,7 +59,7 @@ func shape(_ burst: [Meshtastic_FromRadio]) -> [String] {
 
 @Suite struct RadioMirrorTests {
     @Test func handshakeFollowsTheFirmwareOrderAndEndsWithTheClientsNonce() {
-        let burst = mirror(of: radioHandshake()).handshake(nonce: 4242)
+        let burst = handshake(after: radioHandshake(), nonce: 4242)
         #expect(shape(burst) == [
             "myInfo", "node10000001", "metadata",
             "channel0", "channel1", "channel2", "channel3", "channel4", "channel5", "channel6", "channel7",
@@ -55,7 +68,7 @@ func shape(_ burst: [Meshtastic_FromRadio]) -> [String] {
     }
 
     @Test func ownNodeIsAFavouriteWithoutHopsAway() throws {
-        let burst = mirror(of: radioHandshake()).handshake(nonce: 1)
+        let burst = handshake(after: radioHandshake(), nonce: 1)
         let nodes = burst.compactMap { message -> Meshtastic_NodeInfo? in
             if case .nodeInfo(let node)? = message.payloadVariant, node.num == 0x1000_0001 { return node }
             return nil
@@ -66,53 +79,23 @@ func shape(_ burst: [Meshtastic_FromRadio]) -> [String] {
     }
 
     @Test func configOnlyNonceLeavesOutTheOtherNodes() {
-        let burst = mirror(of: radioHandshake()).handshake(nonce: RadioMirror.SpecialNonce.configOnly)
+        let burst = handshake(after: radioHandshake(), nonce: RadioMirror.SpecialNonce.configOnly)
         #expect(!shape(burst).contains("node20000002"))
         #expect(shape(burst).contains("node10000001"))
         #expect(shape(burst).last == "complete69420")
     }
 
     @Test func nodesOnlyNonceSendsNodeInfosAlone() {
-        let burst = mirror(of: radioHandshake()).handshake(nonce: RadioMirror.SpecialNonce.nodesOnly)
+        let burst = handshake(after: radioHandshake(), nonce: RadioMirror.SpecialNonce.nodesOnly)
         #expect(shape(burst) == ["node10000001", "node20000002", "node30000003", "complete69421"])
     }
 
-    @Test func packetsHeardAfterTheHandshakeUpdateTheNodeDB() throws {
+    @Test func aNewHandshakeFromTheRadioReplacesTheOldConfig() {
         var mirror = mirror(of: radioHandshake())
-        let newcomer: UInt32 = 0x4000_0004
-        let user = Meshtastic_User.with { $0.id = "!40000004"; $0.longName = "Newcomer" }
-        let packet = Meshtastic_MeshPacket.with {
-            $0.from = newcomer
-            $0.rxTime = 1_800_000_000
-            $0.rxSnr = 6.5
-            $0.hopStart = 3
-            $0.hopLimit = 1
-            $0.decoded.portnum = .nodeinfoApp
-            $0.decoded.payload = try! user.serializedData()
-        }
-        #expect(mirror.absorb(.with { $0.packet = packet }) == .forward)
-        let metrics = Meshtastic_Telemetry.with { $0.deviceMetrics = .with { $0.batteryLevel = 87 } }
-        _ = mirror.absorb(.with {
-            $0.packet = .with {
-                $0.from = newcomer
-                $0.decoded.portnum = .telemetryApp
-                $0.decoded.payload = try! metrics.serializedData()
-            }
-        })
-        let node = try #require(mirror.node(newcomer))
-        #expect(node.user.longName == "Newcomer")
-        #expect(node.lastHeard == 1_800_000_000)
-        #expect(node.snr == 6.5)
-        #expect(node.hopsAway == 2)
-        #expect(node.deviceMetrics.batteryLevel == 87)
-        #expect(shape(mirror.handshake(nonce: 9)).suffix(2) == ["node40000004", "complete9"])
-    }
-
-    @Test func aNewHandshakeFromTheRadioReplacesTheOldState() {
-        var mirror = mirror(of: radioHandshake(others: [0x2000_0002, 0x3000_0003]))
-        for message in radioHandshake(others: [0x5000_0005]) { _ = mirror.absorb(message) }
-        #expect(mirror.nodeCount == 2)
-        #expect(!shape(mirror.handshake(nonce: 1)).contains("node20000002"))
+        for message in radioHandshake(myNodeNum: 0x6000_0006) { _ = mirror.absorb(message) }
+        let burst = mirror.handshake(nonce: 1, nodes: [])
+        #expect(burst.first?.myInfo.myNodeNum == 0x6000_0006)
+        #expect(shape(burst).filter { $0 == "myInfo" }.count == 1)
     }
 
     @Test func onlyLiveTrafficIsForwarded() {

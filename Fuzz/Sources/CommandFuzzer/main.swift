@@ -1,5 +1,6 @@
 import Broker
 import FuzzSupport
+import MeshBusModel
 import MeshtasticProtocol
 
 /// One command request body, as a client could send it. Checks: decoding never traps,

@@ -1,4 +1,5 @@
 import FuzzSupport
+import MeshBusModel
 import MeshtasticProtocol
 
 /// Arbitrary bytes as a frame's payload. Checks: parsing and the JSON conversion never trap

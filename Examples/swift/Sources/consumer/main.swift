@@ -7,6 +7,7 @@
 //     swift run consumer --events tcp://127.0.0.1:7710 --commands tcp://127.0.0.1:7711
 import Foundation
 import MeshBusClient
+import MeshBusModel
 import Synchronization
 
 struct Arguments {
@@ -66,7 +67,7 @@ func say(_ line: String) {
 let arguments = Arguments(Array(CommandLine.arguments.dropFirst()))
 let client = try MeshBusClient(events: arguments.events, commands: arguments.commands)
 let gaps = GapSimulator(every: arguments.simulateGap)
-var nodes: [String: [String: Node]] = [:]
+var nodes: [String: [String: MeshBus.Node]] = [:]
 var applied = 0
 var repairing = false
 

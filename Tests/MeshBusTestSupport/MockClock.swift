@@ -3,14 +3,17 @@ import Synchronization
 /// A clock that moves only when a test says so. Sleepers wake in deadline order when
 /// ``advance(by:)`` passes their deadline; ``nextSleep()`` waits until something sleeps,
 /// so a test waits on a real event instead of yielding in loops.
-final class MockClock: Clock, Sendable {
-    struct Instant: InstantProtocol, CustomStringConvertible {
-        var offset: Duration
+public final class MockClock: Clock, Sendable {
+    public struct Instant: InstantProtocol, CustomStringConvertible {
+        public var offset: Duration
 
-        func advanced(by duration: Duration) -> Instant { Instant(offset: offset + duration) }
-        func duration(to other: Instant) -> Duration { other.offset - offset }
-        static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.offset < rhs.offset }
-        var description: String { "t+\(offset)" }
+        public init(offset: Duration) { self.offset = offset }
+        public func advanced(by duration: Duration) -> Instant { Instant(offset: offset + duration) }
+        public func duration(to other: Instant) -> Duration { other.offset - offset }
+        public static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.offset < rhs.offset }
+        public var description: String { "t+\(offset)" }
+        /// `milliseconds` after the clock's start.
+        public static func ms(_ milliseconds: Int64) -> Instant { Instant(offset: .milliseconds(milliseconds)) }
     }
 
     private struct Sleeper {
@@ -28,13 +31,15 @@ final class MockClock: Clock, Sendable {
 
     private let state = Mutex(State())
 
-    var now: Instant { state.withLock { $0.now } }
-    var minimumResolution: Duration { .zero }
+    public init() {}
+
+    public var now: Instant { state.withLock { $0.now } }
+    public var minimumResolution: Duration { .zero }
 
     /// Deadlines of everything sleeping now, soonest first.
-    var pendingDeadlines: [Instant] { state.withLock { $0.sleepers.values.map(\.deadline).sorted() } }
+    public var pendingDeadlines: [Instant] { state.withLock { $0.sleepers.values.map(\.deadline).sorted() } }
 
-    func sleep(until deadline: Instant, tolerance: Duration?) async throws {
+    public func sleep(until deadline: Instant, tolerance: Duration?) async throws {
         let id = state.withLock { state in
             state.nextID += 1
             return state.nextID
@@ -45,8 +50,8 @@ final class MockClock: Clock, Sendable {
                     if Task.isCancelled { return (.failure(CancellationError()), [], []) }
                     if deadline <= state.now { return (.success(()), [], []) }
                     state.sleepers[id] = Sleeper(deadline: deadline, continuation: continuation)
-                    let (matching, others) = state.deadlineWaiters.partitioned { $0.deadline == deadline }
-                    state.deadlineWaiters = others
+                    let matching = state.deadlineWaiters.filter { $0.deadline == deadline }
+                    state.deadlineWaiters.removeAll { $0.deadline == deadline }
                     defer { state.sleepWaiters = [] }
                     return (nil, state.sleepWaiters, matching.map(\.continuation))
                 }
@@ -62,7 +67,7 @@ final class MockClock: Clock, Sendable {
 
     /// Waits until some task sleeps (returns at once if one already does); returns its deadline.
     @discardableResult
-    func nextSleep() async -> Instant {
+    public func nextSleep() async -> Instant {
         await withCheckedContinuation { continuation in
             let pending: Instant? = state.withLock { state in
                 if let soonest = state.sleepers.values.map(\.deadline).min() { return soonest }
@@ -74,7 +79,7 @@ final class MockClock: Clock, Sendable {
     }
 
     /// Waits until some task sleeps until exactly `deadline` (returns at once if one does).
-    func sleeperScheduled(at deadline: Instant) async {
+    public func sleeperScheduled(at deadline: Instant) async {
         await withCheckedContinuation { continuation in
             let present = state.withLock { state in
                 if state.sleepers.values.contains(where: { $0.deadline == deadline }) { return true }
@@ -86,13 +91,13 @@ final class MockClock: Clock, Sendable {
     }
 
     /// Waits for a sleeper at `now + duration`, then moves time there.
-    func advance(toSleeperIn duration: Duration) async {
+    public func advance(toSleeperIn duration: Duration) async {
         await sleeperScheduled(at: now.advanced(by: duration))
         advance(by: duration)
     }
 
     /// Moves time forward and wakes every sleeper whose deadline is reached.
-    func advance(by duration: Duration) {
+    public func advance(by duration: Duration) {
         let woken = state.withLock { state in
             state.now = state.now.advanced(by: duration)
             let due = state.sleepers.filter { $0.value.deadline <= state.now }

@@ -1,19 +1,9 @@
 /// The last events of one slot, kept so that a consumer that missed some (a `seq` jump, a
 /// reconnect) can ask for them with `replay`. Bounded: the oldest go first.
 struct ReplayRing: Sendable {
-    /// One published event, exactly as its frames went out.
-    struct Entry: Sendable, Equatable {
-        var seq: UInt64
-        var topic: [UInt8]
-        var envelope: [UInt8]
-        var raw: [UInt8]?
-    }
+    typealias Entry = SlotEvent
 
-    /// Asked for events older than the ring still holds.
-    struct GapTooOld: Error, Equatable {
-        /// The oldest `seq` still held (0 if none).
-        var oldestSeq: UInt64
-    }
+    typealias GapTooOld = ReplayGapTooOld
 
     let capacity: Int
     private var entries: [Entry] = []
@@ -48,4 +38,10 @@ struct ReplayRing: Sendable {
         let available = entries.count - skip
         return (0..<min(available, max(0, limit))).map { entries[(head + skip + $0) % entries.count] }
     }
+}
+
+/// Asked for events older than a slot's replay ring still holds.
+public struct ReplayGapTooOld: Error, Equatable {
+    /// The oldest `seq` still held.
+    public var oldestSeq: UInt64
 }

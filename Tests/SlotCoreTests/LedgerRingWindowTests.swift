@@ -1,19 +1,19 @@
-@testable import Broker
+import MeshBusModel
+import MeshBusTestSupport
+@testable import SlotCore
 import Testing
 
-/// A time value for the pure types: seconds from an arbitrary origin.
-struct TestInstant: InstantProtocol {
-    var offset: Duration
-    func advanced(by duration: Duration) -> TestInstant { TestInstant(offset: offset + duration) }
-    func duration(to other: TestInstant) -> Duration { other.offset - offset }
-    static func < (lhs: TestInstant, rhs: TestInstant) -> Bool { lhs.offset < rhs.offset }
-    static func at(_ seconds: Int64) -> TestInstant { TestInstant(offset: .seconds(seconds)) }
+typealias TestInstant = MockClock.Instant
+
+extension MockClock.Instant {
+    /// `seconds` after the clock's start.
+    static func at(_ seconds: Int64) -> MockClock.Instant { MockClock.Instant(offset: .seconds(seconds)) }
 }
 
 @Suite struct ReplayRingTests {
     func ring(capacity: Int, events: ClosedRange<UInt64>) -> ReplayRing {
         var ring = ReplayRing(capacity: capacity)
-        for seq in events { ring.append(ReplayRing.Entry(seq: seq, topic: [], envelope: Array("\(seq)".utf8), raw: nil)) }
+        for seq in events { ring.append(SlotEvent(seq: seq, topic: [], envelope: Array("\(seq)".utf8), raw: nil)) }
         return ring
     }
 
@@ -97,69 +97,108 @@ final class WindowBox {
     typealias Ledger = SendLedger<TestInstant>
     var ledger = Ledger()
 
+    /// Reserves and accepts a send, as the slot does once the outbox took it; returns its `queued`.
+    mutating func accept(_ packetID: UInt32, requestID: String? = nil, wantAck: Bool = true, ttl: Duration = .seconds(60), now: TestInstant = .at(0)) -> [Ledger.Update] {
+        ledger.reserve(packetID: packetID, requestID: requestID, wantAck: wantAck, ttl: ttl, now: now)
+        return ledger.accept(packetID: packetID)
+    }
+
     @Test mutating func sendWithAckGoesQueuedSentAcked() {
-        #expect(ledger.accept(packetID: 7, requestID: "a", wantAck: true, ttl: .seconds(60), now: .at(0)).status == .queued)
+        #expect(accept(7, requestID: "a").map(\.status.status) == [.queued])
         let sent = ledger.written(packetID: 7)
-        #expect(sent?.status == .sent && sent?.isTerminal == false, "sent is not the end of a send waiting for its ACK")
+        #expect(sent?.status.status == .sent && sent?.isTerminal == false, "sent is not the end of a send waiting for its ACK")
         #expect(ledger.routingReply(requestID: 7, error: nil) == .init(packetID: 7, requestID: "a", status: .acked))
         #expect(ledger.pending == 0)
         #expect(ledger.routingReply(requestID: 7, error: nil) == nil, "one terminal status only")
     }
 
+    @Test mutating func aReservedSendIsSilentUntilAccepted() {
+        ledger.reserve(packetID: 7, requestID: nil, wantAck: true, ttl: .seconds(5), now: .at(0))
+        #expect(ledger.contains(7), "its id is taken")
+        #expect(ledger.nextDeadline == nil, "nothing to expire before the outbox took it")
+        #expect(ledger.failAll(error: "shutdown").isEmpty, "never queued, never failed")
+    }
+
+    @Test mutating func aSendTheOutboxRefusedFreesItsIDWithoutAStatus() {
+        ledger.reserve(packetID: 7, requestID: nil, wantAck: true, ttl: .seconds(5), now: .at(0))
+        ledger.release(packetID: 7)
+        #expect(!ledger.contains(7))
+        #expect(ledger.accept(packetID: 7).isEmpty)
+    }
+
+    @Test mutating func aWriteThatOvertakesTheAcceptanceIsReportedRightAfterQueued() {
+        ledger.reserve(packetID: 7, requestID: "r", wantAck: false, ttl: .seconds(5), now: .at(0))
+        #expect(ledger.written(packetID: 7) == nil, "held back until queued is said")
+        let updates = ledger.accept(packetID: 7)
+        #expect(updates.map(\.status.status) == [.queued, .sent])
+        #expect(updates.last?.isTerminal == true)
+        #expect(ledger.pending == 0)
+    }
+
     @Test mutating func routingErrorIsANakWithItsName() {
-        _ = ledger.accept(packetID: 7, requestID: nil, wantAck: true, ttl: .seconds(60), now: .at(0))
+        _ = accept(7)
         _ = ledger.written(packetID: 7)
         #expect(ledger.routingReply(requestID: 7, error: "MAX_RETRANSMIT") == .init(packetID: 7, status: .nak, error: "MAX_RETRANSMIT"))
     }
 
     @Test mutating func explicitNoneIsAnAck() {
-        _ = ledger.accept(packetID: 7, requestID: nil, wantAck: true, ttl: .seconds(60), now: .at(0))
+        _ = accept(7)
         _ = ledger.written(packetID: 7)
-        #expect(ledger.routingReply(requestID: 7, error: "NONE")?.status == .acked)
+        #expect(ledger.routingReply(requestID: 7, error: "NONE")?.status.status == .acked)
     }
 
     @Test mutating func sendWithoutAckEndsAtSent() {
-        _ = ledger.accept(packetID: 7, requestID: nil, wantAck: false, ttl: .seconds(60), now: .at(0))
+        _ = accept(7, wantAck: false)
         let sent = ledger.written(packetID: 7)
-        #expect(sent?.status == .sent && sent?.isTerminal == true)
+        #expect(sent?.status.status == .sent && sent?.isTerminal == true)
         #expect(ledger.pending == 0)
-        #expect(ledger.expire(now: .at(3600)) { _ in true }.isEmpty)
+        #expect(ledger.expire(now: .at(3600)).expired.isEmpty)
     }
 
-    @Test mutating func queuedSendPastItsTTLExpiresAndLeavesTheOutbox() {
-        _ = ledger.accept(packetID: 7, requestID: "r", wantAck: true, ttl: .seconds(5), now: .at(0))
-        var removed: [UInt32] = []
-        #expect(ledger.expire(now: .at(4)) { removed.append($0); return true }.isEmpty)
-        #expect(ledger.expire(now: .at(5)) { removed.append($0); return true } == [.init(packetID: 7, requestID: "r", status: .expired)])
-        #expect(removed == [7])
+    @Test mutating func queuedSendPastItsTTLIsTakenOutOfTheOutboxThenExpires() {
+        _ = accept(7, requestID: "r", ttl: .seconds(5))
+        #expect(ledger.nextDeadline == .at(5))
+        #expect(ledger.expire(now: .at(4)) == ([], []))
+        #expect(ledger.expire(now: .at(5)) == ([], [7]), "still in the outbox: it is taken out first")
+        #expect(ledger.nextDeadline == nil, "no timer while it is being taken out")
+        #expect(ledger.removedFromOutbox(packetID: 7) == .init(packetID: 7, requestID: "r", status: .expired))
         #expect(ledger.written(packetID: 7) == nil, "a write after expiry changes nothing")
     }
 
     @Test mutating func sendHeldByTheWriterIsNotExpiredUnderIt() {
-        _ = ledger.accept(packetID: 7, requestID: nil, wantAck: true, ttl: .seconds(5), now: .at(0))
-        #expect(ledger.expire(now: .at(6)) { _ in false }.isEmpty)
-        #expect(ledger.written(packetID: 7)?.status == .sent)
-        #expect(ledger.expire(now: .at(7)) { _ in false }.map(\.status) == [.expired], "sent, never answered")
+        _ = accept(7, ttl: .seconds(5))
+        #expect(ledger.expire(now: .at(6)).waiting == [7])
+        #expect(ledger.nextDeadline == nil)
+        #expect(ledger.written(packetID: 7)?.status.status == .sent, "the writer had it")
+        #expect(ledger.nextDeadline == .at(5), "written and past due: it expires at the next look")
+        #expect(ledger.expire(now: .at(7)).expired.map(\.status.status) == [.expired], "sent, never answered")
     }
 
     @Test mutating func ackForAnUnknownOrUnwrittenPacketIsIgnored() {
         #expect(ledger.routingReply(requestID: 99, error: nil) == nil)
-        _ = ledger.accept(packetID: 7, requestID: nil, wantAck: true, ttl: .seconds(5), now: .at(0))
+        _ = accept(7, ttl: .seconds(5))
         #expect(ledger.routingReply(requestID: 7, error: nil) == nil, "not written yet: not ours to settle")
     }
 
     @Test mutating func refusedPacketFails() {
-        _ = ledger.accept(packetID: 7, requestID: nil, wantAck: true, ttl: .seconds(5), now: .at(0))
+        _ = accept(7, ttl: .seconds(5))
         _ = ledger.written(packetID: 7)
-        #expect(ledger.refused(packetID: 7, error: "queue_status_res_3")?.status == .failed)
+        #expect(ledger.refused(packetID: 7, error: "queue_status_res_3")?.status.status == .failed)
     }
 
     @Test mutating func shutdownFailsEverySendInFlightOnce() {
-        for id in 1...3 { _ = ledger.accept(packetID: UInt32(id), requestID: nil, wantAck: true, ttl: .seconds(5), now: .at(0)) }
+        for id in 1...3 { _ = accept(UInt32(id), ttl: .seconds(5)) }
         _ = ledger.written(packetID: 2)
         let updates = ledger.failAll(error: "shutdown")
-        #expect(updates.map(\.packetID) == [1, 2, 3])
-        #expect(updates.allSatisfy { $0.status == .failed && $0.error == "shutdown" })
+        #expect(updates.map(\.status.packetId) == [1, 2, 3])
+        #expect(updates.allSatisfy { $0.status.status == .failed && $0.status.error == "shutdown" })
         #expect(ledger.failAll(error: "shutdown").isEmpty)
+    }
+
+    @Test mutating func theNextDeadlineIsTheSoonestAcceptedOne() {
+        _ = accept(1, ttl: .seconds(30))
+        _ = accept(2, ttl: .seconds(10))
+        _ = accept(3, ttl: .seconds(20))
+        #expect(ledger.nextDeadline == .at(10))
     }
 }

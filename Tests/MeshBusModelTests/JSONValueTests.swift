@@ -1,4 +1,4 @@
-import MeshtasticProtocol
+import MeshBusModel
 import Testing
 
 @Suite struct JSONValueTests {

@@ -1,30 +1,10 @@
-import MeshtasticProtocol
+import MeshBusModel
 
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-
-/// Topic names of design.md §3.
-public enum Topic {
-    public static let receive = "meshtastic.receive"
-    public static let sent = "meshtastic.sent"
-    public static let sendStatus = "meshtastic.send.status"
-    public static let established = "meshtastic.connection.established"
-    public static let lost = "meshtastic.connection.lost"
-    public static let state = "meshtastic.connection.state"
-    public static let nodeUpdated = "meshtastic.node.updated"
-    public static let log = "meshtastic.log"
-    public static let queueStatus = "meshtastic.queue.status"
-    public static let clientNotification = "meshtastic.client.notification"
-
-    /// The first frame: `topic/slot`, or `topic/slot/PORTNUM` for received packets.
-    public static func frame(_ topic: String, slot: String, port: String? = nil) -> String {
-        if let port { return "\(topic)/\(slot)/\(port)" }
-        return "\(topic)/\(slot)"
-    }
-}
 
 /// The JSON envelope every event carries (schema 1), written straight to bytes: the
 /// envelope's own keys first, then the event's fields.
@@ -38,7 +18,7 @@ public enum Envelope {
 
     /// Writes one envelope: the slot's ``head(broker:slot:)``, `topic`, `seq` and `time`, then
     /// the members `writeFields` appends (`,"key":value`), then `}`; returns what it returned.
-    static func write<Result>(
+    public static func write<Result>(
         head: [UInt8], topic: String, seq: UInt64, time: String, writeFields: (inout [UInt8]) -> Result
     ) -> (bytes: [UInt8], result: Result) {
         var out: [UInt8] = []
@@ -51,10 +31,10 @@ public enum Envelope {
     }
 
     /// The envelope's own keys: an event's fields never replace them.
-    static let ownKeys: Set<String> = ["schema", "broker", "slot", "topic", "seq", "time"]
+    public static let ownKeys: Set<String> = ["schema", "broker", "slot", "topic", "seq", "time"]
 
     /// `{"schema":1,"broker":…,"slot":…`: the part every event of a slot shares, made once.
-    static func head(broker: String, slot: String) -> [UInt8] {
+    public static func head(broker: String, slot: String) -> [UInt8] {
         var out = Array("{\"schema\":\(schema),\"broker\":".utf8)
         JSONValue.writeString(broker, to: &out)
         out.append(contentsOf: ",\"slot\":".utf8)
@@ -74,11 +54,11 @@ public enum Envelope {
 
     /// Writes each member as `,"key":value`, leaving out any that would repeat one of the
     /// envelope's own keys (a JSON object's keys are unique).
-    static func writeMembers(_ fields: JSONObject, to out: inout [UInt8]) {
+    public static func writeMembers(_ fields: JSONObject, to out: inout [UInt8]) {
         for entry in fields.entries where !ownKeys.contains(entry.key) { writeMember(entry.key, entry.value, to: &out) }
     }
 
-    static func writeMember(_ key: String, _ value: JSONValue, to out: inout [UInt8]) {
+    public static func writeMember(_ key: String, _ value: JSONValue, to out: inout [UInt8]) {
         out.append(UInt8(ascii: ","))
         JSONValue.writeString(key, to: &out)
         out.append(UInt8(ascii: ":"))

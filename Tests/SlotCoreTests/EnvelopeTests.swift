@@ -1,10 +1,11 @@
-import Broker
+import MeshBusModel
 import MeshtasticProtocol
+import SlotCore
 import Testing
 
 @Suite struct EnvelopeTests {
     @Test func envelopeCarriesEveryContractFieldFirst() throws {
-        let bytes = Envelope.bytes(broker: "00112233aabbccdd", slot: "roof", topic: Topic.receive, seq: 7, time: "t", fields: ["backlog": .bool(false)])
+        let bytes = Envelope.bytes(broker: "00112233aabbccdd", slot: "roof", topic: MeshBus.Topic.receive, seq: 7, time: "t", fields: ["backlog": .bool(false)])
         let envelope = try JSONValue(parsing: bytes)
         #expect(envelope.objectValue?.keys == ["schema", "broker", "slot", "topic", "seq", "time", "backlog"])
         #expect(envelope["schema"] == .number("1"))
@@ -13,7 +14,7 @@ import Testing
     }
 
     @Test func fieldsNeverReplaceOrRepeatTheEnvelopesOwnKeys() throws {
-        let bytes = Envelope.bytes(broker: "00112233aabbccdd", slot: "roof", topic: Topic.clientNotification, seq: 3, time: "t",
+        let bytes = Envelope.bytes(broker: "00112233aabbccdd", slot: "roof", topic: MeshBus.Topic.clientNotification, seq: 3, time: "t",
                                    fields: ["time": .int(1_763_900_000), "seq": .int(99), "message": .string("hi")])
         let text = String(decoding: bytes, as: UTF8.self)
         #expect(text.components(separatedBy: "\"time\":").count == 2, "one time key: \(text)")
@@ -25,8 +26,8 @@ import Testing
     }
 
     @Test func topicFramesAllowPrefixSelection() {
-        #expect(Topic.frame(Topic.receive, slot: "roof", port: "TEXT_MESSAGE_APP") == "meshtastic.receive/roof/TEXT_MESSAGE_APP")
-        #expect(Topic.frame(Topic.lost, slot: "roof") == "meshtastic.connection.lost/roof")
+        #expect(MeshBus.Topic.frame(MeshBus.Topic.receive, slot: "roof", port: "TEXT_MESSAGE_APP") == "meshtastic.receive/roof/TEXT_MESSAGE_APP")
+        #expect(MeshBus.Topic.frame(MeshBus.Topic.lost, slot: "roof") == "meshtastic.connection.lost/roof")
     }
 
     @Test func timestampIsUTCWithMilliseconds() {
@@ -39,12 +40,5 @@ import Testing
         #expect(first.count == 16)
         #expect(first.allSatisfy { $0.isHexDigit })
         #expect(first != Envelope.makeBrokerID())
-    }
-
-    @Test func slotNamesFollowTheContract() {
-        #expect(SlotConfiguration.isValidName("roof_2-a"))
-        #expect(!SlotConfiguration.isValidName(""))
-        #expect(!SlotConfiguration.isValidName("a/b"))
-        #expect(!SlotConfiguration.isValidName(String(repeating: "a", count: 33)))
     }
 }

@@ -1,0 +1,144 @@
+extension MeshBus {
+    /// One slot in the `status` result: its link, queue, counters and virtual radio port.
+    public struct SlotStatus: Codable, Sendable, Equatable, JSONValueConvertible {
+        public var state: LinkState
+        public var ready: Bool
+        public var strikes: Int
+        /// Seconds since the last answered probe, while the link is up.
+        public var lastProbeOkAgoSeconds: Double?
+        public var attempt: Int
+        public var retryInSeconds: Double?
+        public var reconnects: Int
+        /// `tcp`, `serial`, `simulator`, …
+        public var transport: String
+        public var myNodeNum: UInt32?
+        /// Packets in the outbox, not yet written.
+        public var queueDepth: Int
+        /// Sends not yet at a terminal status.
+        public var pendingSends: Int
+        /// Terminal statuses so far, by status name.
+        public var sends: [String: Int]
+        public var lastSeq: UInt64
+        public var replayHeld: Int
+        public var nodeCount: Int
+        public var duplicates: Int
+        public var undecodableFrames: Int
+        public var virtualClients: Int
+        public var virtualRadio: VirtualRadioStatus?
+
+        public init(
+            state: LinkState, ready: Bool, strikes: Int, lastProbeOkAgoSeconds: Double?, attempt: Int, retryInSeconds: Double?,
+            reconnects: Int, transport: String, myNodeNum: UInt32?, queueDepth: Int, pendingSends: Int,
+            sends: [String: Int], lastSeq: UInt64, replayHeld: Int, nodeCount: Int, duplicates: Int, undecodableFrames: Int,
+            virtualClients: Int, virtualRadio: VirtualRadioStatus?
+        ) {
+            self.state = state
+            self.ready = ready
+            self.strikes = strikes
+            self.lastProbeOkAgoSeconds = lastProbeOkAgoSeconds
+            self.attempt = attempt
+            self.retryInSeconds = retryInSeconds
+            self.reconnects = reconnects
+            self.transport = transport
+            self.myNodeNum = myNodeNum
+            self.queueDepth = queueDepth
+            self.pendingSends = pendingSends
+            self.sends = sends
+            self.lastSeq = lastSeq
+            self.replayHeld = replayHeld
+            self.nodeCount = nodeCount
+            self.duplicates = duplicates
+            self.undecodableFrames = undecodableFrames
+            self.virtualClients = virtualClients
+            self.virtualRadio = virtualRadio
+        }
+
+        public var jsonValue: JSONValue {
+            .object([
+                "state": .string(state.rawValue),
+                "ready": .bool(ready),
+                "strikes": .int(strikes),
+                "lastProbeOkAgoSeconds": .optional(lastProbeOkAgoSeconds, JSONValue.double),
+                "attempt": .int(attempt),
+                "retryInSeconds": .optional(retryInSeconds, JSONValue.double),
+                "reconnects": .int(reconnects),
+                "transport": .string(transport),
+                "myNodeNum": .optional(myNodeNum, JSONValue.int),
+                "queueDepth": .int(queueDepth),
+                "pendingSends": .int(pendingSends),
+                "sends": .object(JSONObject(uniqueKeysWithValues: sends.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
+                "lastSeq": .int(lastSeq),
+                "replayHeld": .int(replayHeld),
+                "nodeCount": .int(nodeCount),
+                "duplicates": .int(duplicates),
+                "undecodableFrames": .int(undecodableFrames),
+                "virtualClients": .int(virtualClients),
+                "virtualRadio": .optional(virtualRadio, \.jsonValue),
+            ])
+        }
+    }
+
+    /// A slot's virtual radio port (design: existing Meshtastic clients sharing the radio).
+    public struct VirtualRadioStatus: Codable, Sendable, Equatable, JSONValueConvertible {
+        /// `host:port` as bound.
+        public var address: String
+        public var allowAdmin: Bool
+        public var clients: Int
+        public var connections: Int
+        public var turnedAway: Int
+        public var handshakes: Int
+        public var packets: Int
+        public var outboxFull: Int
+        public var adminRefused: Int
+        public var framesDropped: Int
+        public var undecodable: Int
+        public var ignored: Int
+        public var failedSends: Int
+
+        public init(
+            address: String, allowAdmin: Bool, clients: Int, connections: Int, turnedAway: Int, handshakes: Int, packets: Int,
+            outboxFull: Int, adminRefused: Int, framesDropped: Int, undecodable: Int, ignored: Int, failedSends: Int
+        ) {
+            self.address = address
+            self.allowAdmin = allowAdmin
+            self.clients = clients
+            self.connections = connections
+            self.turnedAway = turnedAway
+            self.handshakes = handshakes
+            self.packets = packets
+            self.outboxFull = outboxFull
+            self.adminRefused = adminRefused
+            self.framesDropped = framesDropped
+            self.undecodable = undecodable
+            self.ignored = ignored
+            self.failedSends = failedSends
+        }
+
+        public var jsonValue: JSONValue {
+            .object([
+                "address": .string(address), "allowAdmin": .bool(allowAdmin), "clients": .int(clients), "connections": .int(connections),
+                "turnedAway": .int(turnedAway), "handshakes": .int(handshakes), "packets": .int(packets), "outboxFull": .int(outboxFull),
+                "adminRefused": .int(adminRefused), "framesDropped": .int(framesDropped), "undecodable": .int(undecodable),
+                "ignored": .int(ignored), "failedSends": .int(failedSends),
+            ])
+        }
+    }
+
+    /// The `ping` result: which broker answered, and for how long it has run.
+    public struct Ping: Codable, Sendable, Equatable, JSONValueConvertible {
+        /// Fixed for the life of the broker process; a new value means it restarted.
+        public var broker: String
+        public var version: String
+        public var uptimeSeconds: Double
+
+        public init(broker: String, version: String, uptimeSeconds: Double) {
+            self.broker = broker
+            self.version = version
+            self.uptimeSeconds = uptimeSeconds
+        }
+
+        public var jsonValue: JSONValue {
+            .object(["broker": .string(broker), "version": .string(version), "uptimeSeconds": .double(uptimeSeconds)])
+        }
+    }
+}
