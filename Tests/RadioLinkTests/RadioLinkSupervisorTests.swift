@@ -30,6 +30,49 @@ import Testing
         }
     }
 
+    /// Should keep a link ready whose radio answers a probe just before the probe timeout.
+    @Test func anAnswerJustInsideTheProbeTimeoutKeepsTheLinkReady() async throws {
+        let clock = MockClock()
+        let simulator = try await RadioSimulator.start(.quiet)
+        try await LinkHarness.run(simulator: simulator, timing: LinkTiming(), clock: clock) { harness in
+            try await harness.log.waitForEstablished(1)
+            // The radio answers 50 ms of real time late, by which the mock clock already stands
+            // 1 ms before the probe's deadline.
+            simulator.faults.answerDelay = .milliseconds(50)
+            await clock.advance(toSleeperIn: .seconds(12))
+            await clock.sleeperScheduled(at: clock.now.advanced(by: .seconds(8)))
+            clock.advance(by: .seconds(8) - .milliseconds(1))
+            try await harness.log.wait(forCount: 1) { $0.isQueueStatus }
+            await clock.sleeperScheduled(at: clock.now.advanced(by: .seconds(12)))
+            #expect(!harness.log.events.stateNames.contains("degraded"))
+            #expect(harness.link.state == .ready(attempt: 1))
+        }
+    }
+
+    /// Should give up a handshake that does not finish within the init timeout, back off, and
+    /// connect again.
+    @Test func aHandshakeThatNeverFinishesTimesOutAndIsRetried() async throws {
+        let clock = MockClock()
+        let simulator = try await RadioSimulator.start(.quiet)
+        let timing = LinkTiming(stableAfter: .zero)
+        try await LinkHarness.run(simulator: simulator, timing: timing, clock: clock) { harness in
+            try await harness.log.waitForEstablished(1)
+            simulator.faults.withholdConfigComplete = true
+            simulator.dropClient()
+            try await harness.log.wait("the cooldown after the drop") { $0.states.last == .cooldown(attempt: 1, retryIn: .seconds(3)) }
+            await clock.advance(toSleeperIn: .seconds(3))
+            try await harness.log.wait("the second handshake under way") { $0.states.last?.name == "configuring" && $0.states.last?.attempt == 2 }
+            await clock.advance(toSleeperIn: .seconds(25))
+            try await harness.log.wait("the backoff after the init timeout") { $0.states.last?.name == "backoff" }
+            simulator.faults.withholdConfigComplete = false
+            let retryIn = try #require(harness.log.events.states.last?.retryIn)
+            #expect(retryIn >= .seconds(1) && retryIn <= .seconds(3), "the first backoff: 2 s ± 1 s")
+            await clock.advance(toSleeperIn: retryIn)
+            try await harness.log.waitForEstablished(2)
+            #expect(harness.log.events.after(established: 1).stateNames == ["cooldown", "connecting", "configuring", "backoff", "connecting", "configuring", "ready"])
+        }
+    }
+
     @Test func answeredProbesKeepTheLinkReadyAndStampTheLastSuccess() async throws {
         let clock = MockClock()
         let simulator = try await RadioSimulator.start(.quiet)
