@@ -330,18 +330,18 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
 
     /// Sets the slot's gauges and counters from its current state (just before a metrics scrape).
     func refreshGauges() {
-        let (core, link) = state.withLock { ($0.core, $0.current.link) }
+        let (figures, link) = state.withLock { ($0.core.figures, $0.current.link) }
         metrics.record(
             SlotMetrics.Reading(
-                state: link.state, outboxDepth: outbox.count, pendingSends: core.pendingSends, replayHeld: core.replayHeld,
-                replayCapacity: core.settings.replayCapacity, nodes: core.nodes.count
+                state: link.state, outboxDepth: outbox.count, pendingSends: figures.pendingSends, replayHeld: figures.replayHeld,
+                replayCapacity: figures.replayCapacity, nodes: figures.nodeCount
             ),
-            counters: core.counters
+            counters: figures.counters
         )
     }
 
     func status() -> MeshBus.SlotStatus {
-        let (core, link, listener) = state.withLock { ($0.core, $0.current.link, $0.listener) }
+        let (figures, link, listener) = state.withLock { ($0.core.figures, $0.current.link, $0.listener) }
         let linkStatus = link.status
         return MeshBus.SlotStatus(
             state: MeshBus.LinkState(rawValue: linkStatus.state.name),
@@ -350,17 +350,17 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
             lastProbeOkAgoSeconds: linkStatus.sinceLastProbeSuccess.map(\.inSeconds),
             attempt: linkStatus.state.attempt,
             retryInSeconds: linkStatus.state.retryIn.map(\.inSeconds),
-            reconnects: core.counters.reconnects,
+            reconnects: figures.counters.reconnects,
             transport: link.transport.kind,
-            myNodeNum: core.myNodeNum,
+            myNodeNum: figures.myNodeNum,
             queueDepth: outbox.count,
-            pendingSends: core.pendingSends,
-            sends: core.counters.sends,
-            lastSeq: core.seq,
-            replayHeld: core.replayHeld,
-            nodeCount: core.nodes.count,
-            duplicates: core.counters.duplicates,
-            undecodableFrames: core.counters.undecodableFrames,
+            pendingSends: figures.pendingSends,
+            sends: figures.counters.sends,
+            lastSeq: figures.seq,
+            replayHeld: figures.replayHeld,
+            nodeCount: figures.nodeCount,
+            duplicates: figures.counters.duplicates,
+            undecodableFrames: figures.counters.undecodableFrames,
             virtualClients: virtualRadio.clientCount,
             virtualRadio: listener.map(virtualRadioStatus)
         )
@@ -381,27 +381,28 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
         )
     }
 
-    /// The node DB with the `seq` it is current at. Rendered from a copy of the core, outside the lock.
+    /// The node DB with the `seq` it is current at, rendered outside the lock.
     func nodes() -> JSONObject {
-        state.withLock { $0.core }.nodeTable
+        state.withLock { $0.core.snapshotSource }.nodeTable
     }
 
     /// Everything a consumer needs to start from, current at `seq`: apply events with a
     /// greater `seq` on top.
     func snapshot() -> JSONObject {
-        let (core, link) = state.withLock { ($0.core, $0.current.link) }
-        return core.snapshot(state: link.state.name)
+        let (source, link) = state.withLock { ($0.core.snapshotSource, $0.current.link) }
+        return source.render(state: link.state.name)
     }
 
     /// The events after `sinceSeq` still held, each as its frames: `topic`, `envelope`, and
     /// `raw` (base64 of frame 3) where the event has one.
     func replay(sinceSeq: UInt64, limit: Int) throws(CommandError) -> JSONObject {
-        let core = state.withLock { $0.core }
+        let (held, lastSeq) = state.withLock { state in
+            (Result { () throws(ReplayGapTooOld) in try state.core.events(after: sinceSeq, limit: limit) }, state.core.seq)
+        }
         let entries: [SlotEvent]
-        do {
-            entries = try core.events(after: sinceSeq, limit: limit)
-        } catch {
-            throw .gapTooOld(name, sinceSeq: sinceSeq, oldest: error.oldestSeq)
+        switch held {
+        case .success(let events): entries = events
+        case .failure(let gap): throw .gapTooOld(name, sinceSeq: sinceSeq, oldest: gap.oldestSeq)
         }
         let events: [JSONValue] = entries.map { entry in
             var event: JSONObject = [
@@ -411,8 +412,8 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
             if let raw = entry.raw { event["raw"] = .string(Data(raw).base64EncodedString()) }
             return .object(event)
         }
-        let through = entries.last?.seq ?? max(sinceSeq, core.seq)
-        return ["events": .array(events), "lastSeq": .int(core.seq), "complete": .bool(through >= core.seq)]
+        let through = entries.last?.seq ?? max(sinceSeq, lastSeq)
+        return ["events": .array(events), "lastSeq": .int(lastSeq), "complete": .bool(through >= lastSeq)]
     }
 
     /// Accepts a packet for the radio: queued now, written when the slot is ready.

@@ -48,7 +48,6 @@ final class SlotMetrics: Sendable {
         })
     }
 
-
     struct Reading {
         var state: LinkState
         var outboxDepth: Int
@@ -59,8 +58,9 @@ final class SlotMetrics: Sendable {
     }
 
     func record(_ reading: Reading, counters: SlotCounters) {
+        // Two scrapes at once must not move the mark back (and count the difference twice).
         let before = recorded.withLock { recorded in
-            defer { recorded = counters }
+            defer { recorded = Self.later(recorded, counters) }
             return recorded
         }
         func count(_ counter: CoreMetrics.Counter, _ now: Int, _ then: Int) {
@@ -85,6 +85,19 @@ final class SlotMetrics: Sendable {
         replayCapacity.record(reading.replayCapacity)
         nodes.record(reading.nodes)
         for (name, gauge) in states { gauge.record(name == reading.state.name ? 1 : 0) }
+    }
+
+    /// Each count at the larger of the two readings (counts only grow).
+    private static func later(_ a: SlotCounters, _ b: SlotCounters) -> SlotCounters {
+        var later = SlotCounters()
+        later.packetsReceived = max(a.packetsReceived, b.packetsReceived)
+        later.eventsPublished = max(a.eventsPublished, b.eventsPublished)
+        later.duplicates = max(a.duplicates, b.duplicates)
+        later.undecodableFrames = max(a.undecodableFrames, b.undecodableFrames)
+        later.reconnects = max(a.reconnects, b.reconnects)
+        later.losses = a.losses.merging(b.losses, uniquingKeysWith: max)
+        later.sends = a.sends.merging(b.sends, uniquingKeysWith: max)
+        return later
     }
 
     /// Removes the slot's gauges (its slot left the configuration), so no stale value stays

@@ -139,7 +139,7 @@ public final class MQTTClient: Sendable {
             initialDelay: configuration.initialReconnectDelay, maximumDelay: configuration.maximumReconnectDelay, generator: generator
         )
         var actions = machine.handle(.start)
-        while let action = actions.first, !Task.isCancelled {
+        loop: while let action = actions.first, !Task.isCancelled {
             switch action {
             case .connect(let attempt):
                 let (reason, wasLive) = await connection(attempt: attempt)
@@ -147,11 +147,13 @@ public final class MQTTClient: Sendable {
                 actions = machine.handle(.connectionEnded(attempt: attempt, reason: reason, wasLive: wasLive, now: clock.now))
             case .retry(let reason, let wasLive, let delay, let retryAt):
                 logger.warning(wasLive ? "connection lost" : "connect failed", metadata: ["mqtt.reason": "\(reason)", "mqtt.retryIn": "\(delay)"])
-                guard (try? await clock.sleep(until: retryAt, tolerance: nil)) != nil else { break }
+                guard (try? await clock.sleep(until: retryAt, tolerance: nil)) != nil else { break loop }
+                actions = machine.handle(.retryDue(now: clock.now))
+            case .wait(let retryAt):
+                guard (try? await clock.sleep(until: retryAt, tolerance: nil)) != nil else { break loop }
                 actions = machine.handle(.retryDue(now: clock.now))
             }
         }
-        _ = machine.handle(.stop)
         logger.info("stopped")
         messageSink.finish()
         eventSink.finish()

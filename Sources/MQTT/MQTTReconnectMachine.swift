@@ -29,8 +29,10 @@ where Instant.Duration == Duration {
     enum Action: Equatable, Sendable {
         /// Run one connection for `attempt` and report its end.
         case connect(attempt: Int)
-        /// Wait until `retryAt`, then send ``Event/retryDue(now:)``.
+        /// Say why the connection ended, wait until `retryAt`, then send ``Event/retryDue(now:)``.
         case retry(reason: String, wasLive: Bool, delay: Duration, retryAt: Instant)
+        /// Woken before the retry time: wait out the rest, then send ``Event/retryDue(now:)`` again.
+        case wait(until: Instant)
     }
 
     private(set) var state: State = .idle
@@ -57,7 +59,11 @@ where Instant.Duration == Duration {
             let retryAt = now.advanced(by: delay)
             state = .waiting(attempt: attempt, retryAt: retryAt)
             return [.retry(reason: reason, wasLive: wasLive, delay: delay, retryAt: retryAt)]
-        case (.waiting(let attempt, let retryAt), .retryDue(let now)) where now >= retryAt:
+        case (.waiting(let attempt, let retryAt), .retryDue(let now)):
+            guard now >= retryAt else {
+                // Woken early: wait out the rest.
+                return [.wait(until: retryAt)]
+            }
             state = .connecting(attempt: attempt + 1)
             return [.connect(attempt: attempt + 1)]
         case (_, .stop):

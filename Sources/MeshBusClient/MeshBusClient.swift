@@ -223,7 +223,7 @@ public final class MeshBusClient: Sendable {
             if !unsent.isEmpty { items.append(.writable(dealer)) }
             let timeout = pending.nextDeadline.map { deadline in
                 let (seconds, attoseconds) = ContinuousClock.now.duration(to: deadline).components
-                return max(0, Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000) + 1)
+                return Int(max(0, min(seconds, 86_400) * 1000 + attoseconds / 1_000_000_000_000_000 + 1))
             } ?? -1
             let readable = try ZMQPoller(items).poll(timeoutMilliseconds: timeout)
             if readable[2] { thread.wakeup.drain() }

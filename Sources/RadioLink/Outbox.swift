@@ -23,13 +23,18 @@ public final class Outbox: Sendable {
     private struct State {
         var items = CircularBuffer<OutgoingPacket>()
         var waiter: CheckedContinuation<OutgoingPacket?, Never>?
+        /// The writer took a packet and has not yet written it or put it back.
+        var held = false
         /// Tasks waiting for the outbox to be empty, by a number of their own.
         var emptyWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
         var nextWaiter = 0
 
-        /// The waiters to resume if the outbox is now empty.
+        /// Nothing waits and the writer holds nothing.
+        var isDrained: Bool { items.isEmpty && !held }
+
+        /// The waiters to resume if the outbox is now drained.
         mutating func takeEmptyWaiters() -> [CheckedContinuation<Void, Never>] {
-            guard items.isEmpty, !emptyWaiters.isEmpty else { return [] }
+            guard isDrained, !emptyWaiters.isEmpty else { return [] }
             defer { emptyWaiters.removeAll() }
             return Array(emptyWaiters.values)
         }
@@ -42,14 +47,18 @@ public final class Outbox: Sendable {
         self.capacity = capacity
     }
 
-    /// Packets waiting now.
+    /// Packets waiting now (not counting one the writer holds).
     public var count: Int { state.withLock { $0.items.count } }
+
+    /// Whether no packet waits and the writer holds none: what ``waitUntilEmpty()`` waits for.
+    var isDrained: Bool { state.withLock { $0.isDrained } }
 
     /// Appends a packet; false if the outbox is full.
     public func enqueue(_ item: OutgoingPacket) -> Bool {
         let outcome: (accepted: Bool, waiter: CheckedContinuation<OutgoingPacket?, Never>?) = state.withLock { state in
             if let waiter = state.waiter {
                 state.waiter = nil
+                state.held = true
                 return (true, waiter)
             }
             guard state.items.count < capacity else { return (false, nil) }
@@ -72,7 +81,8 @@ public final class Outbox: Sendable {
         return removed
     }
 
-    /// Returns once the outbox is empty (at once if it is), or when the task is cancelled.
+    /// Returns once no packet waits and the writer holds none (at once if so), or when the
+    /// task is cancelled: everything accepted was written or taken out.
     public func waitUntilEmpty() async {
         let id = state.withLock { state in
             defer { state.nextWaiter += 1 }
@@ -81,7 +91,7 @@ public final class Outbox: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let done = state.withLock { state in
-                    if state.items.isEmpty || Task.isCancelled { return true }
+                    if state.isDrained || Task.isCancelled { return true }
                     state.emptyWaiters[id] = continuation
                     return false
                 }
@@ -92,23 +102,38 @@ public final class Outbox: Sendable {
         }
     }
 
-    /// Puts back a packet whose write failed, ahead of everything else.
+    /// Puts back the packet the writer took (too soon, gate closed, or its write failed),
+    /// ahead of everything else.
     func requeueFront(_ item: OutgoingPacket) {
-        state.withLock { $0.items.prepend(item) }
+        state.withLock { state in
+            state.items.prepend(item)
+            state.held = false
+        }
+    }
+
+    /// The packet the writer took is written.
+    func written() {
+        let emptied = state.withLock { state in
+            state.held = false
+            return state.takeEmptyWaiters()
+        }
+        for waiter in emptied { waiter.resume() }
     }
 
     /// The next packet, waiting for one if needed; nil if the calling task is cancelled.
     func next() async -> OutgoingPacket? {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<OutgoingPacket?, Never>) in
-                let (ready, emptied): (OutgoingPacket??, [CheckedContinuation<Void, Never>]) = state.withLock { state in
-                    if Task.isCancelled { return (.some(nil), []) }
-                    if let first = state.items.popFirst() { return (.some(first), state.takeEmptyWaiters()) }
+                let ready: OutgoingPacket?? = state.withLock { state in
+                    if Task.isCancelled { return .some(nil) }
+                    if let first = state.items.popFirst() {
+                        state.held = true
+                        return .some(first)
+                    }
                     precondition(state.waiter == nil, "Outbox has one consumer at a time")
                     state.waiter = continuation
-                    return (nil, [])
+                    return nil
                 }
-                for waiter in emptied { waiter.resume() }
                 if let ready { continuation.resume(returning: ready) }
             }
         } onCancel: {

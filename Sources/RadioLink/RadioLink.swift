@@ -129,14 +129,8 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
         }
     }
 
-    /// Packets accepted but not yet written.
-    public var queueDepth: Int { outbox.count }
-
     /// Queues a packet for the radio; it is written once the link is ready. False if full.
     public func enqueue(_ packet: OutgoingPacket) -> Bool { outbox.enqueue(packet) }
-
-    /// Takes a packet out of the outbox if it is still waiting there.
-    public func removeFromOutbox(packetID: UInt32) -> Bool { outbox.remove(packetID: packetID) }
 
     /// Forces a reconnect cycle (or ends a `disconnectForRestart` hold).
     public func reconnect() { input.yield(.reconnect) }
@@ -450,6 +444,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
                 var request = Meshtastic_ToRadio()
                 request.packet = item.packet
                 try await outbound.write(.frame(ByteBuffer(bytes: try request.serializedBytes() as [UInt8])))
+                outbox.written()
                 lastWrite.withLock { $0[port] = clock.now }
                 input.yield(.sent(attempt: attempt, item))
             } catch {

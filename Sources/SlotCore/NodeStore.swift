@@ -19,8 +19,10 @@ public struct NodeStore: Sendable {
     /// Every node, in the order first heard of (the order a radio's handshake keeps).
     public var all: [Meshtastic_NodeInfo] { order.compactMap { nodes[$0] } }
 
-    /// Takes in a `NodeInfo` from the radio's handshake: every field it carries replaces the
-    /// one held (those it leaves out stay). True if that created or changed the node.
+    /// Takes in a `NodeInfo` from the radio's handshake: its flags and hops are the radio's
+    /// word and replace those held; every other field it carries replaces the one held (those
+    /// it leaves out, such as what packets told since, stay). True if that created or changed
+    /// the node.
     public mutating func merge(_ info: Meshtastic_NodeInfo) -> Bool {
         let created = create(info.num)
         return Self.merge(info, into: &nodes[info.num]!) || created
@@ -45,12 +47,17 @@ public struct NodeStore: Sendable {
         if info.lastHeard != 0 { set(&node.lastHeard, info.lastHeard, &changed) }
         if info.hasDeviceMetrics { set(held: node.hasDeviceMetrics, &node.deviceMetrics, info.deviceMetrics, &changed) }
         if info.channel != 0 { set(&node.channel, info.channel, &changed) }
-        if info.viaMqtt { set(&node.viaMqtt, true, &changed) }
-        if info.hasHopsAway { set(held: node.hasHopsAway, &node.hopsAway, info.hopsAway, &changed) }
-        if info.isFavorite { set(&node.isFavorite, true, &changed) }
-        if info.isIgnored { set(&node.isIgnored, true, &changed) }
-        if info.isKeyManuallyVerified { set(&node.isKeyManuallyVerified, true, &changed) }
-        if info.isMuted { set(&node.isMuted, true, &changed) }
+        if info.hasHopsAway {
+            set(held: node.hasHopsAway, &node.hopsAway, info.hopsAway, &changed)
+        } else if node.hasHopsAway {
+            node.clearHopsAway()
+            changed = true
+        }
+        set(&node.viaMqtt, info.viaMqtt, &changed)
+        set(&node.isFavorite, info.isFavorite, &changed)
+        set(&node.isIgnored, info.isIgnored, &changed)
+        set(&node.isKeyManuallyVerified, info.isKeyManuallyVerified, &changed)
+        set(&node.isMuted, info.isMuted, &changed)
         return changed
     }
 
@@ -61,7 +68,7 @@ public struct NodeStore: Sendable {
         if packet.hopStart != 0, packet.hopStart >= packet.hopLimit {
             set(held: node.hasHopsAway, &node.hopsAway, packet.hopStart - packet.hopLimit, &changed)
         }
-        if packet.viaMqtt { set(&node.viaMqtt, true, &changed) }
+        set(&node.viaMqtt, packet.viaMqtt, &changed)
         guard case .decoded(let data) = packet.payloadVariant else { return changed }
         switch data.portnum {
         case .nodeinfoApp:
@@ -84,6 +91,13 @@ public struct NodeStore: Sendable {
     /// unset sub-message equals an empty one, but only a set one is written as JSON).
     private static func set<T: Equatable>(held: Bool = true, _ field: inout T, _ value: T, _ changed: inout Bool) {
         guard !held || field != value else { return }
+        field = value
+        changed = true
+    }
+
+    /// A float is compared by its bits, so that a NaN SNR is not news on every packet.
+    private static func set(_ field: inout Float, _ value: Float, _ changed: inout Bool) {
+        guard field.bitPattern != value.bitPattern else { return }
         field = value
         changed = true
     }

@@ -33,6 +33,8 @@ struct SendLedger<Instant: InstantProtocol>: Sendable where Instant.Duration == 
         var written = false
         /// Past its deadline while still waiting to be written: being taken out of the outbox.
         var expiring = false
+        /// The slot stopped while the send was reserved: it fails with this once accepted.
+        var failure: String?
 
         /// Whether its deadline still needs a timer.
         var awaitsDeadline: Bool { accepted && (written || !expiring) }
@@ -56,12 +58,21 @@ struct SendLedger<Instant: InstantProtocol>: Sendable where Instant.Duration == 
         entries[packetID] = Entry(requestID: requestID, wantAck: wantAck, deadline: now.advanced(by: ttl))
     }
 
-    /// The outbox took the send: `queued`, then `sent` if it was written meanwhile.
+    /// How long after the writer held a send at its deadline it is looked at again.
+    static var recheckDelay: Duration { .milliseconds(250) }
+
+    /// The outbox took the send: `queued`, then `sent` if it was written meanwhile (or
+    /// `failed` if the slot stopped meanwhile).
     mutating func accept(packetID: UInt32) -> [Update] {
         guard var entry = entries[packetID], !entry.accepted else { return [] }
         entry.accepted = true
         entries[packetID] = entry
         var updates = [Update(packetID: packetID, requestID: entry.requestID, status: .queued, isTerminal: false)]
+        if let failure = entry.failure {
+            entries[packetID] = nil
+            updates.append(Update(packetID: packetID, requestID: entry.requestID, status: .failed, error: failure))
+            return updates
+        }
         if entry.written {
             entry.written = false
             entries[packetID] = entry
@@ -123,18 +134,35 @@ struct SendLedger<Instant: InstantProtocol>: Sendable where Instant.Duration == 
         return (expired.sorted { $0.status.packetId < $1.status.packetId }, waiting.sorted())
     }
 
-    /// A send past its deadline was taken out of the outbox: `expired`. (One the writer held
-    /// at that moment was not; it gets its `sent` and expires later if no answer comes.)
+    /// The writer held a send past its deadline when it was to be taken out: it is looked at
+    /// again after ``recheckDelay`` (by then written, and expired if unanswered; or back in
+    /// the outbox, its write having failed or been put off, and taken out then).
+    mutating func heldByWriter(packetID: UInt32, now: Instant) {
+        guard var entry = entries[packetID], entry.expiring else { return }
+        entry.expiring = false
+        entry.deadline = now.advanced(by: Self.recheckDelay)
+        entries[packetID] = entry
+    }
+
+    /// A send past its deadline was taken out of the outbox: `expired`.
     mutating func removedFromOutbox(packetID: UInt32) -> Update? {
         guard let entry = entries[packetID], entry.accepted, !entry.written else { return nil }
         entries[packetID] = nil
         return Update(packetID: packetID, requestID: entry.requestID, status: .expired)
     }
 
-    /// Ends every send still in flight as `failed` with `error` (shutdown).
+    /// Ends every send in flight as `failed` with `error` (shutdown); one still being offered
+    /// to the outbox fails once accepted.
     mutating func failAll(error: String) -> [Update] {
-        defer { entries.removeAll() }
-        return entries.filter(\.value.accepted).map { Update(packetID: $0.key, requestID: $0.value.requestID, status: .failed, error: error) }
-            .sorted { $0.status.packetId < $1.status.packetId }
+        var updates: [Update] = []
+        for (packetID, entry) in entries {
+            if entry.accepted {
+                entries[packetID] = nil
+                updates.append(Update(packetID: packetID, requestID: entry.requestID, status: .failed, error: error))
+            } else {
+                entries[packetID]?.failure = error
+            }
+        }
+        return updates.sorted { $0.status.packetId < $1.status.packetId }
     }
 }

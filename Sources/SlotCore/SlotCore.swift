@@ -166,7 +166,11 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
             if !waiting.isEmpty { actions.append(.removeFromOutbox(waiting)) }
             if !expired.isEmpty { actions.append(.virtualRadio(.outboxChanged)) }
         case .removedFromOutbox(let packetID, let removed):
-            guard removed, let update = ledger.removedFromOutbox(packetID: packetID) else { break }
+            guard removed else {
+                ledger.heldByWriter(packetID: packetID, now: now.instant)
+                break
+            }
+            guard let update = ledger.removedFromOutbox(packetID: packetID) else { break }
             publishStatus(update, at: now, into: &actions)
             actions.append(.virtualRadio(.outboxChanged))
         case .stop(let error):
@@ -351,15 +355,58 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
     }
 
     // MARK: Reads
+    // Each read takes only what it needs, so the driver copies little under its lock and a
+    // copy it still holds makes the next change copy little.
 
-    /// The node DB keyed by node id, with the `seq` it is current at (the `nodes` command).
+    /// The figures `status` and the metrics report.
+    public var figures: SlotFigures {
+        SlotFigures(
+            seq: seq, counters: counters, myNodeNum: myNodeNum, pendingSends: ledger.pending, replayHeld: ring.count,
+            replayCapacity: ring.capacity, nodeCount: nodes.count
+        )
+    }
+
+    /// What `snapshot` and `nodes` are rendered from, current at its `seq`.
+    public var snapshotSource: SlotSnapshot {
+        SlotSnapshot(
+            seq: seq, nodes: nodes, myInfo: myInfo, metadata: metadata, channels: channels, config: config, moduleConfig: moduleConfig
+        )
+    }
+
+    /// The events after `seq` still held, oldest first, at most `limit`.
+    public func events(after seq: UInt64, limit: Int) throws(ReplayGapTooOld) -> [SlotEvent] {
+        try ring.events(after: seq, limit: limit)
+    }
+}
+
+/// A slot's figures at one moment.
+public struct SlotFigures: Sendable {
+    public var seq: UInt64
+    public var counters: SlotCounters
+    public var myNodeNum: UInt32?
+    public var pendingSends: Int
+    public var replayHeld: Int
+    public var replayCapacity: Int
+    public var nodeCount: Int
+}
+
+/// A slot's node DB and radio at one `seq`, rendered on demand outside the slot's lock.
+public struct SlotSnapshot: Sendable {
+    public var seq: UInt64
+    public var nodes: NodeStore
+    var myInfo: JSONValue
+    var metadata: JSONValue
+    var channels: [Int: JSONValue]
+    var config: JSONObject
+    var moduleConfig: JSONObject
+
+    /// The `nodes` result: the node DB keyed by node id, and the `seq` it is current at.
     public var nodeTable: JSONObject {
         ["nodes": nodes.table, "seq": .int(seq)]
     }
 
-    /// Everything a consumer needs to start from, current at `seq`: apply events with a
-    /// greater `seq` on top. `state` is the link's state now.
-    public func snapshot(state: String) -> JSONObject {
+    /// The `snapshot` result: apply events with a greater `seq` on top. `state` is the link's now.
+    public func render(state: String) -> JSONObject {
         [
             "seq": .int(seq),
             "state": .string(state),
@@ -370,10 +417,5 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
             "config": .object(config),
             "moduleConfig": .object(moduleConfig),
         ]
-    }
-
-    /// The events after `seq` still held, oldest first, at most `limit`.
-    public func events(after seq: UInt64, limit: Int) throws(ReplayGapTooOld) -> [SlotEvent] {
-        try ring.events(after: seq, limit: limit)
     }
 }

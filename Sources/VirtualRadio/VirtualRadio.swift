@@ -117,6 +117,9 @@ public final class VirtualRadio: Sendable {
     private enum Phase: Equatable {
         case connected
         case waitingForLink(nonce: UInt32)
+        /// Its handshake is being built (the slot's nodes are read outside the hub lock);
+        /// live traffic meanwhile waits in the client's `backlog`.
+        case handshaking(nonce: UInt32)
         case live
     }
 
@@ -138,6 +141,16 @@ public final class VirtualRadio: Sendable {
         var phase = Phase.connected
         /// Told the outbox was full; gets a `QueueStatus` when room comes back.
         var waitingForRoom = false
+        /// Live traffic that came while its handshake was being built, sent right after it.
+        var backlog: [Outgoing] = []
+
+        /// Whether it takes packets: after its `want_config_id`, like a radio.
+        var inSession: Bool {
+            switch phase {
+            case .live, .handshaking: true
+            case .connected, .waitingForLink: false
+            }
+        }
     }
 
     private struct Hub {
@@ -196,11 +209,11 @@ public final class VirtualRadio: Sendable {
                 guard hub.clients[route.client] != nil else { return }
                 var reply = message
                 reply.packet.decoded.requestID = route.clientPacketID
-                yield(.messages([reply]), to: route.client, in: &hub)
+                deliver(.messages([reply]), to: route.client, in: &hub)
                 return
             }
             let frame = Outgoing.frames([ByteBuffer(bytes: raw)])
-            for (id, client) in hub.clients where client.phase == .live { yield(frame, to: id, in: &hub) }
+            for (id, client) in hub.clients where client.inSession { deliver(frame, to: id, in: &hub) }
         }
     }
 
@@ -232,8 +245,8 @@ public final class VirtualRadio: Sendable {
         }
     }
 
-    /// The outbox gained room (a packet went out, expired or moved): clients told it was
-    /// full hear that it has room.
+    /// The outbox gained room (a packet went out or expired): clients told it was full hear
+    /// that it has room.
     public func outboxDrained(room: OutboxRoom) {
         guard room.free > 0 else { return }
         hub.withLock { hub in
@@ -372,16 +385,23 @@ public final class VirtualRadio: Sendable {
         }
         switch request.payloadVariant {
         case .wantConfigID(let nonce):
-            // Until the handshake is answered the client waits for the link; the nodes are
-            // read from the slot outside the hub lock, then answered if the link is still up.
+            // The slot's nodes are read outside the hub lock; live traffic meanwhile is held
+            // for the client and sent after its handshake. Without a link it waits for one.
             let host: (any VirtualRadioHost)? = hub.withLock { hub in
-                hub.clients[id]?.phase = .waitingForLink(nonce: nonce)
+                guard hub.clients[id] != nil else { return nil }
+                hub.clients[id]?.backlog = []
+                hub.clients[id]?.phase = hub.ready ? .handshaking(nonce: nonce) : .waitingForLink(nonce: nonce)
                 return hub.ready ? hub.clients[id]?.host : nil
             }
             guard let host else { return }
             let nodes = host.nodeInfos()
             hub.withLock { hub in
-                guard hub.ready, case .waitingForLink(nonce)? = hub.clients[id]?.phase else { return }
+                guard case .handshaking(nonce)? = hub.clients[id]?.phase else { return }
+                guard hub.ready else {
+                    hub.clients[id]?.phase = .waitingForLink(nonce: nonce)
+                    hub.clients[id]?.backlog = []
+                    return
+                }
                 answerHandshake(nonce: nonce, nodes: nodes, for: id, in: &hub)
             }
         case .packet(let packet):
@@ -414,7 +434,7 @@ public final class VirtualRadio: Sendable {
     private func submit(_ packet: Meshtastic_MeshPacket, from id: Int) {
         let plan: Plan = hub.withLock { hub in
             guard let client = hub.clients[id] else { return .ignore }
-            guard client.phase == .live else {
+            guard client.inSession else {
                 // Like a radio before `want_config_id`: no session, nothing sent.
                 hub.counters.ignored += 1
                 return .ignore
@@ -499,6 +519,24 @@ public final class VirtualRadio: Sendable {
         hub.counters.handshakes += 1
         hub.clients[id]?.phase = .live
         yield(.messages(hub.mirror.handshake(nonce: nonce, nodes: nodes)), to: id, in: &hub)
+        for item in hub.clients[id]?.backlog ?? [] { yield(item, to: id, in: &hub) }
+        hub.clients[id]?.backlog = []
+    }
+
+    /// Live traffic for a client: sent, or held while its handshake is being built (within
+    /// its buffer; past it, counted as dropped like any traffic it cannot take).
+    private func deliver(_ item: Outgoing, to id: Int, in hub: inout Hub) {
+        guard let client = hub.clients[id] else { return }
+        guard case .handshaking = client.phase else {
+            yield(item, to: id, in: &hub)
+            return
+        }
+        guard client.backlog.count < client.policy.clientBuffer else {
+            hub.counters.framesDropped += 1
+            metrics.framesDropped.increment()
+            return
+        }
+        hub.clients[id]?.backlog.append(item)
     }
 
     private func yield(_ item: Outgoing, to id: Int, in hub: inout Hub) {

@@ -34,8 +34,9 @@ import Testing
             let base = Machine.delay(afterFailures: attempt, initial: .seconds(1), maximum: .seconds(30), jitter: 1)
             let delay = try! #require(retryDelay(of: actions))
             #expect(delay >= base * 0.8 && delay <= base * 1.2, "attempt \(attempt): \(delay) within ±20 % of \(base)")
-            #expect(machine.handle(.retryDue(now: now)).isEmpty, "too early: nothing happens")
-            now = now.advanced(by: delay)
+            let retryAt = now.advanced(by: delay)
+            #expect(machine.handle(.retryDue(now: now)) == [.wait(until: retryAt)], "woken too early: it waits out the rest")
+            now = retryAt
             #expect(machine.handle(.retryDue(now: now)) == [.connect(attempt: attempt + 1)])
         }
     }

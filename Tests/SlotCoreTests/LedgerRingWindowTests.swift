@@ -169,9 +169,26 @@ final class WindowBox {
         _ = accept(7, ttl: .seconds(5))
         #expect(ledger.expire(now: .at(6)).waiting == [7])
         #expect(ledger.nextDeadline == nil)
+        ledger.heldByWriter(packetID: 7, now: .at(6))
+        #expect(ledger.nextDeadline == TestInstant.at(6).advanced(by: Ledger.recheckDelay), "looked at again shortly")
         #expect(ledger.written(packetID: 7)?.status.status == .sent, "the writer had it")
-        #expect(ledger.nextDeadline == .at(5), "written and past due: it expires at the next look")
         #expect(ledger.expire(now: .at(7)).expired.map(\.status.status) == [.expired], "sent, never answered")
+    }
+
+    @Test mutating func aSendTheWriterPutBackIsTakenOutAtTheNextLook() {
+        _ = accept(7, ttl: .seconds(5))
+        _ = ledger.expire(now: .at(5))
+        ledger.heldByWriter(packetID: 7, now: .at(5))
+        let recheck = TestInstant.at(5).advanced(by: Ledger.recheckDelay)
+        #expect(ledger.expire(now: recheck) == ([], [7]), "back in the outbox (its write failed, or it was too soon): taken out now")
+        #expect(ledger.removedFromOutbox(packetID: 7)?.status.status == .expired)
+    }
+
+    @Test mutating func aSendReservedWhenTheSlotStopsFailsOnceAccepted() {
+        ledger.reserve(packetID: 7, requestID: "late", wantAck: true, ttl: .seconds(5), now: .at(0))
+        #expect(ledger.failAll(error: "slot_removed").isEmpty, "nothing said for it yet")
+        #expect(ledger.accept(packetID: 7).map(\.status.status) == [.queued, .failed])
+        #expect(ledger.pending == 0)
     }
 
     @Test mutating func ackForAnUnknownOrUnwrittenPacketIsIgnored() {
