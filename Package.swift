@@ -42,6 +42,7 @@ let package = Package(
         .target(
             name: "RadioLink",
             dependencies: [
+                "MeshBusModel",
                 "MeshtasticProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

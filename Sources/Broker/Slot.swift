@@ -344,7 +344,7 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
         let (figures, link, listener) = state.withLock { ($0.core.figures, $0.current.link, $0.listener) }
         let linkStatus = link.status
         return MeshBus.SlotStatus(
-            state: MeshBus.LinkState(rawValue: linkStatus.state.name),
+            state: linkStatus.state.published,
             ready: linkStatus.state.isReady,
             strikes: linkStatus.state.strikes,
             lastProbeOkAgoSeconds: linkStatus.sinceLastProbeSuccess.map(\.inSeconds),

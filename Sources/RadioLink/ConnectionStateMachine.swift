@@ -1,3 +1,4 @@
+import MeshBusModel
 import MeshtasticProtocol
 
 /// Why a link that was up (or coming up) went down; published as `connection.lost` `reason`.
@@ -60,25 +61,26 @@ public enum LinkState: Equatable, Sendable {
     case disconnectedForRestart(attempt: Int)
     case stopped
 
-    /// The state's name as published in `connection.state`.
-    public var name: String {
+    /// The state as published in `connection.state` and `status` (its name is spelled there, once).
+    public var published: MeshBus.LinkState {
         switch self {
-        case .idle: "idle"
-        case .connecting: "connecting"
-        case .configuring: "configuring"
-        case .ready: "ready"
-        case .degraded: "degraded"
-        case .cooldown: "cooldown"
-        case .backoff: "backoff"
-        case .disconnectedForRestart: "disconnectedForRestart"
-        case .stopped: "stopped"
+        case .idle: .idle
+        case .connecting: .connecting
+        case .configuring: .configuring
+        case .ready: .ready
+        case .degraded: .degraded
+        case .cooldown: .cooldown
+        case .backoff: .backoff
+        case .disconnectedForRestart: .disconnectedForRestart
+        case .stopped: .stopped
         }
     }
 
+    /// The state's name as published.
+    public var name: String { published.rawValue }
+
     /// Every state's name, in the order of design.md §5.
-    public static let names = [
-        "idle", "connecting", "configuring", "ready", "degraded", "cooldown", "backoff", "disconnectedForRestart", "stopped",
-    ]
+    public static var names: [String] { MeshBus.LinkState.allKnown.map(\.rawValue) }
 
     /// The latest connection attempt, 0 before the first.
     public var attempt: Int {

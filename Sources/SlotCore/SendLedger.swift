@@ -48,9 +48,15 @@ struct SendLedger<Instant: InstantProtocol>: Sendable where Instant.Duration == 
     /// Whether `packetID` is in use by a send still in flight (ids must stay unique).
     func contains(_ packetID: UInt32) -> Bool { entries[packetID] != nil }
 
-    /// The soonest deadline of an accepted send, nil if none waits.
+    /// The soonest deadline of an accepted send, nil if none waits. Asked after every input,
+    /// so it is a plain loop: key paths into a generic type are built at run time per use.
     var nextDeadline: Instant? {
-        entries.values.lazy.filter(\.awaitsDeadline).map(\.deadline).min()
+        var soonest: Instant?
+        for entry in entries.values where entry.awaitsDeadline {
+            if let current = soonest, current <= entry.deadline { continue }
+            soonest = entry.deadline
+        }
+        return soonest
     }
 
     /// Takes the id for a send about to be offered to the outbox.

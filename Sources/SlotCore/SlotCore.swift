@@ -150,7 +150,11 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
 
     // MARK: Inputs
 
-    /// Takes one input; appends what must happen to `actions`, in order.
+    /// Takes one input; appends what must happen to `actions`, in order. Pre-specialized for
+    /// the wall clock the broker runs on: called across modules, the generic form looked up
+    /// the metadata of every generic type inside (the ledger, the window, their entries) per
+    /// event.
+    @_specialize(exported: true, where Instant == ContinuousClock.Instant)
     public mutating func handle(_ input: Input, at now: Moment, into actions: inout [Action]) {
         switch input {
         case .link(let event):
@@ -182,6 +186,7 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
     /// Takes an id for a send about to be offered to the outbox: a fresh one, or the packet's
     /// own when `keepingID` and no send in flight holds it. Answer with ``Input/accepted(packetID:)``
     /// or ``Input/refused(packetID:)``.
+    @_specialize(exported: true, where Instant == ContinuousClock.Instant)
     public mutating func reserve(
         _ packet: Meshtastic_MeshPacket, requestID: String?, ttl: Duration, keepingID: Bool, at now: Instant
     ) -> Meshtastic_MeshPacket {
@@ -197,8 +202,8 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
         switch event {
         case .stateChanged(let current, let previous):
             let change = MeshBus.LinkStateChange(
-                state: MeshBus.LinkState(rawValue: current.name), previous: MeshBus.LinkState(rawValue: previous.name),
-                strikes: current.strikes, attempt: current.attempt, retryInSeconds: current.retryIn.map(\.inSeconds)
+                state: current.published, previous: previous.published,
+                strikes: current.strikes, attempt: current.attempt, retryInSeconds: current.retryIn.map { $0.inSeconds }
             )
             publish(MeshBus.Topic.state, change, at: now, into: &actions)
         case .established(let info):
