@@ -165,7 +165,7 @@ let package = Package(
         ),
         .target(
             name: "MeshBusTestSupport",
-            dependencies: ["MeshtasticProtocol", "RadioLink", "RadioSimulator", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Broker", "MeshtasticProtocol", "RadioLink", "RadioSimulator", .product(name: "Logging", package: "swift-log")],
             path: "Tests/MeshBusTestSupport"
         ),
         .testTarget(name: "MeshBusModelTests", dependencies: ["MeshBusModel"]),
@@ -175,7 +175,9 @@ let package = Package(
         ),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "MQTTBridgeTests", dependencies: ["MQTTBridge", "MeshBusClient", "MeshBusModel"]),
-        .testTarget(name: "MeshBusClientTests", dependencies: ["MeshBusClient", "MeshBusModel", "Broker", "RadioLink", "RadioSimulator"]),
+        .testTarget(
+            name: "MeshBusClientTests", dependencies: ["MeshBusClient", "MeshBusModel", "MeshBusTestSupport", "Broker", "RadioLink", "RadioSimulator"]
+        ),
         .testTarget(
             name: "MeshtasticProtocolTests",
             dependencies: [
@@ -203,6 +205,7 @@ let package = Package(
             name: "BrokerTests",
             dependencies: [
                 "Broker",
+                "MeshBusTestSupport",
                 "ZeroMQ",
                 "MeshtasticProtocol",
                 "RadioLink",

@@ -1,5 +1,6 @@
 import Foundation
 import MeshBusModel
+import MeshBusTestSupport
 import MeshtasticProtocol
 import NIOCore
 import NIOPosix
@@ -127,34 +128,13 @@ struct RawSocket: ~Copyable {
         textSpacing: Duration? = nil,
         _ body: (RadioSimulator, Broker, Int) async throws -> Void
     ) async throws {
-        let simulator = try await RadioSimulator.start(
-            SimulatorConfiguration(nodeCount: 4, trafficPerMinute: 0, ackDelay: .milliseconds(20), textRateLimit: .zero)
-        )
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meshbus-vr-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        var timing = LinkTiming()
-        timing.sendSpacing = textSpacing.map { [.textMessageApp: $0] } ?? [:]
-        let slot = SlotConfiguration(
-            name: "radio", source: .tcp(host: "127.0.0.1", port: simulator.port), timing: timing,
-            virtualRadio: VirtualRadioConfiguration(port: 0, allowAdmin: allowAdmin, clientBuffer: clientBuffer, sendTimeout: sendTimeout)
-        )
-        let broker = try await Broker(
-            configuration: BrokerConfiguration(events: ["ipc://\(directory.path)/events"], commands: ["ipc://\(directory.path)/commands"], slots: [slot])
-        )
-        let address = try #require(broker.virtualRadioAddresses.first?.address)
-        let port = try #require(Int(address.split(separator: ":").last ?? ""))
-        // The broker stops before the simulator: a simulator cancelled while the broker is
-        // reconnecting could drop an accepted connection unserved, which NIO traps on
-        // (swift-nio #3481).
-        try await withThrowingTaskGroup(of: Void.self) { radio in
-            radio.addTask { await simulator.run() }
-            defer { radio.cancelAll() }
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await broker.run() }
-                defer { group.cancelAll() }
-                try await body(simulator, broker, port)
-            }
+        try await BrokerHarness.run { slot in
+            slot.timing.sendSpacing = textSpacing.map { [.textMessageApp: $0] } ?? [:]
+            slot.virtualRadio = VirtualRadioConfiguration(port: 0, allowAdmin: allowAdmin, clientBuffer: clientBuffer, sendTimeout: sendTimeout)
+        } _: { simulator, broker in
+            let address = try #require(broker.virtualRadioAddresses.first?.address)
+            let port = try #require(Int(address.split(separator: ":").last ?? ""))
+            try await body(simulator, broker, port)
         }
     }
 

@@ -2,6 +2,7 @@ import Broker
 import Foundation
 import MeshBusClient
 import MeshBusModel
+import MeshBusTestSupport
 import RadioLink
 import RadioSimulator
 import Synchronization
@@ -28,37 +29,10 @@ private final class DropEvery: Sendable {
 @Suite(.serialized, .timeLimit(.minutes(1))) struct MeshBusClientTests {
     /// A real broker with one slot `radio` on a simulated radio over TCP, and a client of it.
     func withBroker(_ body: (RadioSimulator, MeshBusClient) async throws -> Void) async throws {
-        let simulator = try await RadioSimulator.start(
-            SimulatorConfiguration(nodeCount: 4, trafficPerMinute: 0, ackDelay: .milliseconds(20), textRateLimit: .zero)
-        )
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meshbus-client-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        var timing = LinkTiming()
-        timing.sendSpacing = [:]
-        let slot = SlotConfiguration(name: "radio", source: .tcp(host: "127.0.0.1", port: simulator.port), timing: timing)
-        let broker = try await Broker(
-            configuration: BrokerConfiguration(events: ["ipc://\(directory.path)/events"], commands: ["ipc://\(directory.path)/commands"], slots: [slot])
-        )
-        let client = try MeshBusClient(events: broker.eventEndpoints[0], commands: broker.commandEndpoints[0])
-        try await run(simulator, broker) {
+        try await BrokerHarness.run { simulator, broker in
+            let client = try MeshBusClient(events: broker.eventEndpoints[0], commands: broker.commandEndpoints[0])
             try await body(simulator, client)
             await client.close()
-        }
-    }
-
-    /// Runs `body` while the simulator and the broker run, then stops the broker before the
-    /// simulator: a simulator cancelled while the broker is reconnecting could drop an
-    /// accepted connection unserved, which NIO traps on (swift-nio #3481).
-    func run(_ simulator: RadioSimulator, _ broker: Broker, _ body: () async throws -> Void) async throws {
-        try await withThrowingTaskGroup(of: Void.self) { radio in
-            radio.addTask { await simulator.run() }
-            defer { radio.cancelAll() }
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await broker.run() }
-                defer { group.cancelAll() }
-                try await body()
-            }
         }
     }
 
@@ -169,7 +143,7 @@ private final class DropEvery: Sendable {
         // not be the first thing it gets.
         let slot = SlotConfiguration(name: "radio", source: .tcp(host: "127.0.0.1", port: simulator.port))
         let broker = try await Broker(configuration: BrokerConfiguration(events: [events], commands: [commands], slots: [slot]))
-        try await run(simulator, broker) {
+        try await BrokerHarness.run(simulator, broker) {
             var ready = false
             while !ready {
                 do { ready = try await client.status()["radio"]?.ready == true } catch MeshBusClientError.timeout {}
