@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 import PackageDescription
 
 let package = Package(
@@ -21,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        // Traits off: no swift-configuration, no full Foundation; the core server is all we use.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         .systemLibrary(
@@ -88,7 +91,20 @@ let package = Package(
             ]
         ),
         .target(
-            name: "Configuration",
+            name: "HTTPGateway",
+            dependencies: [
+                "Broker",
+                "MeshBusModel",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "MeshBusConfiguration",
             dependencies: [
                 "Broker",
                 "VirtualRadio",
@@ -132,13 +148,14 @@ let package = Package(
         .executableTarget(
             name: "meshbus",
             dependencies: [
+                "HTTPGateway",
                 "MeshBusModel",
                 "SlotCore",
                 "MQTT",
                 "MQTTBridge",
                 "MeshBusClient",
                 "Broker",
-                "Configuration",
+                "MeshBusConfiguration",
                 "Observability",
                 "RadioSimulator",
                 "VirtualRadio",
@@ -215,7 +232,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "ConfigurationTests", dependencies: ["Configuration", "Broker", "RadioLink", "VirtualRadio"]),
+        .testTarget(name: "MeshBusConfigurationTests", dependencies: ["MeshBusConfiguration", "Broker", "RadioLink", "VirtualRadio"]),
         .testTarget(
             name: "MQTTTests",
             dependencies: [

@@ -309,11 +309,21 @@ public final class Broker: Service, Sendable {
     // MARK: Commands
 
     func answer(_ request: CommandRequest) {
-        let envelope = CommandEnvelope(parsing: request.body)
+        commands.reply(to: request, with: respond(to: CommandEnvelope(parsing: request.body), role: request.role).reply)
+    }
+
+    /// Answers one command request body as the command socket does (design.md §4), for the
+    /// other ways in (HTTP): the reply object, and the error code when it is a refusal.
+    /// `role` is the client's under CURVE or tokens; nil trusts it fully.
+    public func respond(toRequest body: [UInt8], role: ClientRole?) -> (reply: JSONValue, errorCode: String?) {
+        respond(to: CommandEnvelope(parsing: body), role: role)
+    }
+
+    private func respond(to envelope: CommandEnvelope, role: ClientRole?) -> (reply: JSONValue, errorCode: String?) {
         var reply = JSONObject()
         if let id = envelope.id { reply["id"] = id }
         let outcome = envelope.command.flatMap { command -> Result<JSONObject, CommandError> in
-            if command.reachesRadio, request.role == .read { return .failure(.unauthorized) }
+            if command.reachesRadio, role == .read { return .failure(.unauthorized) }
             return execute(command, requestID: envelope.id)
         }
         switch outcome {
@@ -321,13 +331,14 @@ public final class Broker: Service, Sendable {
             commandsAnswered.increment()
             reply["ok"] = .bool(true)
             reply["result"] = .object(result)
+            return (.object(reply), nil)
         case .failure(let error):
             CoreMetrics.Counter(label: "meshbus_commands_total", dimensions: [("outcome", error.code)]).increment()
             reply["ok"] = .bool(false)
             reply["error"] = .object(["code": .string(error.code), "message": .string(error.message)])
             logger.debug("command refused", metadata: ["code": "\(error.code)", "message": "\(error.message)"])
+            return (.object(reply), error.code)
         }
-        commands.reply(to: request, with: .object(reply))
     }
 
     func execute(_ command: Command, requestID: JSONValue?) -> Result<JSONObject, CommandError> {

@@ -1,11 +1,11 @@
 import ArgumentParser
 import Broker
-import Configuration
 import Foundation
 import Logging
 import MQTT
 import MQTTBridge
 import MeshBusClient
+import MeshBusConfiguration
 import ServiceLifecycle
 
 struct MQTTBridgeCommand: AsyncParsableCommand {

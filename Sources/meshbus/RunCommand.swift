@@ -1,8 +1,9 @@
 import ArgumentParser
 import Broker
-import Configuration
 import Foundation
+import HTTPGateway
 import Logging
+import MeshBusConfiguration
 import MeshBusModel
 import MeshtasticProtocol
 import Metrics
@@ -20,7 +21,7 @@ struct RunCommand: AsyncParsableCommand {
         abstract: "Run the broker. Without a config file or radios given, one simulated slot 'sim' shows traffic at once.",
         discussion: """
             Endpoints come from the config file, then MESHBUS_EVENTS / MESHBUS_COMMANDS (comma-separated) \
-            and MESHBUS_METRICS in the environment, then the flags, each overriding the one before. \
+            MESHBUS_METRICS and MESHBUS_HTTP in the environment, then the flags, each overriding the one before. \
             With --config the file is watched: a change (or SIGHUP) is applied without a restart.
             """
     )
@@ -36,6 +37,9 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(help: "Serve Prometheus metrics over HTTP at HOST:PORT (/metrics; port 0 picks one).")
     var metrics: String?
+
+    @Option(help: "Serve HTTP clients at HOST:PORT: POST /api/commands and GET /metrics (port 0 picks one).")
+    var http: String?
 
     @Option(name: .customLong("tcp"), help: "A radio's TCP API as NAME=HOST:PORT (repeatable; not with --config).")
     var tcpSlots: [String] = []
@@ -118,6 +122,14 @@ struct RunCommand: AsyncParsableCommand {
             services.append(endpoint)
         } else {
             metricsEndpoint = nil
+        }
+        if let address = daemon.http {
+            services.append(
+                HTTPGateway(
+                    host: address.host, port: address.port, broker: broker, registry: registry, beforeScrape: { broker.refreshGauges() },
+                    logger: logger
+                ) { port in say("http: http://\(HostPort(host: address.host, port: port))/") }
+            )
         }
         if let config, let hangups {
             let overrides = self
@@ -204,16 +216,20 @@ struct RunCommand: AsyncParsableCommand {
         if let endpoints = list("MESHBUS_COMMANDS") { daemon.broker.commands = endpoints }
         if !events.isEmpty { daemon.broker.events = events }
         if !commands.isEmpty { daemon.broker.commands = commands }
-        if let text = metrics ?? environment["MESHBUS_METRICS"] {
-            guard let address = HostPort(parsing: text) else { throw ValidationError("metrics address: expected HOST:PORT, got '\(text)'") }
-            guard address.isLoopback || daemon.broker.security.insecure else {
-                throw ValidationError("metrics address \(text) is reachable from other machines; use loopback or security.insecure: true")
-            }
-            daemon.metrics = address
-        }
+        if let text = metrics ?? environment["MESHBUS_METRICS"] { daemon.metrics = try Self.listener(text, "metrics", daemon) }
+        if let text = http ?? environment["MESHBUS_HTTP"] { daemon.http = try Self.listener(text, "http", daemon) }
         if let outboxCapacity { daemon.broker.outboxCapacity = outboxCapacity }
         if let replayCapacity { daemon.broker.replayCapacity = replayCapacity }
         if let logFormat { daemon.log.format = logFormat }
+    }
+
+    /// A listening address given by flag or environment, refused beyond loopback without `security.insecure`.
+    static func listener(_ text: String, _ what: String, _ daemon: DaemonConfiguration) throws -> HostPort {
+        guard let address = HostPort(parsing: text) else { throw ValidationError("\(what) address: expected HOST:PORT, got '\(text)'") }
+        guard address.isLoopback || daemon.broker.security.insecure else {
+            throw ValidationError("\(what) address \(text) is reachable from other machines; use loopback or security.insecure: true")
+        }
+        return address
     }
 
     /// Splits `NAME=VALUE` of a slot flag, checking the name.

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Broker
-import Configuration
+import MeshBusConfiguration
 import Observability
 import ServiceLifecycle
 import ZeroMQ
@@ -26,6 +26,7 @@ struct CheckCommand: ParsableCommand {
             say("events: \(daemon.broker.events.joined(separator: ", "))")
             say("commands: \(daemon.broker.commands.joined(separator: ", "))")
             if let metrics = daemon.metrics { say("metrics: http://\(metrics)/metrics") }
+            if let http = daemon.http { say("http: http://\(http)/ (POST /api/commands, GET /metrics)") }
             let security = daemon.broker.security
             say("security: " + (security.curve.map { "CURVE, \($0.clients.count) client keys" } ?? (security.insecure ? "insecure" : "loopback only")))
         } catch {

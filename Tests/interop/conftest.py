@@ -54,10 +54,13 @@ def start_broker():
     """Starts brokers on the given (or OS-picked) endpoints; stops each with SIGTERM and checks exit 0."""
     procs = []
 
-    def start(*radio_args, metrics=False, virtual_radio=False, env=None, stderr=subprocess.DEVNULL):
+    def start(*radio_args, metrics=False, http=False, virtual_radio=False, env=None, stderr=subprocess.DEVNULL):
         pattern = {"events": r"events: (\S+)", "commands": r"commands: (\S+)"}
         if metrics:
             pattern["metrics"] = r"metrics: (\S+)"
+        if http:
+            pattern["http"] = r"http: (\S+)/"
+            radio_args = ("--http", "127.0.0.1:0", *radio_args)
         if virtual_radio:
             pattern["virtual_radio"] = r"virtual radio \S+: \S+:(\d+)"
         proc, found = _start(

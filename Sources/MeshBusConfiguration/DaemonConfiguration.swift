@@ -7,11 +7,14 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var broker: BrokerConfiguration
     /// Where the Prometheus page is served (`GET /metrics`); nil turns it off.
     public var metrics: HostPort?
+    /// Where HTTP clients are served (`POST /api/commands`, `GET /metrics`); nil turns it off.
+    public var http: HostPort?
     public var log: LogSettings
 
-    public init(broker: BrokerConfiguration = BrokerConfiguration(), metrics: HostPort? = nil, log: LogSettings = LogSettings()) {
+    public init(broker: BrokerConfiguration = BrokerConfiguration(), metrics: HostPort? = nil, http: HostPort? = nil, log: LogSettings = LogSettings()) {
         self.broker = broker
         self.metrics = metrics
+        self.http = http
         self.log = log
     }
 }

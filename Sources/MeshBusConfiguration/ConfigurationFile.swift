@@ -211,7 +211,7 @@ private struct Reader {
     // MARK: Sections
 
     static let topKeys = [
-        "events", "commands", "slots", "timing", "outboxCapacity", "replayCapacity", "flushTimeout", "metrics", "log", "security",
+        "events", "commands", "slots", "timing", "outboxCapacity", "replayCapacity", "flushTimeout", "metrics", "http", "log", "security",
     ]
 
     mutating func daemon(_ root: Node?) -> DaemonConfiguration {
@@ -234,19 +234,25 @@ private struct Reader {
         } else {
             report(root, "slots", "missing; list the radios, each with a name and one of tcp, serial or simulator")
         }
-        if let node = top["metrics"], let text = string(node, "metrics") {
-            if let address = HostPort(parsing: text) {
-                if !address.isLoopback && !broker.security.insecure {
-                    report(node, "metrics", "\(text) is reachable from other machines; use a loopback address or set security.insecure: true")
-                }
-                daemon.metrics = address
-            } else {
-                report(node, "metrics", "expected host:port, got '\(text)'")
-            }
-        }
+        daemon.metrics = listener(top["metrics"], "metrics", security: broker.security)
+        daemon.http = listener(top["http"], "http", security: broker.security)
         if let node = top["log"] { daemon.log = log(node) }
         daemon.broker = broker
         return daemon
+    }
+
+    /// A `host:port` to listen on (`metrics`, `http`): reachable from other machines only
+    /// with `security.insecure`.
+    mutating func listener(_ node: Node?, _ key: String, security: SecurityConfiguration) -> HostPort? {
+        guard let node, let text = string(node, key) else { return nil }
+        guard let address = HostPort(parsing: text) else {
+            report(node, key, "expected host:port, got '\(text)'")
+            return nil
+        }
+        if !address.isLoopback && !security.insecure {
+            report(node, key, "\(text) is reachable from other machines; use a loopback address or set security.insecure: true")
+        }
+        return address
     }
 
     mutating func endpoints(_ node: Node, _ path: String, security: SecurityConfiguration) -> [String] {

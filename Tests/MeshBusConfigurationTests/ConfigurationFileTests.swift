@@ -4,7 +4,7 @@ import RadioSimulator
 import Testing
 import VirtualRadio
 
-@testable import Configuration
+@testable import MeshBusConfiguration
 
 @Suite struct ConfigurationFileTests {
     static let key = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"
@@ -23,8 +23,8 @@ import VirtualRadio
         ("", ["meshbus.yaml:1: slots: the file is empty; list at least the slots"]),
         ("events: [tcp://127.0.0.1:7710]\n", ["meshbus.yaml:1: slots: missing; list the radios, each with a name and one of tcp, serial or simulator"]),
         ("slots: [\n", ["meshbus.yaml:2: YAML syntax: did not find expected node content"]),
-        ("- a\n- b\n", ["meshbus.yaml:1: expected a mapping of events, commands, slots, timing, outboxCapacity, replayCapacity, flushTimeout, metrics, log, security"]),
-        ("slots: []\nslot: []\n", ["meshbus.yaml:2: slot: unknown key; expected one of events, commands, slots, timing, outboxCapacity, replayCapacity, flushTimeout, metrics, log, security"]),
+        ("- a\n- b\n", ["meshbus.yaml:1: expected a mapping of events, commands, slots, timing, outboxCapacity, replayCapacity, flushTimeout, metrics, http, log, security"]),
+        ("slots: []\nslot: []\n", ["meshbus.yaml:2: slot: unknown key; expected one of events, commands, slots, timing, outboxCapacity, replayCapacity, flushTimeout, metrics, http, log, security"]),
         ("slots: []\nslots: []\n", ["meshbus.yaml:2: slots: given twice in one mapping"]),
         ("slots: {name: a}\n", ["meshbus.yaml:1: slots: expected a list"]),
         (
@@ -87,6 +87,11 @@ import VirtualRadio
             "slots: []\nmetrics: 0.0.0.0:9464\n",
             ["meshbus.yaml:2: metrics: 0.0.0.0:9464 is reachable from other machines; use a loopback address or set security.insecure: true"]
         ),
+        ("slots: []\nhttp: localhost\n", ["meshbus.yaml:2: http: expected host:port, got 'localhost'"]),
+        (
+            "slots: []\nhttp: 0.0.0.0:7712\n",
+            ["meshbus.yaml:2: http: 0.0.0.0:7712 is reachable from other machines; use a loopback address or set security.insecure: true"]
+        ),
         ("slots: []\noutboxCapacity: 0\n", ["meshbus.yaml:2: outboxCapacity: must be from 1 to 100000, got 0"]),
         ("slots: []\nlog: {level: loud}\n", ["meshbus.yaml:2: log.level: expected one of trace, debug, info, notice, warning, error, critical, got 'loud'"]),
         ("slots: []\nlog: {format: xml}\n", ["meshbus.yaml:2: log.format: expected text or json, got 'xml'"]),
@@ -137,6 +142,7 @@ import VirtualRadio
             timing: {healthCheckInterval: 12s, probeTimeout: 8s, maxStrikes: 2, baseBackoff: 500ms, maxBackoff: 2m}
             flushTimeout: 2.5s
             metrics: 127.0.0.1:9464
+            http: 127.0.0.1:7712
             log: {level: debug, format: json}
             """
         let daemon = try ConfigurationFile.parse(yaml, file: "meshbus.yaml")
@@ -153,6 +159,7 @@ import VirtualRadio
         #expect(roof.maxBackoff == .seconds(120), "a slot's own timing goes over the file's")
         #expect(daemon.broker.flushTimeout == .milliseconds(2500))
         #expect(daemon.metrics == HostPort(host: "127.0.0.1", port: 9464))
+        #expect(daemon.http == HostPort(host: "127.0.0.1", port: 7712))
         #expect(daemon.log == LogSettings(level: .debug, format: .json))
     }
 
