@@ -79,6 +79,7 @@ let package = Package(
             name: "Broker",
             dependencies: [
                 "SlotCore",
+                .product(name: "NIOCore", package: "swift-nio"),
                 "MeshBusModel",
                 "ZeroMQ",
                 "MeshtasticProtocol",

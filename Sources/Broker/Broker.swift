@@ -12,6 +12,7 @@ import ZeroMQ
 struct EventSink: Sendable {
     let brokerID: String
     let publisher: EventPublisher
+    let hub: EventHub
 
     /// The start every envelope of `slot` shares (``Envelope/head(broker:slot:)``).
     func envelopeHead(slot: String) -> [UInt8] { Envelope.head(broker: brokerID, slot: slot) }
@@ -33,6 +34,8 @@ public final class Broker: Service, Sendable {
     public let brokerID: String
     /// The endpoints as bound, with picked ports filled in.
     public let eventEndpoints: [String]
+    /// Every slot's events for subscribers in this process (the HTTP streams).
+    public let eventHub = EventHub()
     public let commandEndpoints: [String]
     private let context: ZMQContext
     private let authenticator: ZMQAuthenticator?
@@ -79,7 +82,7 @@ public final class Broker: Service, Sendable {
         commands = try CommandServer(context: context, endpoints: configuration.commands, security: configuration.security)
         eventEndpoints = publisher.endpoints
         commandEndpoints = commands.endpoints
-        sink = EventSink(brokerID: brokerID, publisher: publisher)
+        sink = EventSink(brokerID: brokerID, publisher: publisher, hub: eventHub)
         (slotStream, slotStarts) = AsyncStream<BrokerSlot>.makeStream()
         var slots: [String: BrokerSlot] = [:]
         for slotConfiguration in configuration.slots {
@@ -377,6 +380,23 @@ public final class Broker: Service, Sendable {
                 slot.link.disconnectForRestart(settle: .milliseconds(Int64(settle * 1000)))
                 return ["slot": .string(slot.name), "settleSeconds": .double(settle)]
             }
+        }
+    }
+
+    /// What a slot still holds of its events after `seq`, for a stream that resumes.
+    public enum HeldEvents: Sendable {
+        case events([SlotEvent])
+        /// The ring no longer holds them all; its oldest is `oldest`.
+        case gap(oldest: UInt64)
+        case unknownSlot
+    }
+
+    /// The events of `slot` after `seq` still held (all of them, oldest first).
+    public func heldEvents(slot name: String, after seq: UInt64) -> HeldEvents {
+        guard let slot = registry.withLock({ $0.slots[name] }) else { return .unknownSlot }
+        switch slot.heldEvents(after: seq) {
+        case .success(let events): return .events(events)
+        case .failure(let gap): return .gap(oldest: gap.oldestSeq)
         }
     }
 

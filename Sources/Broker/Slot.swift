@@ -29,6 +29,7 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
     /// The packets waiting for the radio; every link of the slot (a reload makes a new one) drains it.
     private let outbox: Outbox
     private let publisher: EventPublisher
+    private let hub: EventHub
     private let metrics: SlotMetrics
     private let logger: Logger
     /// Existing Meshtastic clients sharing this slot's radio; see ``VirtualRadio``.
@@ -72,6 +73,7 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
         name = configuration.name
         self.clock = clock
         publisher = sink.publisher
+        hub = sink.hub
         self.logger = logger
         metrics = SlotMetrics(slot: configuration.name)
         outbox = Outbox(capacity: outboxCapacity)
@@ -279,6 +281,7 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
         switch action {
         case .publish(let event):
             publisher.publish(event.frames)
+            hub.publish(event)
         case .scheduleExpiry(let deadline):
             timerRequests.yield(deadline)
         case .removeFromOutbox(let packetIDs):
@@ -391,6 +394,11 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
     func snapshot() -> JSONObject {
         let (source, link) = state.withLock { ($0.core.snapshotSource, $0.current.link) }
         return source.render(state: link.state.name)
+    }
+
+    /// Every event after `seq` still held, oldest first, or the gap.
+    func heldEvents(after seq: UInt64) -> Result<[SlotEvent], ReplayGapTooOld> {
+        state.withLock { state in Result { () throws(ReplayGapTooOld) in try state.core.events(after: seq, limit: .max) } }
     }
 
     /// The events after `sinceSeq` still held, each as its frames: `topic`, `envelope`, and

@@ -6,10 +6,11 @@ import MeshBusModel
 import NIOCore
 import Prometheus
 import ServiceLifecycle
+import SlotCore
 
 /// MeshBus for HTTP clients (design.md §8): `curl`, scripts and low-code tools send the
-/// ROUTER's commands as `POST /api/commands` and read the Prometheus page at `/metrics`, on
-/// one listener.
+/// ROUTER's commands as `POST /api/commands`, follow the events as Server-Sent Events at
+/// `/events`, and read the Prometheus page at `/metrics`, on one listener.
 ///
 /// Built on Hummingbird 2: routing, bounded request bodies and streamed responses come with
 /// it, and its WebSocket module serves the browser side on the same listener.
@@ -17,7 +18,7 @@ public struct HTTPGateway: Service {
     /// The largest command body taken; a larger one gets 413.
     public static let maxBodyBytes = CommandEnvelope.maxRequestBytes
 
-    private let application: Application<RouterResponder<BasicRequestContext>>
+    private let application: Application<RouterResponder<GatewayContext>>
 
     /// Serves `broker` at `host:port` once run (port 0 picks one); `onListening` gets the
     /// port bound. With a `registry`, `/metrics` renders it after `beforeScrape`.
@@ -25,7 +26,8 @@ public struct HTTPGateway: Service {
         host: String, port: Int, broker: Broker, registry: PrometheusCollectorRegistry?, beforeScrape: @escaping @Sendable () -> Void,
         logger: Logger, onListening: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
-        let router = Router()
+        let router = Router(context: GatewayContext.self)
+        router.get("/events") { request, context in Self.events(request, context: context, broker: broker) }
         router.post("/api/commands") { request, _ in try await Self.command(request, broker: broker) }
         for method: HTTPRequest.Method in [.get, .put, .delete, .patch] {
             router.on("/api/commands", method: method) { _, _ in
@@ -94,5 +96,17 @@ public struct HTTPGateway: Service {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let allow { headers[.allow] = allow }
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body.jsonBytes)))
+    }
+}
+
+/// A request's context: Hummingbird's, plus the connection, so that a stream whose reader
+/// fell behind can be closed even while a write to it waits.
+struct GatewayContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
     }
 }
