@@ -28,6 +28,8 @@ public final class EventHub: Sendable {
         var bytes = 0
         var overflowed = false
         var waiter: CheckedContinuation<Void, Never>?
+        /// Asked to wake its waiter for something other than an event (see ``Subscription/wake()``).
+        var woken = false
         /// Waiting for this subscriber to overflow (to close its connection at once).
         var overflowWaiter: CheckedContinuation<Void, Never>?
     }
@@ -80,7 +82,8 @@ public final class EventHub: Sendable {
         }
     }
 
-    /// A new subscriber to topics starting with any of `prefixes` (none: everything).
+    /// A new subscriber to topics starting with any of `prefixes` (`""`: everything; none:
+    /// nothing until ``Subscription/setPrefixes(_:)``).
     public func subscribe(prefixes: [String], limits: Limits = Limits()) -> Subscription {
         let id = state.withLock { state in
             defer { state.nextID += 1 }
@@ -91,9 +94,10 @@ public final class EventHub: Sendable {
         return Subscription(hub: self, id: id)
     }
 
-    /// Whether a topic frame starts with one of `prefixes` (none: every topic matches).
+    /// Whether a topic frame starts with one of `prefixes` (as ZeroMQ's: `""` matches every
+    /// topic, no prefix none).
     public static func matches(_ topic: [UInt8], _ prefixes: [[UInt8]]) -> Bool {
-        prefixes.isEmpty || prefixes.contains { topic.starts(with: $0) }
+        prefixes.contains { topic.starts(with: $0) }
     }
 
     /// One subscriber's side: take what waits, wait for more, leave.
@@ -134,7 +138,10 @@ public final class EventHub: Sendable {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                     let ready = hub.state.withLock { state in
                         guard let subscriber = state.subscribers[id], !Task.isCancelled else { return true }
-                        if subscriber.overflowed || !subscriber.queue.isEmpty { return true }
+                        if subscriber.overflowed || !subscriber.queue.isEmpty || subscriber.woken {
+                            state.subscribers[id]?.woken = false
+                            return true
+                        }
                         state.subscribers[id]?.waiter = continuation
                         return false
                     }
@@ -167,6 +174,21 @@ public final class EventHub: Sendable {
                 }
                 waiter?.resume()
             }
+        }
+
+        /// Ends a wait (or the next one) early: its owner has other work for it.
+        public func wake() {
+            let waiter = hub.state.withLock { state in
+                state.subscribers[id]?.woken = true
+                defer { state.subscribers[id]?.waiter = nil }
+                return state.subscribers[id]?.waiter
+            }
+            waiter?.resume()
+        }
+
+        /// The prefixes it receives now.
+        public var prefixes: [String] {
+            hub.state.withLock { state in (state.subscribers[id]?.prefixes ?? []).map { String(decoding: $0, as: UTF8.self) } }
         }
 
         /// Replaces the prefixes it receives (a WebSocket's subscribe and unsubscribe).

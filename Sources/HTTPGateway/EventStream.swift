@@ -46,7 +46,8 @@ extension HTTPGateway {
     /// covers gets an `event: gap` first. A reader that falls behind the hub's limits gets a
     /// final `gap` with `slow_consumer` and is closed.
     static func events(_ request: Request, context: GatewayContext, broker: Broker) -> Response {
-        let prefixes = request.uri.queryParameters.getAll("prefix").map { String($0) }
+        let asked = request.uri.queryParameters.getAll("prefix").map { String($0) }
+        let prefixes = asked.isEmpty ? [""] : asked
         let resumeFrom = request.headers[lastEventID] ?? request.uri.queryParameters.get("lastEventId").map { String($0) }
         let start = resumeFrom.map(StreamCursor.init(parsing:))
         let subscription = broker.eventHub.subscribe(prefixes: prefixes)
@@ -107,7 +108,7 @@ extension HTTPGateway {
             }
         }
         var batch: [ByteBuffer] = []
-        while true {
+        while !Task.isCancelled {
             // What waits goes out in one write: a reader keeps up with bursts far above one
             // write per event.
             while batch.count < batchLimit, let item = subscription.take() {

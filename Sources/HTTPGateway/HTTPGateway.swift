@@ -1,6 +1,7 @@
 import Broker
 import HTTPTypes
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import MeshBusModel
 import NIOCore
@@ -28,6 +29,10 @@ public struct HTTPGateway: Service {
     ) {
         let router = Router(context: GatewayContext.self)
         router.get("/events") { request, context in Self.events(request, context: context, broker: broker) }
+        // Reached only when the upgrade was refused (not a WebSocket request, or a foreign page).
+        router.get("/ws") { _, _ in
+            Self.reply(status: .forbidden, code: "bad_request", message: "/ws takes a WebSocket upgrade from a page of this host")
+        }
         router.post("/api/commands") { request, _ in try await Self.command(request, broker: broker) }
         for method: HTTPRequest.Method in [.get, .put, .delete, .patch] {
             router.on("/api/commands", method: method) { _, _ in
@@ -47,6 +52,10 @@ public struct HTTPGateway: Service {
         }
         application = Application(
             router: router,
+            server: .http1WebSocketUpgrade { request, _, _ in
+                guard EventSocket.allows(request) else { return .dontUpgrade }
+                return .upgrade([:]) { inbound, outbound, _ in try await EventSocket.serve(inbound: inbound, outbound: outbound, broker: broker) }
+            },
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "meshbus"),
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) },
             logger: logger

@@ -19,7 +19,7 @@ import Testing
     @Test func subscribersGetTheirPrefixesInOrder() {
         let hub = EventHub()
         let texts = hub.subscribe(prefixes: ["meshtastic.receive/sim/TEXT"])
-        let everything = hub.subscribe(prefixes: [])
+        let everything = hub.subscribe(prefixes: [""])
         let links = hub.subscribe(prefixes: ["meshtastic.connection", "meshtastic.node"])
         for seq: UInt64 in 1...3 { hub.publish(event(seq)) }
         hub.publish(event(4, "meshtastic.connection.state/sim"))
@@ -34,9 +34,9 @@ import Testing
     /// Should cut off a subscriber past its event or byte limit, and nobody else.
     @Test func aSubscriberPastItsLimitsOverflowsAlone() {
         let hub = EventHub()
-        let slow = hub.subscribe(prefixes: [], limits: .init(events: 3, bytes: 1 << 20))
-        let small = hub.subscribe(prefixes: [], limits: .init(events: 100, bytes: 200))
-        let fine = hub.subscribe(prefixes: [])
+        let slow = hub.subscribe(prefixes: [""], limits: .init(events: 3, bytes: 1 << 20))
+        let small = hub.subscribe(prefixes: [""], limits: .init(events: 100, bytes: 200))
+        let fine = hub.subscribe(prefixes: [""])
         for seq: UInt64 in 1...4 { hub.publish(event(seq, size: 60)) }
         guard case .overflowed? = slow.take() else {
             Issue.record("four events over a limit of three overflow")
@@ -52,7 +52,7 @@ import Testing
     /// Should wake a waiting subscriber, and one waiting for the overflow.
     @Test func waitersWakeOnAnEventAndOnOverflow() async throws {
         let hub = EventHub()
-        let subscription = hub.subscribe(prefixes: [], limits: .init(events: 1, bytes: 1 << 20))
+        let subscription = hub.subscribe(prefixes: [""], limits: .init(events: 1, bytes: 1 << 20))
         let woken = Recorder<String>()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -72,7 +72,7 @@ import Testing
     /// Should forget a subscriber that leaves, and wake its waiter.
     @Test func cancellingLeavesAndWakes() async {
         let hub = EventHub()
-        let subscription = hub.subscribe(prefixes: [])
+        let subscription = hub.subscribe(prefixes: [""])
         async let waiting: Void = subscription.waitForItem()
         subscription.cancel()
         await waiting

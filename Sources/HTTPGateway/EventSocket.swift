@@ -1,0 +1,174 @@
+import Broker
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import MeshBusModel
+import NIOCore
+import SlotCore
+import Synchronization
+
+/// `GET /ws`: the events over a WebSocket, for pages that also talk back (design.md §8).
+///
+/// The client sends `{"subscribe": [prefixes], "after": "sim:1042"}` (`after` optional: resume
+/// as with SSE's `Last-Event-ID`) and `{"unsubscribe": [prefixes]}`; each is answered with
+/// `{"subscribed": [current prefixes]}`. The server sends `{"topic", "envelope", "raw"?}` per
+/// event (`raw`: base64 of the MeshPacket), `{"gap": {...}}` where the ring no longer reaches
+/// or (last) when the reader fell behind, and `{"error": {...}}` for a message it cannot take.
+/// All writes go through one task, so replayed events always come before live ones.
+enum EventSocket {
+    /// The largest client message taken.
+    static let maxMessageBytes = 16 * 1024
+
+    /// What the client asked for that the writing task carries out.
+    private enum Control: Sendable {
+        case subscribe([String], after: StreamCursor?)
+        case unsubscribe([String])
+        case refuse(String)
+    }
+
+    /// The client's requests, from the reading task to the writing one.
+    private final class ControlQueue: Sendable {
+        private let pending = Mutex<[Control]>([])
+
+        func post(_ control: Control) { pending.withLock { $0.append(control) } }
+
+        func takeAll() -> [Control] {
+            pending.withLock { pending in
+                defer { pending.removeAll() }
+                return pending
+            }
+        }
+    }
+
+    /// Whether an upgrade from `request` may go ahead: a browser's `Origin` must be this host
+    /// (a foreign page must not read or steer MeshBus), and the path must be `/ws`.
+    static func allows(_ request: HTTPRequest) -> Bool {
+        guard request.path?.split(separator: "?").first == "/ws" else { return false }
+        guard let origin = request.headerFields[.origin] else { return true }
+        guard let host = request.authority else { return false }
+        return URL(string: origin)?.hostWithPort == host
+    }
+
+    static func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, broker: Broker) async throws {
+        let subscription = broker.eventHub.subscribe(prefixes: [])
+        defer { subscription.cancel() }
+        let controls = ControlQueue()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for try await message in inbound.messages(maxSize: maxMessageBytes) {
+                    controls.post(parse(message))
+                    subscription.wake()
+                }
+            }
+            group.addTask {
+                try await pump(subscription: subscription, controls: controls, outbound: outbound, broker: broker)
+            }
+            // The first to end (the client leaves, or falls behind) ends the session.
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private static func parse(_ message: WebSocketMessage) -> Control {
+        guard case .text(let text) = message, let request = try? JSONValue(parsing: text), request.objectValue != nil else {
+            return .refuse("a message is a JSON object with subscribe or unsubscribe")
+        }
+        func prefixes(_ key: String) -> [String]? {
+            guard case .array(let values)? = request[key] else { return nil }
+            let strings = values.compactMap(\.stringValue)
+            return strings.count == values.count ? strings : nil
+        }
+        if let list = prefixes("subscribe") {
+            return .subscribe(list, after: request["after"]?.stringValue.map(StreamCursor.init(parsing:)))
+        }
+        if let list = prefixes("unsubscribe") { return .unsubscribe(list) }
+        return .refuse("expected {\"subscribe\": [prefixes]} or {\"unsubscribe\": [prefixes]} (prefixes are strings)")
+    }
+
+    /// The one task that writes: carries out what the client asked, then sends what waits.
+    private static func pump(
+        subscription: EventHub.Subscription, controls: ControlQueue, outbound: WebSocketOutboundWriter, broker: Broker
+    ) async throws {
+        var cursor = StreamCursor()
+        while !Task.isCancelled {
+            for control in controls.takeAll() {
+                switch control {
+                case .subscribe(let added, let after):
+                    // Live events for the new prefixes queue up from here; the replay below
+                    // covers what came before, and the cursor skips the overlap.
+                    let current = subscription.prefixes
+                    subscription.setPrefixes(current + added.filter { !current.contains($0) })
+                    if let after {
+                        for (slot, seq) in after.seqs.sorted(by: { $0.key < $1.key }) where cursor.isNew(slot: slot, seq: seq) {
+                            cursor.delivered(slot: slot, seq: seq)
+                            try await replay(slot: slot, after: seq, prefixes: added, cursor: &cursor, outbound: outbound, broker: broker)
+                        }
+                    }
+                    try await send(["subscribed": .array(subscription.prefixes.map(JSONValue.string))], outbound)
+                case .unsubscribe(let removed):
+                    subscription.setPrefixes(subscription.prefixes.filter { !removed.contains($0) })
+                    try await send(["subscribed": .array(subscription.prefixes.map(JSONValue.string))], outbound)
+                case .refuse(let message):
+                    try await send(["error": .object(["code": .string("bad_request"), "message": .string(message)])], outbound)
+                }
+            }
+            while let item = subscription.take() {
+                guard case .event(let event) = item else {
+                    try await send(["gap": .object(["reason": .string("slow_consumer")])], outbound)
+                    return
+                }
+                let slot = HTTPGateway.slotName(event.topic)
+                guard cursor.isNew(slot: slot, seq: event.seq) else { continue }
+                cursor.delivered(slot: slot, seq: event.seq)
+                try await outbound.write(.text(message(event)))
+            }
+            await subscription.waitForItem()
+        }
+    }
+
+    private static func replay(
+        slot: String, after seq: UInt64, prefixes: [String], cursor: inout StreamCursor, outbound: WebSocketOutboundWriter, broker: Broker
+    ) async throws {
+        switch broker.heldEvents(slot: slot, after: seq) {
+        case .events(let events):
+            let prefixBytes = prefixes.map { Array($0.utf8) }
+            for event in events where EventHub.matches(event.topic, prefixBytes) {
+                cursor.delivered(slot: slot, seq: event.seq)
+                try await outbound.write(.text(message(event)))
+            }
+        case .gap:
+            try await send(["gap": .object(["slot": .string(slot), "afterSeq": .int(seq), "reason": .string("gap_too_old")])], outbound)
+        case .unknownSlot:
+            break
+        }
+    }
+
+    /// One event: `{"topic": frame, "envelope": {…}, "raw": base64}`, the envelope's bytes as published.
+    static func message(_ event: SlotEvent) -> String {
+        var out = Array("{\"topic\":".utf8)
+        JSONValue.writeString(String(decoding: event.topic, as: UTF8.self), to: &out)
+        out.append(contentsOf: ",\"envelope\":".utf8)
+        out.append(contentsOf: event.envelope)
+        if let raw = event.raw {
+            out.append(contentsOf: ",\"raw\":\"".utf8)
+            out.append(contentsOf: Data(raw).base64EncodedString().utf8)
+            out.append(UInt8(ascii: "\""))
+        }
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func send(_ object: JSONObject, _ outbound: WebSocketOutboundWriter) async throws {
+        try await outbound.write(.text(JSONValue.object(object).jsonString))
+    }
+}
+
+extension URL {
+    /// `host:port` as a `Host` header says it (the port only when the URL names one).
+    fileprivate var hostWithPort: String? {
+        guard let host else { return nil }
+        return port.map { "\(host):\($0)" } ?? host
+    }
+}
