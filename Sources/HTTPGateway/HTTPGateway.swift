@@ -11,7 +11,8 @@ import SlotCore
 
 /// MeshBus for HTTP clients (design.md §8): `curl`, scripts and low-code tools send the
 /// ROUTER's commands as `POST /api/commands`, follow the events as Server-Sent Events at
-/// `/events`, and read the Prometheus page at `/metrics`, on one listener.
+/// `/events` or over a WebSocket at `/ws`, and read the Prometheus page at `/metrics`, on
+/// one listener.
 ///
 /// Built on Hummingbird 2: routing, bounded request bodies and streamed responses come with
 /// it, and its WebSocket module serves the browser side on the same listener.
