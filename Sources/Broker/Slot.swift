@@ -351,6 +351,7 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
             ready: linkStatus.state.isReady,
             strikes: linkStatus.state.strikes,
             lastProbeOkAgoSeconds: linkStatus.sinceLastProbeSuccess.map(\.inSeconds),
+            lastProbeRoundTripMs: linkStatus.lastProbeRoundTrip.map { $0.inSeconds * 1000 },
             attempt: linkStatus.state.attempt,
             retryInSeconds: linkStatus.state.retryIn.map(\.inSeconds),
             reconnects: figures.counters.reconnects,
@@ -365,7 +366,8 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
             duplicates: figures.counters.duplicates,
             undecodableFrames: figures.counters.undecodableFrames,
             virtualClients: virtualRadio.clientCount,
-            virtualRadio: listener.map(virtualRadioStatus)
+            virtualRadio: listener.map(virtualRadioStatus),
+            history: figures.history
         )
     }
 

@@ -88,6 +88,23 @@ extension MeshBus {
         }
     }
 
+    /// One entry of `status`'s `history`: a link state and when the slot entered it, so a
+    /// page can draw the last hour without replaying events.
+    public struct LinkStateSpan: Codable, Sendable, Equatable, JSONValueConvertible {
+        public var state: LinkState
+        /// ISO 8601 UTC, as an envelope's `time`.
+        public var since: String
+
+        public init(state: LinkState, since: String) {
+            self.state = state
+            self.since = since
+        }
+
+        public var jsonValue: JSONValue {
+            .object(["state": .string(state.rawValue), "since": .string(since)])
+        }
+    }
+
     /// `meshtastic.connection.established`: the slot finished its handshake and is ready.
     public struct LinkEstablished: Codable, Sendable, Equatable, JSONValueConvertible {
         public var myNodeNum: UInt32

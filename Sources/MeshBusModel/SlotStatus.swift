@@ -6,6 +6,8 @@ extension MeshBus {
         public var strikes: Int
         /// Seconds since the last answered probe, while the link is up.
         public var lastProbeOkAgoSeconds: Double?
+        /// The round trip of the last answered probe, in milliseconds.
+        public var lastProbeRoundTripMs: Double?
         public var attempt: Int
         public var retryInSeconds: Double?
         public var reconnects: Int
@@ -25,17 +27,20 @@ extension MeshBus {
         public var undecodableFrames: Int
         public var virtualClients: Int
         public var virtualRadio: VirtualRadioStatus?
+        /// The last link states with when each began, oldest first (nil from a broker before it).
+        public var history: [LinkStateSpan]?
 
         public init(
-            state: LinkState, ready: Bool, strikes: Int, lastProbeOkAgoSeconds: Double?, attempt: Int, retryInSeconds: Double?,
+            state: LinkState, ready: Bool, strikes: Int, lastProbeOkAgoSeconds: Double?, lastProbeRoundTripMs: Double?, attempt: Int, retryInSeconds: Double?,
             reconnects: Int, transport: String, myNodeNum: UInt32?, queueDepth: Int, pendingSends: Int,
             sends: [String: Int], lastSeq: UInt64, replayHeld: Int, nodeCount: Int, duplicates: Int, undecodableFrames: Int,
-            virtualClients: Int, virtualRadio: VirtualRadioStatus?
+            virtualClients: Int, virtualRadio: VirtualRadioStatus?, history: [LinkStateSpan]?
         ) {
             self.state = state
             self.ready = ready
             self.strikes = strikes
             self.lastProbeOkAgoSeconds = lastProbeOkAgoSeconds
+            self.lastProbeRoundTripMs = lastProbeRoundTripMs
             self.attempt = attempt
             self.retryInSeconds = retryInSeconds
             self.reconnects = reconnects
@@ -51,6 +56,7 @@ extension MeshBus {
             self.undecodableFrames = undecodableFrames
             self.virtualClients = virtualClients
             self.virtualRadio = virtualRadio
+            self.history = history
         }
 
         public var jsonValue: JSONValue {
@@ -59,6 +65,7 @@ extension MeshBus {
                 "ready": .bool(ready),
                 "strikes": .int(strikes),
                 "lastProbeOkAgoSeconds": .optional(lastProbeOkAgoSeconds, JSONValue.double),
+                "lastProbeRoundTripMs": .optional(lastProbeRoundTripMs, JSONValue.double),
                 "attempt": .int(attempt),
                 "retryInSeconds": .optional(retryInSeconds, JSONValue.double),
                 "reconnects": .int(reconnects),
@@ -74,6 +81,7 @@ extension MeshBus {
                 "undecodableFrames": .int(undecodableFrames),
                 "virtualClients": .int(virtualClients),
                 "virtualRadio": .optional(virtualRadio, \.jsonValue),
+                "history": .optional(history) { .array($0.map(\.jsonValue)) },
             ])
         }
     }

@@ -206,6 +206,8 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
     public private(set) var failures = 0
     /// When the last probe (or any frame answering it) succeeded.
     public private(set) var lastProbeSuccess: Instant?
+    /// The round trip of the last answered probe (`status`, the status page).
+    public private(set) var lastProbeRoundTrip: Duration?
     /// Whether a session task exists (from `connect` until it reported its end).
     public private(set) var sessionActive = false
 
@@ -301,7 +303,11 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
             cancel(.probeTimeout)
             state = .ready(attempt: attempt)
             var actions = [schedule(.probe, after: timing.healthCheckInterval)]
-            if let sent = probeSentAt { actions.append(.probeAnswered(roundTrip: sent.duration(to: now))) }
+            if let sent = probeSentAt {
+                let roundTrip = sent.duration(to: now)
+                lastProbeRoundTrip = roundTrip
+                actions.append(.probeAnswered(roundTrip: roundTrip))
+            }
             probeSentAt = nil
             return actions
         default:

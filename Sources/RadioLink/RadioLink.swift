@@ -124,6 +124,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
             LinkStatus(
                 state: machine.state,
                 sinceLastProbeSuccess: machine.state.isUp ? machine.lastProbeSuccess.map { $0.duration(to: now) } : nil,
+                lastProbeRoundTrip: machine.lastProbeRoundTrip,
                 failures: machine.failures
             )
         }

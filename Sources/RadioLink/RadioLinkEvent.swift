@@ -41,6 +41,8 @@ public struct LinkStatus: Sendable, Equatable {
     public var state: LinkState
     /// Time since the last successful probe (or frame answering one), nil before the first.
     public var sinceLastProbeSuccess: Duration?
+    /// The round trip of the last answered probe, nil before the first.
+    public var lastProbeRoundTrip: Duration?
     /// Consecutive failed attempts behind the current backoff.
     public var failures: Int
 }

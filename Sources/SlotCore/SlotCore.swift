@@ -135,6 +135,10 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
     /// The deadline an expiry timer is set for, nil if none.
     private var scheduledExpiry: Instant?
     private var generator: SeededGenerator
+    /// The last link states with the time each began, oldest first (at most `historyLimit`).
+    private var history: [MeshBus.LinkStateSpan] = []
+    /// How many state changes `status` reports: an hour of a link that changes once a minute.
+    public static var historyLimit: Int { 64 }
 
     public init(settings: Settings) {
         self.settings = settings
@@ -206,6 +210,8 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
                 strikes: current.strikes, attempt: current.attempt, retryInSeconds: current.retryIn.map { $0.inSeconds }
             )
             publish(MeshBus.Topic.state, change, at: now, into: &actions)
+            if history.count == Self.historyLimit { history.removeFirst() }
+            history.append(MeshBus.LinkStateSpan(state: change.state, since: now.time))
         case .established(let info):
             myNodeNum = info.myNodeNum
             if established { counters.reconnects += 1 }
@@ -367,7 +373,7 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
     public var figures: SlotFigures {
         SlotFigures(
             seq: seq, counters: counters, myNodeNum: myNodeNum, pendingSends: ledger.pending, replayHeld: ring.count,
-            replayCapacity: ring.capacity, nodeCount: nodes.count
+            replayCapacity: ring.capacity, nodeCount: nodes.count, history: history
         )
     }
 
@@ -393,6 +399,8 @@ public struct SlotFigures: Sendable {
     public var replayHeld: Int
     public var replayCapacity: Int
     public var nodeCount: Int
+    /// The last link states, oldest first.
+    public var history: [MeshBus.LinkStateSpan]
 }
 
 /// A slot's node DB and radio at one `seq`, rendered on demand outside the slot's lock.

@@ -156,6 +156,7 @@ import Testing
         elapse(.milliseconds(340))
         let actions = machine.handle(.received(.other, attempt: 1, now: now))
         #expect(actions.contains(.probeAnswered(roundTrip: .milliseconds(340))))
+        #expect(machine.lastProbeRoundTrip == .milliseconds(340), "kept for status")
         elapse(.seconds(1))
         #expect(machine.handle(.received(.other, attempt: 1, now: now)).isEmpty, "a frame with no probe in flight reports nothing")
     }

@@ -126,6 +126,20 @@ func routingReply(to packetID: UInt32, error: Meshtastic_Routing.Error = .none) 
         #expect(event["state"] == .string("backoff") && event["previous"] == .string("connecting"))
         #expect(event["retryInSeconds"]?.doubleValue == 1.5)
     }
+
+    /// Should keep the last link states with when each began, for `status`'s history, and
+    /// drop the oldest past the limit.
+    @Test func theLinkHistoryKeepsTheLastStatesInOrder() {
+        var harness = CoreHarness()
+        harness.link(.stateChanged(.connecting(attempt: 1), previous: .idle))
+        harness.link(.stateChanged(.ready(attempt: 1), previous: .configuring(attempt: 1)))
+        #expect(harness.core.figures.history.map(\.state) == [.connecting, .ready])
+        #expect(harness.core.figures.history.first?.since == "2026-11-29T12:00:00.000Z")
+        let limit = SlotCore<MockClock.Instant>.historyLimit
+        for attempt in 1...limit { harness.link(.stateChanged(.backoff(attempt: attempt, retryIn: .seconds(1)), previous: .connecting(attempt: attempt))) }
+        #expect(harness.core.figures.history.count == limit)
+        #expect(!harness.core.figures.history.contains { $0.state == .ready }, "the oldest states were dropped")
+    }
 }
 
 @Suite struct SlotCoreDuplicateTests {
