@@ -104,6 +104,10 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            // The status page, compiled into the binary: no files to install, no build step.
+            resources: [
+                .embedInCode("StatusPage/index.html"), .embedInCode("StatusPage/status.css"), .embedInCode("StatusPage/status.js"),
             ]
         ),
         .target(

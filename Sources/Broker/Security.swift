@@ -10,10 +10,42 @@ public struct SecurityConfiguration: Sendable, Equatable {
     public var insecure: Bool
     /// When set, every endpoint (loopback too) speaks CURVE and admits only the listed keys.
     public var curve: CurveConfiguration?
+    /// When set, every HTTP request (loopback too) needs one of these bearer tokens.
+    public var tokens: AccessTokens?
 
-    public init(insecure: Bool = false, curve: CurveConfiguration? = nil) {
+    public init(insecure: Bool = false, curve: CurveConfiguration? = nil, tokens: AccessTokens? = nil) {
         self.insecure = insecure
         self.curve = curve
+        self.tokens = tokens
+    }
+}
+
+/// The HTTP listener's bearer tokens (design.md §8), each granting a role: what CURVE keys
+/// are to the ZeroMQ endpoints.
+public struct AccessTokens: Sendable, Equatable {
+    public var read: [String]
+    public var send: [String]
+
+    /// Shorter tokens are refused in the configuration: they could be guessed.
+    public static let minimumLength = 16
+
+    public init(read: [String], send: [String]) {
+        self.read = read
+        self.send = send
+    }
+
+    /// The role `presented` grants (`send` wins when listed in both), nil for an unknown token.
+    /// Every configured token is compared in full, so timing does not tell how much matched.
+    public func role(of presented: Substring) -> ClientRole? {
+        func matches(_ token: String) -> Bool {
+            var difference: UInt8 = token.utf8.count == presented.utf8.count ? 0 : 1
+            for (a, b) in zip(token.utf8, presented.utf8) { difference |= a ^ b }
+            return difference == 0
+        }
+        var (isSend, isRead) = (false, false)
+        for token in send where matches(token) { isSend = true }
+        for token in read where matches(token) { isRead = true }
+        return isSend ? .send : isRead ? .read : nil
     }
 }
 

@@ -9,10 +9,10 @@ import Prometheus
 import ServiceLifecycle
 import SlotCore
 
-/// MeshBus for HTTP clients (design.md §8): `curl`, scripts and low-code tools send the
-/// ROUTER's commands as `POST /api/commands`, follow the events as Server-Sent Events at
-/// `/events` or over a WebSocket at `/ws`, and read the Prometheus page at `/metrics`, on
-/// one listener.
+/// MeshBus for browsers and HTTP clients (design.md §8): the live status page at `/`;
+/// `curl`, scripts and low-code tools send the ROUTER's commands as `POST /api/commands`,
+/// follow the events as Server-Sent Events at `/events` or over a WebSocket at `/ws`, and
+/// read the Prometheus page at `/metrics`, on one listener.
 ///
 /// Built on Hummingbird 2: routing, bounded request bodies and streamed responses come with
 /// it, and its WebSocket module serves the browser side on the same listener.
@@ -24,17 +24,21 @@ public struct HTTPGateway: Service {
 
     /// Serves `broker` at `host:port` once run (port 0 picks one); `onListening` gets the
     /// port bound. With a `registry`, `/metrics` renders it after `beforeScrape`.
+    /// With `tokens`, every request needs one (see ``AccessGate``).
     public init(
-        host: String, port: Int, broker: Broker, registry: PrometheusCollectorRegistry?, beforeScrape: @escaping @Sendable () -> Void,
-        logger: Logger, onListening: @escaping @Sendable (Int) -> Void = { _ in }
+        host: String, port: Int, broker: Broker, tokens: AccessTokens?, registry: PrometheusCollectorRegistry?,
+        beforeScrape: @escaping @Sendable () -> Void, logger: Logger, onListening: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
+        let gate = AccessGate(tokens: tokens)
         let router = Router(context: GatewayContext.self)
+        router.add(middleware: AccessMiddleware(gate: gate))
+        StatusPage.add(to: router)
         router.get("/events") { request, context in Self.events(request, context: context, broker: broker) }
         // Reached only when the upgrade was refused (not a WebSocket request, or a foreign page).
         router.get("/ws") { _, _ in
             Self.reply(status: .forbidden, code: "bad_request", message: "/ws takes a WebSocket upgrade from a page of this host")
         }
-        router.post("/api/commands") { request, _ in try await Self.command(request, broker: broker) }
+        router.post("/api/commands") { request, context in try await Self.command(request, role: context.role, broker: broker) }
         for method: HTTPRequest.Method in [.get, .put, .delete, .patch] {
             router.on("/api/commands", method: method) { _, _ in
                 Self.reply(status: .methodNotAllowed, code: "bad_request", message: "commands are POSTed", allow: "POST")
@@ -54,7 +58,7 @@ public struct HTTPGateway: Service {
         application = Application(
             router: router,
             server: .http1WebSocketUpgrade { request, _, _ in
-                guard EventSocket.allows(request) else { return .dontUpgrade }
+                guard EventSocket.allows(request), gate.admits(request) else { return .dontUpgrade }
                 return .upgrade([:]) { inbound, outbound, _ in try await EventSocket.serve(inbound: inbound, outbound: outbound, broker: broker) }
             },
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "meshbus"),
@@ -69,7 +73,7 @@ public struct HTTPGateway: Service {
 
     /// One command: the body as on the ROUTER socket, the reply as there, with the HTTP status
     /// its error code maps to.
-    static func command(_ request: Request, broker: Broker) async throws -> Response {
+    static func command(_ request: Request, role: ClientRole?, broker: Broker) async throws -> Response {
         guard let contentType = request.headers[.contentType], contentType.lowercased().hasPrefix("application/json") else {
             return reply(status: .unsupportedMediaType, code: "bad_request", message: "send the command as Content-Type: application/json")
         }
@@ -79,7 +83,7 @@ public struct HTTPGateway: Service {
         } catch let error as HTTPError where error.status == .contentTooLarge {
             return reply(status: .contentTooLarge, code: "bad_request", message: "the body is over \(maxBodyBytes) bytes")
         }
-        let answer = broker.respond(toRequest: Array(body.readableBytesView), role: nil)
+        let answer = broker.respond(toRequest: Array(body.readableBytesView), role: role)
         return Response(
             status: status(for: answer.errorCode), headers: [.contentType: "application/json"],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: answer.reply.jsonBytes))
@@ -114,6 +118,8 @@ public struct HTTPGateway: Service {
 struct GatewayContext: RequestContext {
     var coreContext: CoreRequestContextStorage
     let channel: any Channel
+    /// The role of the request's token; nil when no tokens are configured (all trusted).
+    var role: ClientRole?
 
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)

@@ -249,8 +249,9 @@ private struct Reader {
             report(node, key, "expected host:port, got '\(text)'")
             return nil
         }
-        if !address.isLoopback && !security.insecure {
-            report(node, key, "\(text) is reachable from other machines; use a loopback address or set security.insecure: true")
+        if !address.isLoopback && !security.insecure && !(key == "http" && security.tokens != nil) {
+            let remedy = key == "http" ? "configure security.tokens, " : ""
+            report(node, key, "\(text) is reachable from other machines; use a loopback address, \(remedy)or set security.insecure: true")
         }
         return address
     }
@@ -456,8 +457,14 @@ private struct Reader {
 
     mutating func security(_ node: Node) -> SecurityConfiguration {
         var security = SecurityConfiguration()
-        guard let entries = mapping(node, "security", known: ["insecure", "curve"]) else { return security }
+        guard let entries = mapping(node, "security", known: ["insecure", "curve", "tokens", "tokenFile"]) else { return security }
         if let value = entries["insecure"].flatMap({ bool($0, "security.insecure") }) { security.insecure = value }
+        switch (entries["tokens"], entries["tokenFile"]) {
+        case (let tokensNode?, nil): security.tokens = tokens(tokensNode)
+        case (nil, let fileNode?): security.tokens = tokenFile(fileNode)
+        case (_?, _?): report(node, "security", "give tokens or tokenFile, not both")
+        case (nil, nil): break
+        }
         guard let curveNode = entries["curve"],
             let curve = mapping(curveNode, "security.curve", known: ["secretKey", "secretKeyFile", "clients"])
         else { return security }
@@ -506,6 +513,58 @@ private struct Reader {
         }
         if let secretKey { security.curve = CurveConfiguration(secretKey: secretKey, clients: clients) }
         return security
+    }
+
+    /// `security.tokens`: `read` and `send`, each a list of bearer tokens.
+    mutating func tokens(_ node: Node) -> AccessTokens? {
+        guard let entries = mapping(node, "security.tokens", known: ["read", "send"]) else { return nil }
+        var tokens = AccessTokens(read: [], send: [])
+        for (role, list) in [(ClientRole.read, entries["read"]), (.send, entries["send"])] {
+            guard let list else { continue }
+            for (text, item, path) in strings(list, "security.tokens.\(role.rawValue)") {
+                if let problem = Self.tokenProblem(text) { report(item, path, problem) }
+                if role == .read { tokens.read.append(text) } else { tokens.send.append(text) }
+            }
+        }
+        if tokens.read.isEmpty && tokens.send.isEmpty { report(node, "security.tokens", "list at least one token under read or send") }
+        return tokens
+    }
+
+    /// `security.tokenFile`: a file kept apart from the configuration (mode 600), one
+    /// `read TOKEN` or `send TOKEN` per line; blank lines and `#` comments are skipped.
+    mutating func tokenFile(_ node: Node) -> AccessTokens? {
+        guard let path = string(node, "security.tokenFile") else { return nil }
+        let resolved = path.hasPrefix("/") ? path : "\(directory)/\(path)"
+        guard let text = try? String(contentsOfFile: resolved, encoding: .utf8) else {
+            report(node, "security.tokenFile", "cannot read \(path)")
+            return nil
+        }
+        var tokens = AccessTokens(read: [], send: [])
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let words = line.split(whereSeparator: \.isWhitespace)
+            guard let first = words.first, !first.hasPrefix("#") else { continue }
+            let role = ClientRole(rawValue: String(first))
+            if words.count != 2 || role == nil {
+                report(node, "security.tokenFile", "\(path) line \(index + 1): expected 'read TOKEN' or 'send TOKEN'")
+                continue
+            }
+            let token = String(words[1])
+            if let problem = Self.tokenProblem(token) { report(node, "security.tokenFile", "\(path) line \(index + 1): \(problem)") }
+            if role == .read { tokens.read.append(token) } else { tokens.send.append(token) }
+        }
+        if tokens.read.isEmpty && tokens.send.isEmpty { report(node, "security.tokenFile", "\(path) holds no token") }
+        return tokens
+    }
+
+    /// Why a bearer token is refused, nil if it is fine.
+    static func tokenProblem(_ token: String) -> String? {
+        if token.utf8.count < AccessTokens.minimumLength {
+            return "a token needs at least \(AccessTokens.minimumLength) characters (meshbus keygen --token prints one)"
+        }
+        if !token.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-._~+/=".contains($0)) }) {
+            return "a token is letters, digits and -._~+/= only (it travels in a header and in a URL)"
+        }
+        return nil
     }
 
     mutating func key(_ node: Node, _ path: String) -> String? {

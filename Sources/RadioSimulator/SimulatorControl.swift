@@ -20,8 +20,9 @@ import MeshtasticProtocol
 /// {"load": 100000, "rate": 10000}        benchmark load: texts `bench <seq> <unix ns>` (rate 0: flat out)
 /// {"loadStatus": true}                   only report (every reply carries `load` progress)
 /// ```
-/// The reply is `{"ok": true, "faults": {...}}` with the standing faults, or
-/// `{"ok": false, "error": "..."}` naming what was wrong.
+/// The reply is `{"ok": true, "faults": {...}, "texts": [...]}` with the standing faults and
+/// the last texts a client sent to the radio, or `{"ok": false, "error": "..."}` naming what
+/// was wrong.
 extension RadioSimulator {
     public func control(_ request: JSONValue) -> JSONValue {
         do {
@@ -40,10 +41,16 @@ extension RadioSimulator {
                     "withholdConfigComplete": .bool(faults.withholdConfigComplete),
                     "ignoreHeartbeats": .bool(faults.ignoreHeartbeats),
                 ]),
+                "texts": .array(receivedTexts.map(JSONValue.string)),
             ])
         } catch {
             return .object(["ok": .bool(false), "error": .string(error.message)])
         }
+    }
+
+    /// The payloads of the last texts clients sent, oldest first (at most 16).
+    var receivedTexts: [String] {
+        receivedPackets.filter { $0.decoded.portnum == .textMessageApp }.suffix(16).map { String(decoding: $0.decoded.payload, as: UTF8.self) }
     }
 
     struct ControlError: Error {

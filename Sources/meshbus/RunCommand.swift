@@ -126,7 +126,7 @@ struct RunCommand: AsyncParsableCommand {
         if let address = daemon.http {
             services.append(
                 HTTPGateway(
-                    host: address.host, port: address.port, broker: broker, registry: registry, beforeScrape: { broker.refreshGauges() },
+                    host: address.host, port: address.port, broker: broker, tokens: daemon.broker.security.tokens, registry: registry, beforeScrape: { broker.refreshGauges() },
                     logger: logger
                 ) { port in say("http: http://\(HostPort(host: address.host, port: port))/") }
             )
@@ -226,8 +226,9 @@ struct RunCommand: AsyncParsableCommand {
     /// A listening address given by flag or environment, refused beyond loopback without `security.insecure`.
     static func listener(_ text: String, _ what: String, _ daemon: DaemonConfiguration) throws -> HostPort {
         guard let address = HostPort(parsing: text) else { throw ValidationError("\(what) address: expected HOST:PORT, got '\(text)'") }
-        guard address.isLoopback || daemon.broker.security.insecure else {
-            throw ValidationError("\(what) address \(text) is reachable from other machines; use loopback or security.insecure: true")
+        guard address.isLoopback || daemon.broker.security.insecure || (what == "http" && daemon.broker.security.tokens != nil) else {
+            let remedy = what == "http" ? ", security.tokens" : ""
+            throw ValidationError("\(what) address \(text) is reachable from other machines; use loopback\(remedy) or security.insecure: true")
         }
         return address
     }

@@ -26,9 +26,10 @@ struct CheckCommand: ParsableCommand {
             say("events: \(daemon.broker.events.joined(separator: ", "))")
             say("commands: \(daemon.broker.commands.joined(separator: ", "))")
             if let metrics = daemon.metrics { say("metrics: http://\(metrics)/metrics") }
-            if let http = daemon.http { say("http: http://\(http)/ (POST /api/commands, GET /metrics)") }
+            if let http = daemon.http { say("http: http://\(http)/ (status page, /events, /ws, POST /api/commands, /metrics)") }
             let security = daemon.broker.security
             say("security: " + (security.curve.map { "CURVE, \($0.clients.count) client keys" } ?? (security.insecure ? "insecure" : "loopback only")))
+            if let tokens = security.tokens { say("http tokens: \(tokens.read.count) read, \(tokens.send.count) send") }
         } catch {
             for problem in error.problems { sayError(problem.description) }
             throw ExitCode(1)
@@ -51,7 +52,16 @@ struct KeygenCommand: ParsableCommand {
         abstract: "Print a new CURVE key pair (Z85): the secret key for security.curve, the public key for clients."
     )
 
+    @Flag(help: "Print a random bearer token for security.tokens (the HTTP listener) instead.")
+    var token = false
+
     func run() throws {
+        if token {
+            var generator = SystemRandomNumberGenerator()
+            let bytes = (0..<24).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            say("token: " + bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined())
+            return
+        }
         let pair = try ZMQCurveKeyPair.generate()
         say("public: \(pair.publicKey)")
         say("secret: \(pair.secretKey)")

@@ -51,7 +51,8 @@ def free_port():
 
 @pytest.fixture
 def start_broker():
-    """Starts brokers on the given (or OS-picked) endpoints; stops each with SIGTERM and checks exit 0."""
+    """Starts brokers on the given (or OS-picked) endpoints; stops each with SIGTERM and checks exit 0.
+    `http`: True for an OS-picked HTTP port, or a "host:port" to listen on."""
     procs = []
 
     def start(*radio_args, metrics=False, http=False, virtual_radio=False, env=None, stderr=subprocess.DEVNULL):
@@ -60,7 +61,7 @@ def start_broker():
             pattern["metrics"] = r"metrics: (\S+)"
         if http:
             pattern["http"] = r"http: (\S+)/"
-            radio_args = ("--http", "127.0.0.1:0", *radio_args)
+            radio_args = ("--http", http if isinstance(http, str) else "127.0.0.1:0", *radio_args)
         if virtual_radio:
             pattern["virtual_radio"] = r"virtual radio \S+: \S+:(\d+)"
         proc, found = _start(

@@ -1,0 +1,82 @@
+import Broker
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// Who an HTTP request comes from (design.md §8): with `security.tokens` configured, every
+/// request shows a bearer token, in `Authorization: Bearer T` or, where a browser cannot set
+/// headers (EventSource, WebSocket), as `?token=T`; without, the listener is loopback (or
+/// `insecure`) and everyone is trusted.
+struct AccessGate: Sendable {
+    let tokens: AccessTokens?
+
+    enum Verdict: Equatable {
+        /// No tokens configured.
+        case trusted
+        case granted(ClientRole)
+        case noToken
+        case unknownToken
+    }
+
+    func verdict(_ request: HTTPRequest) -> Verdict {
+        guard let tokens else { return .trusted }
+        guard let token = Self.token(in: request) else { return .noToken }
+        return tokens.role(of: token).map(Verdict.granted) ?? .unknownToken
+    }
+
+    /// Whether the WebSocket upgrade of `request` may go ahead.
+    func admits(_ request: HTTPRequest) -> Bool {
+        switch verdict(request) {
+        case .trusted, .granted: true
+        case .noToken, .unknownToken: false
+        }
+    }
+
+    /// The presented token: the `Authorization` header's, else the query's `token`.
+    static func token(in request: HTTPRequest) -> Substring? {
+        if let header = request.headerFields[.authorization] {
+            let parts = header.split(separator: " ", maxSplits: 1)
+            return parts.count == 2 && parts[0].lowercased() == "bearer" ? parts[1] : nil
+        }
+        guard let path = request.path, let question = path.firstIndex(of: "?") else { return nil }
+        for pair in path[path.index(after: question)...].split(separator: "&") where pair.hasPrefix("token=") {
+            let value = pair.dropFirst("token=".count)
+            return value.removingPercentEncoding.map { Substring($0) } ?? value
+        }
+        return nil
+    }
+}
+
+/// Refuses requests without a known token (401) and routes that need `send` to a `read`
+/// token (403); passes the role on in the context for the commands.
+struct AccessMiddleware: RouterMiddleware {
+    typealias Context = GatewayContext
+    let gate: AccessGate
+
+    /// Paths that reach a radio whatever the request says (a WebSerial relay, §9).
+    static func needsSend(_ path: String) -> Bool { path.hasPrefix("/webserial/") }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        switch gate.verdict(request.head) {
+        case .trusted:
+            return try await next(request, context)
+        case .noToken:
+            return Self.unauthorized("this listener needs a token: Authorization: Bearer T, or ?token=T")
+        case .unknownToken:
+            return Self.unauthorized("unknown token")
+        case .granted(let role):
+            if role == .read && Self.needsSend(request.uri.path) {
+                return HTTPGateway.reply(status: .forbidden, code: "unauthorized", message: "this token has the read role; this page needs send")
+            }
+            var context = context
+            context.role = role
+            return try await next(request, context)
+        }
+    }
+
+    static func unauthorized(_ message: String) -> Response {
+        var response = HTTPGateway.reply(status: .unauthorized, code: "unauthorized", message: message)
+        response.headers[.wwwAuthenticate] = "Bearer realm=\"meshbus\""
+        return response
+    }
+}

@@ -1,0 +1,37 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// The live status page (design.md §8): plain HTML, CSS and JavaScript compiled into the
+/// binary. The page reads only the public API (`/api/commands`, `/ws`), like any client.
+enum StatusPage {
+    struct File {
+        let bytes: [UInt8]
+        let contentType: String
+    }
+
+    static let files: [String: File] = [
+        "/": File(bytes: PackageResources.index_html, contentType: "text/html; charset=utf-8"),
+        "/status.css": File(bytes: PackageResources.status_css, contentType: "text/css; charset=utf-8"),
+        "/status.js": File(bytes: PackageResources.status_js, contentType: "text/javascript; charset=utf-8"),
+    ]
+
+    /// Only this host's scripts, styles and sockets; no framing by other sites; and no token
+    /// from the page's address leaking in a `Referer`.
+    static let policy = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+    static func add(to router: Router<GatewayContext>) {
+        for (path, file) in files {
+            router.get(RouterPath(path)) { _, _ in
+                Response(
+                    status: .ok,
+                    headers: [
+                        .contentType: file.contentType, .cacheControl: "no-cache", .contentSecurityPolicy: policy,
+                        .xContentTypeOptions: "nosniff", HTTPField.Name("Referrer-Policy")!: "no-referrer",
+                    ],
+                    body: ResponseBody(byteBuffer: ByteBuffer(bytes: file.bytes))
+                )
+            }
+        }
+    }
+}
