@@ -24,13 +24,16 @@ struct AccessGate: Sendable {
         return tokens.role(of: token).map(Verdict.granted) ?? .unknownToken
     }
 
-    /// Whether the WebSocket upgrade of `request` may go ahead.
-    func admits(_ request: HTTPRequest) -> Bool {
+    /// Why a WebSocket of `request` is closed at once (its close reason), nil if it may stay.
+    func refusal(_ request: HTTPRequest) -> String? {
         switch verdict(request) {
-        case .trusted, .granted: true
-        case .noToken, .unknownToken: false
+        case .trusted, .granted: nil
+        case .noToken: "unauthorized: \(Self.noTokenMessage)"
+        case .unknownToken: "unauthorized: unknown token"
         }
     }
+
+    static let noTokenMessage = "this listener needs a token: Authorization: Bearer T, or ?token=T"
 
     /// The presented token: the `Authorization` header's, else the query's `token`.
     static func token(in request: HTTPRequest) -> Substring? {
@@ -48,7 +51,8 @@ struct AccessGate: Sendable {
 }
 
 /// Refuses requests without a known token (401) and routes that need `send` to a `read`
-/// token (403); passes the role on in the context for the commands.
+/// token (403); passes the role on in the context for the commands. The status page's
+/// script and style are open to all.
 struct AccessMiddleware: RouterMiddleware {
     typealias Context = GatewayContext
     let gate: AccessGate
@@ -57,11 +61,13 @@ struct AccessMiddleware: RouterMiddleware {
     static func needsSend(_ path: String) -> Bool { path.hasPrefix("/webserial/") }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        // The page's script and style hold no data, and a browser fetches them without the token.
+        if StatusPage.isAsset(request.uri.path) { return try await next(request, context) }
         switch gate.verdict(request.head) {
         case .trusted:
             return try await next(request, context)
         case .noToken:
-            return Self.unauthorized("this listener needs a token: Authorization: Bearer T, or ?token=T")
+            return Self.unauthorized(AccessGate.noTokenMessage)
         case .unknownToken:
             return Self.unauthorized("unknown token")
         case .granted(let role):

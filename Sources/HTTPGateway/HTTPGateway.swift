@@ -58,7 +58,11 @@ public struct HTTPGateway: Service {
         application = Application(
             router: router,
             server: .http1WebSocketUpgrade { request, _, _ in
-                guard EventSocket.allows(request), gate.admits(request) else { return .dontUpgrade }
+                guard EventSocket.allows(request) else { return .dontUpgrade }
+                // A refused upgrade can only be a bare 400; a closing reason tells a browser why.
+                if let refusal = gate.refusal(request) {
+                    return .upgrade([:]) { _, outbound, _ in try await outbound.close(.policyViolation, reason: refusal) }
+                }
                 return .upgrade([:]) { inbound, outbound, _ in try await EventSocket.serve(inbound: inbound, outbound: outbound, broker: broker) }
             },
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "meshbus"),

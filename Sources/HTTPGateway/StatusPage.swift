@@ -20,6 +20,9 @@ enum StatusPage {
     /// from the page's address leaking in a `Referer`.
     static let policy = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
+    /// The page's script and style: the same for everyone, holding no data.
+    static func isAsset(_ path: String) -> Bool { path != "/" && files[path] != nil }
+
     static func add(to router: Router<GatewayContext>) {
         for (path, file) in files {
             router.get(RouterPath(path)) { _, _ in

@@ -80,3 +80,22 @@ def test_the_page_follows_the_radio_sends_and_survives_a_restart(start_broker, s
     browser.wait_for(f"{slot_js('state')} === 'ready'", "the slot ready under the new broker", timeout=30)
     browser.wait_for("document.getElementById('feed').dataset.feed === 'live'", "the page's feed live again")
     assert browser.evaluate("document.querySelectorAll('section[data-slot]').length") == 1, "the old view was replaced, not doubled"
+
+
+def test_with_tokens_the_page_works_by_its_query_token_and_a_read_token_cannot_send(start_broker, tmp_path, browser):
+    read, send = "page-read-0123456789abcdef", "page-send-0123456789abcdef"
+    path = tmp_path / "meshbus.yaml"
+    path.write_text(f"slots:\n  - {{name: radio, simulator: {{nodes: 3}}}}\nsecurity: {{tokens: {{read: [{read}], send: [{send}]}}}}\n")
+    broker = start_broker("--config", str(path), http=True)
+    browser.navigate(f"{broker['http']}/?token={read}")
+    browser.wait_for(f"{slot_js('state')} === 'ready'", "the slot ready on a page with a read token")
+    browser.wait_for("document.getElementById('feed').dataset.feed === 'live'", "the event feed live with the query token")
+    browser.type_into("#send-text", "not allowed")
+    browser.click("#send-form button")
+    browser.wait_for("document.getElementById('send-error').textContent.startsWith('unauthorized')", "the send refused for the read role")
+    assert browser.evaluate("document.querySelectorAll('#sends tr[data-packet-id]').length") == 0
+    browser.navigate(f"{broker['http']}/?token={send}")
+    browser.wait_for(f"{slot_js('state')} === 'ready'", "the slot ready on a page with a send token")
+    browser.type_into("#send-text", "allowed")
+    browser.click("#send-form button")
+    browser.wait_for("document.querySelector('#sends tr[data-packet-id]')?.dataset.status === 'sent'", "the send written to the radio with the send token")

@@ -105,9 +105,15 @@ function retryLater() {
       if (ping.broker !== page.broker) await load();
       else connect();
     } catch (error) {
-      retryLater();
+      failed(error);
     }
   }, delay);
+}
+
+// A refused token will not get better by retrying: say so and stop.
+function failed(error) {
+  if (/^unauthorized/.test(error.message)) setFeed("reconnecting", "unauthorized: open this page with ?token=T");
+  else retryLater();
 }
 
 function received(message) {
@@ -123,7 +129,7 @@ function reloadAll() {
     socket.onclose = null;
     socket.close();
   }
-  load().catch(retryLater);
+  load().catch(failed);
 }
 
 // --- events ---
@@ -387,4 +393,4 @@ function refreshSoon() {
 
 document.getElementById("send-form").addEventListener("submit", send);
 setInterval(refresh, 5000);
-load().catch(() => retryLater());
+load().catch(failed);
