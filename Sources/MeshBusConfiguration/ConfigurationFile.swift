@@ -250,8 +250,8 @@ private struct Reader {
             return nil
         }
         if !address.isLoopback && !security.insecure && !(key == "http" && security.tokens != nil) {
-            let remedy = key == "http" ? "configure security.tokens, " : ""
-            report(node, key, "\(text) is reachable from other machines; use a loopback address, \(remedy)or set security.insecure: true")
+            let remedy = key == "http" ? ", configure security.tokens," : ""
+            report(node, key, "\(text) is reachable from other machines; use a loopback address\(remedy) or set security.insecure: true")
         }
         return address
     }

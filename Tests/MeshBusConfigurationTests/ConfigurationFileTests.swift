@@ -90,8 +90,21 @@ import VirtualRadio
         ("slots: []\nhttp: localhost\n", ["meshbus.yaml:2: http: expected host:port, got 'localhost'"]),
         (
             "slots: []\nhttp: 0.0.0.0:7712\n",
-            ["meshbus.yaml:2: http: 0.0.0.0:7712 is reachable from other machines; use a loopback address or set security.insecure: true"]
+            ["meshbus.yaml:2: http: 0.0.0.0:7712 is reachable from other machines; use a loopback address, configure security.tokens, or set security.insecure: true"]
         ),
+        (
+            "slots: []\nsecurity:\n  tokens: {read: [tiny]}\n",
+            ["meshbus.yaml:3: security.tokens.read[0]: a token needs at least 16 characters (meshbus keygen --token prints one)"]
+        ),
+        (
+            "slots: []\nsecurity:\n  tokens: {send: ['0123456789abcdef xyz']}\n",
+            ["meshbus.yaml:3: security.tokens.send[0]: a token is letters, digits and -._~+/= only (it travels in a header and in a URL)"]
+        ),
+        ("slots: []\nsecurity:\n  tokens: {write: [0123456789abcdefgh]}\n", [
+            "meshbus.yaml:3: security.tokens.write: unknown key; expected one of read, send",
+            "meshbus.yaml:3: security.tokens: list at least one token under read or send",
+        ]),
+        ("slots: []\nsecurity:\n  tokenFile: /nonexistent/tokens\n", ["meshbus.yaml:3: security.tokenFile: cannot read /nonexistent/tokens"]),
         ("slots: []\noutboxCapacity: 0\n", ["meshbus.yaml:2: outboxCapacity: must be from 1 to 100000, got 0"]),
         ("slots: []\nlog: {level: loud}\n", ["meshbus.yaml:2: log.level: expected one of trace, debug, info, notice, warning, error, critical, got 'loud'"]),
         ("slots: []\nlog: {format: xml}\n", ["meshbus.yaml:2: log.format: expected text or json, got 'xml'"]),
@@ -192,5 +205,18 @@ import VirtualRadio
         let yaml = "slots: []\nevents: [tcp://0.0.0.0:7710]\nsecurity:\n  curve:\n    secretKey: '\(Self.key)'\n    clients:\n      - {key: '\(Self.key)', role: read}\n      - {key: '\(Self.key)'}\n"
         let security = try ConfigurationFile.parse(yaml, file: "meshbus.yaml").broker.security
         #expect(security.curve?.clients.map(\.role) == [.read, .send], "role defaults to send")
+    }
+
+    /// Should take bearer tokens per role, and with them an HTTP listener beyond loopback.
+    @Test func tokensGrantRolesAndOpenTheHTTPListener() throws {
+        let yaml = "slots: []\nhttp: 0.0.0.0:7712\nsecurity:\n  tokens:\n    read: [reader-0123456789ab]\n    send: [sender-0123456789ab, both-0123456789abcd]\n"
+        let daemon = try ConfigurationFile.parse(yaml, file: "meshbus.yaml")
+        let tokens = try #require(daemon.broker.security.tokens)
+        #expect(daemon.http?.port == 7712)
+        #expect(tokens.role(of: "reader-0123456789ab") == .read)
+        #expect(tokens.role(of: "both-0123456789abcd") == .send)
+        #expect(tokens.role(of: "reader-0123456789a") == nil, "a prefix is not the token")
+        #expect(tokens.role(of: "reader-0123456789abc") == nil, "nor a longer one")
+        #expect(tokens.role(of: "") == nil)
     }
 }

@@ -132,7 +132,7 @@ func routingReply(to packetID: UInt32, error: Meshtastic_Routing.Error = .none) 
     @Test func theLinkHistoryKeepsTheLastStatesInOrder() {
         var harness = CoreHarness()
         harness.link(.stateChanged(.connecting(attempt: 1), previous: .idle))
-        harness.link(.stateChanged(.ready(attempt: 1), previous: .configuring(attempt: 1)))
+        harness.link(.stateChanged(.ready(attempt: 1), previous: .configuring(attempt: 1, nonce: 7)))
         #expect(harness.core.figures.history.map(\.state) == [.connecting, .ready])
         #expect(harness.core.figures.history.first?.since == "2026-11-29T12:00:00.000Z")
         let limit = SlotCore<MockClock.Instant>.historyLimit
