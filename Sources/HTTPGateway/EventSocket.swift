@@ -20,6 +20,8 @@ import Synchronization
 enum EventSocket {
     /// The largest client message taken.
     static let maxMessageBytes = 16 * 1024
+    /// The most prefixes one socket follows, so that a client cannot grow the matching without bound.
+    static let maxPrefixes = 64
 
     /// What the client asked for that the writing task carries out.
     private enum Control: Sendable {
@@ -99,11 +101,18 @@ enum EventSocket {
                     // Live events for the new prefixes queue up from here; the replay below
                     // covers what came before, and the cursor skips the overlap.
                     let current = subscription.prefixes
-                    subscription.setPrefixes(current + added.filter { !current.contains($0) })
-                    if let after {
-                        for (slot, seq) in after.seqs.sorted(by: { $0.key < $1.key }) where cursor.isNew(slot: slot, seq: seq) {
-                            cursor.delivered(slot: slot, seq: seq)
-                            try await replay(slot: slot, after: seq, prefixes: added, cursor: &cursor, outbound: outbound, broker: broker)
+                    let prefixes = current + added.filter { !current.contains($0) }
+                    guard prefixes.count <= maxPrefixes else {
+                        try await send(["error": .object(["code": .string("bad_request"), "message": .string("at most \(maxPrefixes) prefixes per socket")])], outbound)
+                        continue
+                    }
+                    subscription.setPrefixes(prefixes)
+                    for item in after.map({ cursor.resume(from: $0, prefixes: added, broker: broker) }) ?? [] {
+                        switch item {
+                        case .event(let event):
+                            try await outbound.write(.text(message(event)))
+                        case .gap(let slot, let afterSeq):
+                            try await send(["gap": .object(["slot": .string(slot), "afterSeq": .int(afterSeq), "reason": .string("gap_too_old")])], outbound)
                         }
                     }
                     try await send(["subscribed": .array(subscription.prefixes.map(JSONValue.string))], outbound)
@@ -125,23 +134,6 @@ enum EventSocket {
                 try await outbound.write(.text(message(event)))
             }
             await subscription.waitForItem()
-        }
-    }
-
-    private static func replay(
-        slot: String, after seq: UInt64, prefixes: [String], cursor: inout StreamCursor, outbound: WebSocketOutboundWriter, broker: Broker
-    ) async throws {
-        switch broker.heldEvents(slot: slot, after: seq) {
-        case .events(let events):
-            let prefixBytes = prefixes.map { Array($0.utf8) }
-            for event in events where EventHub.matches(event.topic, prefixBytes) {
-                cursor.delivered(slot: slot, seq: event.seq)
-                try await outbound.write(.text(message(event)))
-            }
-        case .gap:
-            try await send(["gap": .object(["slot": .string(slot), "afterSeq": .int(seq), "reason": .string("gap_too_old")])], outbound)
-        case .unknownSlot:
-            break
         }
     }
 

@@ -28,6 +28,36 @@ struct StreamCursor: Equatable, CustomStringConvertible {
     mutating func delivered(slot: String, seq: UInt64) { seqs[slot] = seq }
 
     var description: String { seqs.keys.sorted().map { "\($0):\(seqs[$0]!)" }.joined(separator: ",") }
+
+    /// What a stream resuming from `start` sends before live events.
+    enum Resumed {
+        case event(SlotEvent)
+        /// The ring no longer holds the slot's events after `afterSeq`.
+        case gap(slot: String, afterSeq: UInt64)
+    }
+
+    /// Per slot of `start` (by name) this stream has not yet passed: the held events after its
+    /// seq that match `prefixes`, or a gap where the ring no longer reaches. Moves the cursor
+    /// over all of it, so the live events that follow repeat none.
+    mutating func resume(from start: StreamCursor, prefixes: [String], broker: Broker) -> [Resumed] {
+        let prefixBytes = prefixes.map { Array($0.utf8) }
+        var resumed: [Resumed] = []
+        for (slot, seq) in start.seqs.sorted(by: { $0.key < $1.key }) where seqs[slot].map({ seq > $0 }) ?? true {
+            seqs[slot] = seq
+            switch broker.heldEvents(slot: slot, after: seq) {
+            case .events(let events):
+                for event in events where EventHub.matches(event.topic, prefixBytes) {
+                    seqs[slot] = event.seq
+                    resumed.append(.event(event))
+                }
+            case .gap:
+                resumed.append(.gap(slot: slot, afterSeq: seq))
+            case .unknownSlot:
+                continue
+            }
+        }
+        return resumed
+    }
 }
 
 extension HTTPGateway {
@@ -89,21 +119,17 @@ extension HTTPGateway {
     private static func stream(
         to writer: inout any ResponseBodyWriter, subscription: EventHub.Subscription, prefixes: [String], start: StreamCursor?, broker: Broker
     ) async throws {
-        var cursor = start ?? StreamCursor()
+        var cursor = StreamCursor()
         try await writer.write(ByteBuffer(string: ": meshbus events\n\n"))
         if let start {
-            let prefixBytes = prefixes.map { Array($0.utf8) }
-            for (slot, seq) in start.seqs.sorted(by: { $0.key < $1.key }) {
-                switch broker.heldEvents(slot: slot, after: seq) {
-                case .events(let events):
-                    for event in events where EventHub.matches(event.topic, prefixBytes) {
-                        cursor.delivered(slot: slot, seq: event.seq)
-                        try await writer.write(message(event, cursor: cursor))
-                    }
-                case .gap:
-                    try await writer.write(gap(slot: slot, afterSeq: seq, reason: "gap_too_old"))
-                case .unknownSlot:
-                    continue
+            var running = start  // each message's id is the cursor as of that message
+            for item in cursor.resume(from: start, prefixes: prefixes, broker: broker) {
+                switch item {
+                case .event(let event):
+                    running.delivered(slot: slotName(event.topic), seq: event.seq)
+                    try await writer.write(message(event, cursor: running))
+                case .gap(let slot, let afterSeq):
+                    try await writer.write(gap(slot: slot, afterSeq: afterSeq, reason: "gap_too_old"))
                 }
             }
         }

@@ -69,9 +69,24 @@ def test_bad_messages_get_an_error_and_the_socket_stays(http_broker):
                 await ws.send(bad)
                 answer = await receive_until(ws, lambda m: "error" in m, f"an error for {bad!r}")
                 assert answer[-1]["error"]["code"] == "bad_request"
+            too_many = [f"meshtastic.receive/slot{i}" for i in range(65)]
+            await ws.send(json.dumps({"subscribe": too_many}))
+            answer = await receive_until(ws, lambda m: "error" in m, "an error for 65 prefixes")
+            assert answer[-1]["error"]["message"] == "at most 64 prefixes per socket"
             await ws.send(json.dumps({"subscribe": ["meshtastic.connection"]}))
             answer = await receive_until(ws, lambda m: "subscribed" in m, "the subscribe answer")
             assert answer[-1] == {"subscribed": ["meshtastic.connection"]}
+    asyncio.run(run())
+
+
+def test_after_seq_zero_replays_the_slot_from_its_first_event(http_broker):
+    async def run():
+        async with connect(ws_url(http_broker)) as ws:
+            await ws.send(json.dumps({"subscribe": ["meshtastic.connection.state/sim"], "after": "sim:0"}))
+            got = await receive_until(ws, lambda m: "subscribed" in m, "the subscribe answer after the replay")
+            states = [m["envelope"] for m in got if "envelope" in m]
+            assert states and states[0]["seq"] == 1 and states[0]["state"] == "connecting", states[:1]
+            assert [e["seq"] for e in states] == sorted({e["seq"] for e in states}), "in order, none twice"
     asyncio.run(run())
 
 
