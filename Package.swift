@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "MeshBusModel", targets: ["MeshBusModel"]),
         .library(name: "MeshtasticProtocol", targets: ["MeshtasticProtocol"]),
         .library(name: "Broker", targets: ["Broker"]),
+        .library(name: "HTTPGateway", targets: ["HTTPGateway"]),
         .library(name: "MeshBusClient", targets: ["MeshBusClient"]),
     ],
     dependencies: [

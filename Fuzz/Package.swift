@@ -30,6 +30,14 @@ let package = Package(
                 .product(name: "MeshBusModel", package: "MeshBus"),
                 .product(name: "MeshtasticProtocol", package: "MeshBus"),
             ]
-        )
+        ),
+        .executableTarget(
+            name: "HTTPInputFuzzer",
+            dependencies: [
+                "FuzzSupport",
+                .product(name: "HTTPGateway", package: "MeshBus"),
+                .product(name: "MeshBusModel", package: "MeshBus"),
+            ]
+        ),
     ]
 )

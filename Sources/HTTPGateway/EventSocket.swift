@@ -24,7 +24,7 @@ enum EventSocket {
     static let maxPrefixes = 64
 
     /// What the client asked for that the writing task carries out.
-    private enum Control: Sendable {
+    enum Control: Sendable, Equatable {
         case subscribe([String], after: StreamCursor?)
         case unsubscribe([String])
         case refuse(String)
@@ -73,7 +73,7 @@ enum EventSocket {
         }
     }
 
-    private static func parse(_ message: WebSocketMessage) -> Control {
+    static func parse(_ message: WebSocketMessage) -> Control {
         guard case .text(let text) = message, let request = try? JSONValue(parsing: text), request.objectValue != nil else {
             return .refuse("a message is a JSON object with subscribe or unsubscribe")
         }

@@ -13,12 +13,17 @@ struct StreamCursor: Equatable, CustomStringConvertible {
 
     init() {}
 
-    /// Parses `slot:seq` pairs separated by commas; pairs that do not parse are left out.
+    /// Parses `slot:seq` pairs separated by commas (spaces around either part allowed); pairs
+    /// that do not parse, or whose name cannot be a slot's, are left out.
     init(parsing text: String) {
-        for pair in text.split(separator: ",") {
-            let parts = pair.split(separator: ":")
-            guard parts.count == 2, let seq = UInt64(parts[1].trimmingCharacters(in: .whitespaces)) else { continue }
-            seqs[parts[0].trimmingCharacters(in: .whitespaces)] = seq
+        func trimmed(_ part: Substring.UTF8View.SubSequence) -> String {
+            String(decoding: part.drop { $0 == UInt8(ascii: " ") }.reversed().drop { $0 == UInt8(ascii: " ") }.reversed(), as: UTF8.self)
+        }
+        for pair in text.utf8.split(separator: UInt8(ascii: ",")) {
+            let parts = pair.split(separator: UInt8(ascii: ":"), omittingEmptySubsequences: false)
+            guard parts.count == 2, let seq = UInt64(trimmed(parts[1])) else { continue }
+            let slot = trimmed(parts[0])
+            if SlotConfiguration.isValidName(slot) { seqs[slot] = seq }
         }
     }
 

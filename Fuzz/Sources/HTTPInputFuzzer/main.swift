@@ -1,0 +1,31 @@
+@_spi(Fuzzing) import HTTPGateway
+import FuzzSupport
+import MeshBusModel
+
+/// The HTTP gateway's own parsers, fed one input as a client could send it: a cursor
+/// (`Last-Event-ID`), a WebSocket message, a query and an `Authorization` header. Checks:
+/// nothing traps; a cursor written back parses to itself; a socket message is taken only
+/// from a JSON object; a query token never carries the next parameter with it.
+func fuzzHTTPInputs(_ bytes: [UInt8]) {
+    let text = String(decoding: bytes, as: UTF8.self)
+    let cursor = HTTPInputs.cursorRoundTrip(text)
+    if cursor.first != cursor.again {
+        fatalError("a cursor written back parsed differently: \(cursor.first) then \(cursor.again)")
+    }
+    // A WebSocket text message is UTF-8 (the server checks it); the fuzzer's bytes may not be.
+    if HTTPInputs.takesSocketMessage(text), (try? JSONValue(parsing: Array(text.utf8)))?.objectValue == nil {
+        fatalError("a socket message was taken from something that is not a JSON object")
+    }
+    if let token = HTTPInputs.token(path: "/ws?" + text, authorization: nil), token.contains("&") {
+        fatalError("a query token ran into the next parameter: \(token)")
+    }
+    _ = HTTPInputs.token(path: "/", authorization: text)
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+func testOneInput(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
+    fuzzHTTPInputs(fuzzInput(data, count))
+    return 0
+}
+
+runFuzzer(testOneInput)
