@@ -352,6 +352,7 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
             strikes: linkStatus.state.strikes,
             lastProbeOkAgoSeconds: linkStatus.sinceLastProbeSuccess.map(\.inSeconds),
             lastProbeRoundTripMs: linkStatus.lastProbeRoundTrip.map { $0.inSeconds * 1000 },
+            lastError: linkStatus.lastError,
             attempt: linkStatus.state.attempt,
             retryInSeconds: linkStatus.state.retryIn.map(\.inSeconds),
             reconnects: figures.counters.reconnects,

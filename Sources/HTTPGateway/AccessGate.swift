@@ -50,15 +50,12 @@ struct AccessGate: Sendable {
     }
 }
 
-/// Refuses requests without a known token (401) and routes that need `send` to a `read`
-/// token (403); passes the role on in the context for the commands. The status page's
-/// script and style are open to all.
+/// Refuses requests without a known token (401, with `WWW-Authenticate`); passes the role
+/// on in the context, where the commands check it (403 for a radio command with `read`).
+/// The status page's script and style are open to all.
 struct AccessMiddleware: RouterMiddleware {
     typealias Context = GatewayContext
     let gate: AccessGate
-
-    /// Paths that reach a radio whatever the request says (a WebSerial relay, §9).
-    static func needsSend(_ path: String) -> Bool { path.hasPrefix("/webserial/") }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         // The page's script and style hold no data, and a browser fetches them without the token.
@@ -71,9 +68,6 @@ struct AccessMiddleware: RouterMiddleware {
         case .unknownToken:
             return Self.unauthorized("unknown token")
         case .granted(let role):
-            if role == .read && Self.needsSend(request.uri.path) {
-                return HTTPGateway.reply(status: .forbidden, code: "unauthorized", message: "this token has the read role; this page needs send")
-            }
             var context = context
             context.role = role
             return try await next(request, context)

@@ -8,6 +8,8 @@ extension MeshBus {
         public var lastProbeOkAgoSeconds: Double?
         /// The round trip of the last answered probe, in milliseconds.
         public var lastProbeRoundTripMs: Double?
+        /// Why the link is not up, in words (`tcp://…: Connection refused`, `link lost: probe_strikes`); nil when ready.
+        public var lastError: String?
         public var attempt: Int
         public var retryInSeconds: Double?
         public var reconnects: Int
@@ -31,7 +33,7 @@ extension MeshBus {
         public var history: [LinkStateSpan]?
 
         public init(
-            state: LinkState, ready: Bool, strikes: Int, lastProbeOkAgoSeconds: Double?, lastProbeRoundTripMs: Double?, attempt: Int, retryInSeconds: Double?,
+            state: LinkState, ready: Bool, strikes: Int, lastProbeOkAgoSeconds: Double?, lastProbeRoundTripMs: Double?, lastError: String?, attempt: Int, retryInSeconds: Double?,
             reconnects: Int, transport: String, myNodeNum: UInt32?, queueDepth: Int, pendingSends: Int,
             sends: [String: Int], lastSeq: UInt64, replayHeld: Int, nodeCount: Int, duplicates: Int, undecodableFrames: Int,
             virtualClients: Int, virtualRadio: VirtualRadioStatus?, history: [LinkStateSpan]?
@@ -41,6 +43,7 @@ extension MeshBus {
             self.strikes = strikes
             self.lastProbeOkAgoSeconds = lastProbeOkAgoSeconds
             self.lastProbeRoundTripMs = lastProbeRoundTripMs
+            self.lastError = lastError
             self.attempt = attempt
             self.retryInSeconds = retryInSeconds
             self.reconnects = reconnects
@@ -66,6 +69,7 @@ extension MeshBus {
                 "strikes": .int(strikes),
                 "lastProbeOkAgoSeconds": .optional(lastProbeOkAgoSeconds, JSONValue.double),
                 "lastProbeRoundTripMs": .optional(lastProbeRoundTripMs, JSONValue.double),
+                "lastError": .optional(lastError, JSONValue.string),
                 "attempt": .int(attempt),
                 "retryInSeconds": .optional(retryInSeconds, JSONValue.double),
                 "reconnects": .int(reconnects),

@@ -36,6 +36,8 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     /// When a packet of each port was last written, for ``LinkTiming/sendSpacing``; kept
     /// across sessions, as the firmware's own limiter is.
     private let lastWrite = Mutex<[Meshtastic_PortNum: C.Instant]>([:])
+    /// Why the link is not up, in words for `status` (a failed open, a loss); nil once ready.
+    private let lastError = Mutex<String?>(nil)
     private let logger: Logger
 
     /// What reaches the supervisor loop: children's reports and commands.
@@ -125,6 +127,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
                 state: machine.state,
                 sinceLastProbeSuccess: machine.state.isUp ? machine.lastProbeSuccess.map { $0.duration(to: now) } : nil,
                 lastProbeRoundTrip: machine.lastProbeRoundTrip,
+                lastError: lastError.withLock { $0 },
                 failures: machine.failures
             )
         }
@@ -285,11 +288,13 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
             case .established(let attempt):
                 var established = info
                 established.attempt = attempt
+                lastError.withLock { $0 = nil }
                 emit(.established(established))
                 logger.info("link ready", metadata: ["slot": "\(slot)", "attempt": "\(attempt)", "nodes": "\(info.nodeCount)"])
             case .probeAnswered(let roundTrip):
                 emit(.probeAnswered(roundTrip: roundTrip))
             case .lost(let reason):
+                lastError.withLock { $0 = "link lost: \(reason.rawValue)" }
                 emit(.lost(reason))
                 logger.warning("link lost", metadata: ["slot": "\(slot)", "reason": "\(reason.rawValue)"])
             case .closeSession(let goodbye):
@@ -354,9 +359,11 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
             channel = try await transport.open()
         } catch let error as RadioTransportError where error == .deviceAbsent {
             logger.debug("device absent", metadata: ["slot": "\(slot)", "transport": "\(transport)"])
+            lastError.withLock { $0 = "\(transport): device absent" }
             return .deviceAbsent
         } catch {
             logger.debug("open failed", metadata: ["slot": "\(slot)", "transport": "\(transport)", "error": "\(error)"])
+            lastError.withLock { $0 = "\(transport): \(RadioTransportError.describe(error))" }
             return .unreachable
         }
         input.yield(.opened(attempt: attempt))

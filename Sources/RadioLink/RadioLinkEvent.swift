@@ -43,6 +43,8 @@ public struct LinkStatus: Sendable, Equatable {
     public var sinceLastProbeSuccess: Duration?
     /// The round trip of the last answered probe, nil before the first.
     public var lastProbeRoundTrip: Duration?
+    /// Why the link is not up, in words (a failed open, a loss); nil once it is ready.
+    public var lastError: String?
     /// Consecutive failed attempts behind the current backoff.
     public var failures: Int
 }

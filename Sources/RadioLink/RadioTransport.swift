@@ -40,6 +40,18 @@ public struct RadioTransportError: Error, Hashable, CustomStringConvertible {
         case .deviceAbsent: "device absent"
         }
     }
+
+    /// An open failure in a person's words: `Connection refused`, `connect timed out`, rather
+    /// than SwiftNIO's full structure.
+    public static func describe(_ error: any Error) -> String {
+        if let connection = error as? NIOConnectionError {
+            if let failure = connection.connectionErrors.first { return describe(failure.error) }
+            return "cannot resolve \(connection.host)"
+        }
+        if let io = error as? IOError { return String(cString: strerror(io.errnoCode)) }
+        if let channel = error as? ChannelError, case .connectTimeout = channel { return "connect timed out" }
+        return "\(error)"
+    }
 }
 
 /// A radio's TCP API (port 4403 on real radios), or the simulator's.

@@ -15,7 +15,8 @@ import Testing
     )
 
     static let status = MeshBus.SlotStatus(
-        state: .degraded, ready: false, strikes: 1, lastProbeOkAgoSeconds: 12.5, lastProbeRoundTripMs: 41.5, attempt: 3, retryInSeconds: nil, reconnects: 2,
+        state: .degraded, ready: false, strikes: 1, lastProbeOkAgoSeconds: 12.5, lastProbeRoundTripMs: 41.5,
+        lastError: "link lost: probe_strikes", attempt: 3, retryInSeconds: nil, reconnects: 2,
         transport: "tcp", myNodeNum: 0x1000_0001, queueDepth: 4, pendingSends: 5, sends: ["acked": 7, "expired": 1], lastSeq: 1042,
         replayHeld: 1000, nodeCount: 7, duplicates: 3, undecodableFrames: 1, virtualClients: 2, virtualRadio: virtualRadio,
         history: [.init(state: .ready, since: "2026-11-29T18:00:00.000Z"), .init(state: .degraded, since: "2026-11-29T18:20:00.500Z")]
@@ -31,6 +32,7 @@ import Testing
         var older = Self.status.jsonValue.objectValue ?? [:]
         older["history"] = nil
         older["lastProbeRoundTripMs"] = nil
+        older["lastError"] = nil
         let decoded = try JSONDecoder().decode(MeshBus.SlotStatus.self, from: Data(JSONValue.object(older).jsonBytes))
         #expect(decoded.history == nil && decoded.state == .degraded, "an older broker's status, without history, still decodes")
     }

@@ -103,6 +103,20 @@ def test_serial_radio_on_a_pseudo_terminal_logs_vanishes_and_comes_back(start_br
     assert states(events)[-3:] == ["connecting", "configuring", "ready"]
 
 
+def test_status_says_in_words_why_a_link_is_not_up(start_broker, start_controlled_simulator, context, tmp_path):
+    port = free_port()
+    path = str(tmp_path / "ttyABSENT")
+    endpoints = start_broker("--tcp", f"radio=127.0.0.1:{port}", "--serial", f"cable={path}")
+    sub = subscriber(context, endpoints["events"], b"meshtastic.connection.state/")
+    link_events(sub, lambda events: count("meshtastic.connection.state/radio")(events) >= 2 and count("meshtastic.connection.state/cable")(events) >= 2)
+    slots = command(context, endpoints["commands"], {"cmd": "status"})["result"]["slots"]
+    assert slots["radio"]["lastError"] == f"tcp://127.0.0.1:{port}: Connection refused", slots["radio"]
+    assert slots["cable"]["lastError"] == f"serial://{path}: device absent", slots["cable"]
+    start_controlled_simulator(port=port)
+    link_events(sub, lambda events: any(e["state"] == "ready" for t, e in events if t.endswith("/radio")))
+    assert status(context, endpoints["commands"])["lastError"] is None, "cleared once ready"
+
+
 def test_sigterm_closes_the_radio_cleanly_and_publishes_the_loss(start_broker, start_controlled_simulator, context):
     endpoints, sim, sub, _ = watched_radio(start_broker, start_controlled_simulator, context)
     endpoints["process"].terminate()

@@ -7,6 +7,7 @@ const token = new URLSearchParams(location.search).get("token");
 const HOUR = 3600 * 1000;
 const KEPT_EVENTS = 50;
 const KEPT_SENDS = 20;
+const KEPT_NODES = 100;
 
 // How a link state looks: up (green), warn (amber), down (red), held (grey).
 const HEALTH = {
@@ -49,6 +50,7 @@ async function load() {
     for (const old of page.slots.values()) old.view.remove();
     page.slots.clear();
     document.querySelector("#events tbody").replaceChildren();
+    pendingEvents.length = 0;
     const earlier = [];
     for (const [name, slotStatus] of Object.entries(status.slots)) {
       const slot = { name, status: slotStatus, history: [], nodes: new Map(), view: makeSlotView(name) };
@@ -181,13 +183,39 @@ function summary(envelope) {
   }
 }
 
+// Events are listed in batches, a few times a second, so a busy mesh does not redraw the page per packet.
+const pendingEvents = [];
+
 function addEvent(envelope) {
+  pendingEvents.push(envelope);
+  if (pendingEvents.length > KEPT_EVENTS) pendingEvents.shift();
+  scheduleRender();
+}
+
+function renderEvents() {
   const body = document.querySelector("#events tbody");
-  const row = cells([clock(Date.parse(envelope.time)), envelope.slot, envelope.seq, envelope.topic.replace(/^meshtastic\./, ""), summary(envelope)]);
-  row.lastChild.className = "wrap";
-  row.dataset.topic = envelope.topic;
-  body.prepend(row);
+  for (const envelope of pendingEvents.splice(0)) {
+    const row = cells([clock(Date.parse(envelope.time)), envelope.slot, envelope.seq, envelope.topic.replace(/^meshtastic\./, ""), summary(envelope)]);
+    row.lastChild.className = "wrap";
+    row.dataset.topic = envelope.topic;
+    body.prepend(row);
+  }
   while (body.rows.length > KEPT_EVENTS) body.lastChild.remove();
+}
+
+const dirtyNodes = new Set();
+let renderTimer = null;
+
+function scheduleRender(slot) {
+  if (slot) dirtyNodes.add(slot);
+  if (!renderTimer) renderTimer = setTimeout(renderPending, 200);
+}
+
+function renderPending() {
+  renderTimer = null;
+  for (const slot of dirtyNodes) if (page.slots.get(slot.name) === slot) renderNodes(slot);
+  dirtyNodes.clear();
+  renderEvents();
 }
 
 // --- sends ---
@@ -276,7 +304,7 @@ function renderSlot(slot) {
   field(view, ".node-count", slot.nodes.size);
   field(view, ".seq", status.lastSeq);
   renderTimeline(slot);
-  renderNodes(slot);
+  scheduleRender(slot); // the node table, at most a few times a second
 }
 
 function probeText(status) {
@@ -304,15 +332,22 @@ function renderTimeline(slot) {
   });
 }
 
+// The nodes heard last first; a big mesh shows its most recent ones and says how many more there are.
 function renderNodes(slot) {
   const body = slot.view.querySelector(".nodes tbody");
   const nodes = [...slot.nodes.entries()].sort((a, b) => (b[1].lastHeard || 0) - (a[1].lastHeard || 0));
-  body.replaceChildren(...nodes.map(([id, node]) => {
+  const rows = nodes.slice(0, KEPT_NODES).map(([id, node]) => {
     const battery = node.deviceMetrics && node.deviceMetrics.batteryLevel != null ? node.deviceMetrics.batteryLevel + " %" : "–";
     const row = cells([nodeName(node), id, node.lastHeard ? ago(node.lastHeard * 1000) : "–", node.snr != null ? node.snr.toFixed(2) + " dB" : "–", battery, node.hopsAway ?? "–"]);
     row.dataset.node = id;
     return row;
-  }));
+  });
+  if (nodes.length > KEPT_NODES) {
+    const more = cells(["… and " + (nodes.length - KEPT_NODES) + " more, heard longer ago"]);
+    more.firstChild.colSpan = 6;
+    rows.push(more);
+  }
+  body.replaceChildren(...rows);
 }
 
 function renderSlotChoice() {
