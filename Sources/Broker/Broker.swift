@@ -388,13 +388,18 @@ public final class Broker: Service, Sendable {
         case events([SlotEvent])
         /// The ring no longer holds them all; its oldest is `oldest`.
         case gap(oldest: UInt64)
+        /// The seq asked for is beyond this broker's last: the cursor is from an earlier run
+        /// (seqs restart with the broker id), so what it names cannot be told apart.
+        case ahead(lastSeq: UInt64)
         case unknownSlot
     }
 
     /// The events of `slot` after `seq` still held (all of them, oldest first).
     public func heldEvents(slot name: String, after seq: UInt64) -> HeldEvents {
         guard let slot = registry.withLock({ $0.slots[name] }) else { return .unknownSlot }
-        switch slot.heldEvents(after: seq) {
+        let (held, lastSeq) = slot.heldEvents(after: seq)
+        if seq > lastSeq { return .ahead(lastSeq: lastSeq) }
+        switch held {
         case .success(let events): return .events(events)
         case .failure(let gap): return .gap(oldest: gap.oldestSeq)
         }

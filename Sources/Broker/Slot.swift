@@ -400,8 +400,8 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
     }
 
     /// Every event after `seq` still held, oldest first, or the gap.
-    func heldEvents(after seq: UInt64) -> Result<[SlotEvent], ReplayGapTooOld> {
-        state.withLock { state in Result { () throws(ReplayGapTooOld) in try state.core.events(after: seq, limit: .max) } }
+    func heldEvents(after seq: UInt64) -> (Result<[SlotEvent], ReplayGapTooOld>, lastSeq: UInt64) {
+        state.withLock { state in (Result { () throws(ReplayGapTooOld) in try state.core.events(after: seq, limit: .max) }, state.core.seq) }
     }
 
     /// The events after `sinceSeq` still held, each as its frames: `topic`, `envelope`, and

@@ -9,6 +9,10 @@ import Hummingbird
 /// `insecure`) and everyone is trusted.
 struct AccessGate: Sendable {
     let tokens: AccessTokens?
+    /// Whether the listener is bound to loopback; then a request must also name a loopback
+    /// host, so that a page whose name was rebound to 127.0.0.1 (DNS rebinding) is not
+    /// same-origin with MeshBus in the browser's eyes and gets nothing.
+    let loopback: Bool
 
     enum Verdict: Equatable {
         /// No tokens configured.
@@ -16,10 +20,12 @@ struct AccessGate: Sendable {
         case granted(ClientRole)
         case noToken
         case unknownToken
+        /// Without tokens on loopback: the request names another host.
+        case foreignHost
     }
 
     func verdict(_ request: HTTPRequest) -> Verdict {
-        guard let tokens else { return .trusted }
+        guard let tokens else { return loopback && !Self.namesLoopback(request.authority) ? .foreignHost : .trusted }
         guard let token = Self.token(in: request) else { return .noToken }
         return tokens.role(of: token).map(Verdict.granted) ?? .unknownToken
     }
@@ -30,16 +36,33 @@ struct AccessGate: Sendable {
         case .trusted, .granted: nil
         case .noToken: "unauthorized: \(Self.noTokenMessage)"
         case .unknownToken: "unauthorized: unknown token"
+        case .foreignHost: "unauthorized: \(Self.foreignHostMessage)"
         }
+    }
+
+    static let foreignHostMessage = "this listener answers only requests for a loopback host (localhost, 127.0.0.1, [::1])"
+
+    /// Whether a `Host` names this machine's loopback: `localhost`, `127.x.y.z`, `[::1]`, with or without a port.
+    static func namesLoopback(_ authority: String?) -> Bool {
+        guard var host = authority?.lowercased()[...] else { return false }
+        if host.hasPrefix("[") {
+            guard let close = host.firstIndex(of: "]") else { return false }
+            return host[host.index(after: host.startIndex)..<close] == "::1"
+        }
+        if let colon = host.lastIndex(of: ":") { host = host[..<colon] }
+        if host == "localhost" { return true }
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 
     static let noTokenMessage = "this listener needs a token: Authorization: Bearer T, or ?token=T"
 
-    /// The presented token: the `Authorization` header's, else the query's `token`.
+    /// The presented token: the `Authorization` header's when it is `Bearer`, else the query's
+    /// `token` (a proxy's Basic authorization may ride along with a browser's requests).
     static func token(in request: HTTPRequest) -> Substring? {
         if let header = request.headerFields[.authorization] {
             let parts = header.split(separator: " ", maxSplits: 1)
-            return parts.count == 2 && parts[0].lowercased() == "bearer" ? parts[1] : nil
+            if parts.count == 2 && parts[0].lowercased() == "bearer" { return parts[1] }
         }
         guard let path = request.path, let question = path.firstIndex(of: "?") else { return nil }
         for pair in path[path.index(after: question)...].split(separator: "&") where pair.hasPrefix("token=") {
@@ -67,6 +90,8 @@ struct AccessMiddleware: RouterMiddleware {
             return Self.unauthorized(AccessGate.noTokenMessage)
         case .unknownToken:
             return Self.unauthorized("unknown token")
+        case .foreignHost:
+            return HTTPGateway.reply(status: .forbidden, code: "unauthorized", message: AccessGate.foreignHostMessage)
         case .granted(let role):
             var context = context
             context.role = role

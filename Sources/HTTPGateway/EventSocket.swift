@@ -101,6 +101,11 @@ enum EventSocket {
                     // Live events for the new prefixes queue up from here; the replay below
                     // covers what came before, and the cursor skips the overlap.
                     let current = subscription.prefixes
+                    // One cursor per socket: a resume joined to live prefixes could skip or repeat.
+                    guard after == nil || current.isEmpty else {
+                        try await send(["error": .object(["code": .string("bad_request"), "message": .string("after only with a socket's first subscribe")])], outbound)
+                        continue
+                    }
                     let prefixes = current + added.filter { !current.contains($0) }
                     guard prefixes.count <= maxPrefixes else {
                         try await send(["error": .object(["code": .string("bad_request"), "message": .string("at most \(maxPrefixes) prefixes per socket")])], outbound)
@@ -111,8 +116,8 @@ enum EventSocket {
                         switch item {
                         case .event(let event):
                             try await outbound.write(.text(message(event)))
-                        case .gap(let slot, let afterSeq):
-                            try await send(["gap": .object(["slot": .string(slot), "afterSeq": .int(afterSeq), "reason": .string("gap_too_old")])], outbound)
+                        case .gap(let slot, let afterSeq, let reason):
+                            try await send(["gap": .object(["slot": .string(slot), "afterSeq": .int(afterSeq), "reason": .string(reason)])], outbound)
                         }
                     }
                     try await send(["subscribed": .array(subscription.prefixes.map(JSONValue.string))], outbound)

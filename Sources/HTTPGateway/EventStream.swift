@@ -37,8 +37,9 @@ struct StreamCursor: Equatable, CustomStringConvertible {
     /// What a stream resuming from `start` sends before live events.
     enum Resumed {
         case event(SlotEvent)
-        /// The ring no longer holds the slot's events after `afterSeq`.
-        case gap(slot: String, afterSeq: UInt64)
+        /// The slot's events after `afterSeq` cannot be sent: the ring no longer holds them
+        /// (`gap_too_old`), or the seq is from an earlier run of the broker (`broker_restarted`).
+        case gap(slot: String, afterSeq: UInt64, reason: String)
     }
 
     /// Per slot of `start` (by name) this stream has not yet passed: the held events after its
@@ -56,7 +57,11 @@ struct StreamCursor: Equatable, CustomStringConvertible {
                     resumed.append(.event(event))
                 }
             case .gap:
-                resumed.append(.gap(slot: slot, afterSeq: seq))
+                resumed.append(.gap(slot: slot, afterSeq: seq, reason: "gap_too_old"))
+            case .ahead:
+                // Every live event of the slot passes from here: the client takes a snapshot.
+                seqs[slot] = 0
+                resumed.append(.gap(slot: slot, afterSeq: seq, reason: "broker_restarted"))
             case .unknownSlot:
                 continue
             }
@@ -133,8 +138,9 @@ extension HTTPGateway {
                 case .event(let event):
                     running.delivered(slot: slotName(event.topic), seq: event.seq)
                     try await writer.write(message(event, cursor: running))
-                case .gap(let slot, let afterSeq):
-                    try await writer.write(gap(slot: slot, afterSeq: afterSeq, reason: "gap_too_old"))
+                case .gap(let slot, let afterSeq, let reason):
+                    if reason == "broker_restarted" { running.delivered(slot: slot, seq: 0) }
+                    try await writer.write(gap(slot: slot, afterSeq: afterSeq, reason: reason))
                 }
             }
         }

@@ -29,7 +29,7 @@ public struct HTTPGateway: Service {
         host: String, port: Int, broker: Broker, tokens: AccessTokens?, registry: PrometheusCollectorRegistry?,
         beforeScrape: @escaping @Sendable () -> Void, logger: Logger, onListening: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
-        let gate = AccessGate(tokens: tokens)
+        let gate = AccessGate(tokens: tokens, loopback: SecurityConfiguration.isLoopback("tcp://\(host):\(port)"))
         let router = Router(context: GatewayContext.self)
         router.add(middleware: AccessMiddleware(gate: gate))
         StatusPage.add(to: router)

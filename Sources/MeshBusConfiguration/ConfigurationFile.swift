@@ -540,7 +540,7 @@ private struct Reader {
             return nil
         }
         var tokens = AccessTokens(read: [], send: [])
-        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let words = line.split(whereSeparator: \.isWhitespace)
             guard let first = words.first, !first.hasPrefix("#") else { continue }
             let role = ClientRole(rawValue: String(first))
@@ -561,8 +561,8 @@ private struct Reader {
         if token.utf8.count < AccessTokens.minimumLength {
             return "a token needs at least \(AccessTokens.minimumLength) characters (meshbus keygen --token prints one)"
         }
-        if !token.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-._~+/=".contains($0)) }) {
-            return "a token is letters, digits and -._~+/= only (it travels in a header and in a URL)"
+        if !token.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-._~".contains($0)) }) {
+            return "a token is letters, digits and -._~ only (it travels in a header and in a URL unchanged)"
         }
         return nil
     }

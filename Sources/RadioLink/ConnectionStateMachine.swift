@@ -110,6 +110,14 @@ public enum LinkState: Equatable, Sendable {
         if case .ready = self { true } else { false }
     }
 
+    /// Whether an attempt is under way: opening the transport or in the handshake.
+    public var isHandshaking: Bool {
+        switch self {
+        case .connecting, .configuring: true
+        default: false
+        }
+    }
+
     /// Whether the handshake completed and the link has not been declared lost.
     public var isUp: Bool {
         switch self {

@@ -181,9 +181,16 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
                 case .ended(let attempt, let end):
                     if attempt == session?.attempt { session = nil }
                     logger.debug("session ended", metadata: ["slot": "\(slot)", "attempt": "\(attempt)", "end": "\(end)"])
+                    let handshaking = machine.withLock { $0.state.isHandshaking }
                     actions = transition { $0.handle(.sessionEnded(end, attempt: attempt, now: now)) }
+                    if handshaking, case .lost = end { noteFailedAttempt("closed during the handshake") }
                 case .timer(let timer):
+                    let handshaking = machine.withLock { $0.state.isHandshaking }
                     actions = transition { $0.handle(.timerFired(timer, now: now)) }
+                    if handshaking, timer.kind == .initTimeout {
+                        let seconds = timing.interfaceInitTimeout.inSeconds
+                        noteFailedAttempt("no complete handshake within \(seconds == seconds.rounded() ? "\(Int(seconds))" : "\(seconds)") s")
+                    }
                 case .reconnect:
                     actions = transition { $0.handle(.reconnect) }
                 case .disconnectForRestart(let settle):
@@ -294,7 +301,8 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
             case .probeAnswered(let roundTrip):
                 emit(.probeAnswered(roundTrip: roundTrip))
             case .lost(let reason):
-                lastError.withLock { $0 = "link lost: \(reason.rawValue)" }
+                // A loss asked for (reconnect, disconnectForRestart, shutdown) is no error.
+                if ![.manual, .shutdown, .reload].contains(reason) { lastError.withLock { $0 = "link lost: \(reason.rawValue)" } }
                 emit(.lost(reason))
                 logger.warning("link lost", metadata: ["slot": "\(slot)", "reason": "\(reason.rawValue)"])
             case .closeSession(let goodbye):
@@ -351,6 +359,11 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
             return end
         }
         input.yield(.ended(attempt: attempt, end))
+    }
+
+    /// An attempt whose transport opened failed before the link was ready: say why in `status`.
+    private func noteFailedAttempt(_ why: String) {
+        if machine.withLock({ !$0.state.isHandshaking && $0.state != .stopped }) { lastError.withLock { $0 = "\(transport): \(why)" } }
     }
 
     private func openAndServe(attempt: Int, control: AsyncStream<Meshtastic_ToRadio>) async -> SessionEnd {

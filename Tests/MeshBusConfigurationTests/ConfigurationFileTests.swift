@@ -98,7 +98,7 @@ import VirtualRadio
         ),
         (
             "slots: []\nsecurity:\n  tokens: {send: ['0123456789abcdef xyz']}\n",
-            ["meshbus.yaml:3: security.tokens.send[0]: a token is letters, digits and -._~+/= only (it travels in a header and in a URL)"]
+            ["meshbus.yaml:3: security.tokens.send[0]: a token is letters, digits and -._~ only (it travels in a header and in a URL unchanged)"]
         ),
         ("slots: []\nsecurity:\n  tokens: {write: [0123456789abcdefgh]}\n", [
             "meshbus.yaml:3: security.tokens.write: unknown key; expected one of read, send",

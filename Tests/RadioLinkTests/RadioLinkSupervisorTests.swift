@@ -50,7 +50,7 @@ import Testing
     }
 
     /// Should give up a handshake that does not finish within the init timeout, back off, and
-    /// connect again.
+    /// connect again; `status` says why in words meanwhile, and nothing once ready.
     @Test func aHandshakeThatNeverFinishesTimesOutAndIsRetried() async throws {
         let clock = MockClock()
         let simulator = try await RadioSimulator.start(.quiet)
@@ -60,16 +60,19 @@ import Testing
             simulator.faults.withholdConfigComplete = true
             simulator.dropClient()
             try await harness.log.wait("the cooldown after the drop") { $0.states.last == .cooldown(attempt: 1, retryIn: .seconds(3)) }
+            #expect(harness.link.status.lastError == "link lost: transport_closed")
             await clock.advance(toSleeperIn: .seconds(3))
             try await harness.log.wait("the second handshake under way") { $0.states.last?.name == "configuring" && $0.states.last?.attempt == 2 }
             await clock.advance(toSleeperIn: .seconds(25))
             try await harness.log.wait("the backoff after the init timeout") { $0.states.last?.name == "backoff" }
             simulator.faults.withholdConfigComplete = false
+            #expect(harness.link.status.lastError?.hasSuffix(": no complete handshake within 25 s") == true, "\(String(describing: harness.link.status.lastError))")
             let retryIn = try #require(harness.log.events.states.last?.retryIn)
             #expect(retryIn >= .seconds(1) && retryIn <= .seconds(3), "the first backoff: 2 s ± 1 s")
             await clock.advance(toSleeperIn: retryIn)
             try await harness.log.waitForEstablished(2)
             #expect(harness.log.events.after(established: 1).stateNames == ["cooldown", "connecting", "configuring", "backoff", "connecting", "configuring", "ready"])
+            #expect(harness.link.status.lastError == nil, "cleared once ready")
         }
     }
 

@@ -86,6 +86,25 @@ def test_bad_http_requests_are_refused_clearly_and_harm_nothing(http_broker):
     assert post(base, {"cmd": "ping"})[0] == 200, "the daemon still answers"
 
 
+def test_a_request_for_another_host_name_is_refused_on_loopback(http_broker):
+    # DNS rebinding: a page at evil.example whose name now resolves to 127.0.0.1 is
+    # same-origin with itself, so its requests name evil.example; without tokens on loopback,
+    # only loopback names are answered.
+    import http.client
+    host, port = http_broker["http"].removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("POST", "/api/commands", body=json.dumps({"cmd": "ping"}),
+                       headers={"Host": f"evil.example:{port}", "Content-Type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 403 and json.loads(response.read())["error"]["code"] == "unauthorized"
+    connection.close()
+    for name in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.request("POST", "/api/commands", body=json.dumps({"cmd": "ping"}), headers={"Host": name, "Content-Type": "application/json"})
+        assert connection.getresponse().status == 200, name
+        connection.close()
+
+
 def test_metrics_are_served_on_the_same_listener(http_broker):
     with urllib.request.urlopen(f"{http_broker['http']}/metrics", timeout=10) as response:
         page = response.read().decode()

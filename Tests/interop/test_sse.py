@@ -100,6 +100,20 @@ def test_a_resume_older_than_the_ring_starts_with_a_gap(start_broker, context):
     assert json.loads(data) == {"slot": "sim", "afterSeq": 0, "reason": "gap_too_old"}
 
 
+def test_a_cursor_from_an_earlier_run_gets_a_gap_then_every_live_event(start_broker, context):
+    # An EventSource sends its last id again after the daemon restarted: that seq is the old
+    # run's, beyond this broker's. It must not hide this run's events up to it.
+    broker = start_broker(http=True)
+    stream = EventStream(broker["http"], prefixes=["meshtastic.receive/sim"], last_event_id="sim:1000000")
+    event, _, data = stream.take(1, "the gap event")[0]
+    assert event == "gap"
+    assert json.loads(data) == {"slot": "sim", "afterSeq": 1000000, "reason": "broker_restarted"}
+    event, event_id, data = stream.take(1, "a live packet after the gap")[0]
+    stream.close()
+    assert event.startswith("meshtastic.receive/sim/") and json.loads(data)["seq"] < 1000000
+    assert event_id == f"sim:{json.loads(data)['seq']}", "the cursor starts over for the slot"
+
+
 def test_a_reader_that_stops_reading_is_cut_off_and_nobody_else_loses_anything(start_controlled_simulator, start_broker, context):
     simulator = start_controlled_simulator()
     broker = start_broker("--tcp", f"radio=127.0.0.1:{simulator['port']}", http=True)
@@ -108,7 +122,7 @@ def test_a_reader_that_stops_reading_is_cut_off_and_nobody_else_loses_anything(s
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.connect((url.hostname, url.port))
-    stalled.sendall(b"GET /events?prefix=meshtastic.receive/radio HTTP/1.1\r\nHost: x\r\n\r\n")
+    stalled.sendall(f"GET /events?prefix=meshtastic.receive/radio HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode())
     reader = EventStream(broker["http"], prefixes=["meshtastic.receive/radio"])
     sub = subscriber(context, broker["events"], b"meshtastic.receive/radio")
     time.sleep(0.5)  # the SUB joins a moment after it connects

@@ -76,6 +76,9 @@ def test_bad_messages_get_an_error_and_the_socket_stays(http_broker):
             await ws.send(json.dumps({"subscribe": ["meshtastic.connection"]}))
             answer = await receive_until(ws, lambda m: "subscribed" in m, "the subscribe answer")
             assert answer[-1] == {"subscribed": ["meshtastic.connection"]}
+            await ws.send(json.dumps({"subscribe": ["meshtastic.log"], "after": "sim:1"}))
+            answer = await receive_until(ws, lambda m: "error" in m, "an error for after on a subscribed socket")
+            assert answer[-1]["error"]["message"] == "after only with a socket's first subscribe"
     asyncio.run(run())
 
 

@@ -8,6 +8,7 @@ const HOUR = 3600 * 1000;
 const KEPT_EVENTS = 50;
 const KEPT_SENDS = 20;
 const KEPT_NODES = 100;
+const KEPT_EARLY = 100;
 
 // How a link state looks: up (green), warn (amber), down (red), held (grey).
 const HEALTH = {
@@ -21,9 +22,11 @@ const page = {
   broker: null,
   slots: new Map(), // name → {status, history: [{state, since: ms}], nodes: Map, view}
   cursor: new Map(), // slot → last seq applied
-  sends: new Map(), // packetId → {slot, to, text, statuses: []}
+  sends: new Map(), // this page's sends, oldest first: packetId → {slot, to, text, wantAck, statuses: []}
+  early: new Map(), // statuses of sends not (yet) known to the page: packetId → [status]
   socket: null,
   retryDelay: 500,
+  generation: 0, // of the latest load; an older one that is still reading gives way
   loading: false,
 };
 
@@ -39,30 +42,40 @@ async function command(body) {
 }
 
 // Reads everything afresh (first load, or a new broker), then follows the events from the
-// seq each slot's status was read at, so nothing between the two is missed.
+// seq each slot's status was read at, so nothing between the two is missed. A load started
+// later wins: an earlier one still reading drops what it read.
 async function load() {
+  const generation = ++page.generation;
   page.loading = true;
+  closeSocket();
   try {
     const ping = await command({ cmd: "ping" });
     const status = await command({ cmd: "status" });
-    page.broker = ping.broker;
-    page.cursor.clear();
-    for (const old of page.slots.values()) old.view.remove();
-    page.slots.clear();
-    document.querySelector("#events tbody").replaceChildren();
-    pendingEvents.length = 0;
+    const slots = [];
     const earlier = [];
     for (const [name, slotStatus] of Object.entries(status.slots)) {
-      const slot = { name, status: slotStatus, history: [], nodes: new Map(), view: makeSlotView(name) };
+      const slot = { name, status: slotStatus, nodes: new Map(), view: null };
       slot.history = (slotStatus.history || []).map((span) => ({ state: span.state, since: Date.parse(span.since) }));
-      page.slots.set(name, slot);
-      page.cursor.set(name, slotStatus.lastSeq);
       const nodes = await command({ cmd: "nodes", slot: name });
       for (const node of Object.values(nodes.nodes || {})) putNode(slot, node);
       // The last events from the replay ring: those up to the status's seq are only listed,
       // later ones are applied as if they had come live.
       const recent = await command({ cmd: "replay", slot: name, sinceSeq: Math.max(0, slotStatus.lastSeq - KEPT_EVENTS) }).catch(() => ({ events: [] }));
       for (const event of recent.events) earlier.push({ ...event, live: event.envelope.seq > slotStatus.lastSeq });
+      slots.push(slot);
+    }
+    if (generation !== page.generation) return;
+    page.broker = ping.broker;
+    page.cursor.clear();
+    page.early.clear();
+    for (const old of page.slots.values()) old.view.remove();
+    page.slots.clear();
+    document.querySelector("#events tbody").replaceChildren();
+    pendingEvents.length = 0;
+    for (const slot of slots) {
+      slot.view = makeSlotView(slot.name);
+      page.slots.set(slot.name, slot);
+      page.cursor.set(slot.name, slot.status.lastSeq);
       renderSlot(slot);
     }
     earlier.sort((a, b) => Date.parse(a.envelope.time) - Date.parse(b.envelope.time) || a.envelope.seq - b.envelope.seq);
@@ -71,11 +84,21 @@ async function load() {
     renderSlotChoice();
     connect();
   } finally {
-    page.loading = false;
+    if (generation === page.generation) page.loading = false;
+  }
+}
+
+function closeSocket() {
+  const socket = page.socket;
+  page.socket = null;
+  if (socket) {
+    socket.onclose = null;
+    socket.close();
   }
 }
 
 function connect() {
+  closeSocket();
   const url = new URL("/ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   if (token) url.searchParams.set("token", token);
@@ -102,8 +125,10 @@ function retryLater() {
   page.retryDelay = Math.min(page.retryDelay * 2, 5000);
   setFeed("reconnecting", "reconnecting in " + Math.round(delay / 100) / 10 + " s");
   setTimeout(async () => {
+    if (page.loading || page.socket) return; // a load (or another retry) got there first
     try {
       const ping = await command({ cmd: "ping" });
+      if (page.loading || page.socket) return;
       if (ping.broker !== page.broker) await load();
       else connect();
     } catch (error) {
@@ -125,19 +150,13 @@ function received(message) {
 }
 
 function reloadAll() {
-  const socket = page.socket;
-  page.socket = null;
-  if (socket) {
-    socket.onclose = null;
-    socket.close();
-  }
   load().catch(failed);
 }
 
 // --- events ---
 
 function apply(topic, envelope) {
-  if (envelope.broker !== page.broker) return;
+  if (envelope.broker !== page.broker) return reloadAll(); // another daemon answered: read it afresh
   const slot = page.slots.get(envelope.slot);
   if (!slot) return;
   if (envelope.seq <= (page.cursor.get(slot.name) || 0)) return;
@@ -230,9 +249,14 @@ async function send(event) {
   text("#send-error", "");
   try {
     const result = await command(body);
-    const entry = sendEntry(result.packetId);
-    Object.assign(entry, { slot, to: to || "^all", text: body.text });
-    if (!entry.statuses.length) entry.statuses.push(result.status);
+    const statuses = page.early.get(result.packetId) || [result.status];
+    page.early.delete(result.packetId);
+    page.sends.set(result.packetId, { slot, to: to || "^all", text: body.text, wantAck: body.wantAck, statuses });
+    for (const [packetId] of page.sends) {
+      if (page.sends.size <= KEPT_SENDS) break;
+      page.sends.delete(packetId);
+      document.querySelector('#sends tr[data-packet-id="' + packetId + '"]')?.remove();
+    }
     renderSend(result.packetId);
     input.value = "";
   } catch (error) {
@@ -240,16 +264,20 @@ async function send(event) {
   }
 }
 
-function sendEntry(packetId) {
-  if (!page.sends.has(packetId)) page.sends.set(packetId, { slot: "", to: "", text: "", statuses: [] });
-  return page.sends.get(packetId);
-}
-
-// A status may arrive before the command's reply: it is kept and shown once the reply names the send.
+// A status may arrive before the command's reply: it is held (a bounded few, since most
+// are other clients' sends) and shown once the reply names the send.
 function sendStatus(envelope) {
-  const entry = sendEntry(envelope.packetId);
-  entry.statuses.push(envelope.status + (envelope.error ? " (" + envelope.error + ")" : ""));
-  if (entry.text) renderSend(envelope.packetId);
+  const status = envelope.status + (envelope.error ? " (" + envelope.error + ")" : "");
+  const entry = page.sends.get(envelope.packetId);
+  if (entry) {
+    entry.statuses.push(status);
+    return renderSend(envelope.packetId);
+  }
+  page.early.set(envelope.packetId, [...(page.early.get(envelope.packetId) || []), status]);
+  for (const [packetId] of page.early) {
+    if (page.early.size <= KEPT_EARLY) break;
+    page.early.delete(packetId);
+  }
 }
 
 function renderSend(packetId) {
@@ -261,12 +289,12 @@ function renderSend(packetId) {
     row.dataset.packetId = packetId;
     row.children[3].className = "wrap";
     body.prepend(row);
-    while (body.rows.length > KEPT_SENDS) body.lastChild.remove();
   }
   const last = entry.statuses[entry.statuses.length - 1] || "";
   const current = last.split(" ")[0];
   row.dataset.status = current;
-  const steps = LIFECYCLE.includes(current) ? LIFECYCLE : [...LIFECYCLE.filter((s) => entry.statuses.includes(s)), last];
+  const lifecycle = entry.wantAck ? LIFECYCLE : LIFECYCLE.slice(0, 2); // no ACK asked, none comes
+  const steps = lifecycle.includes(current) ? lifecycle : [...lifecycle.filter((s) => entry.statuses.includes(s)), last];
   const cell = row.children[4];
   cell.replaceChildren();
   steps.forEach((step, index) => {
@@ -400,23 +428,31 @@ function lasting(seconds) {
   return Math.round(seconds / 86400) + " d";
 }
 
-// Figures events do not carry (probe round trip, queue depth) are read every few seconds.
+// Figures events do not carry (probe round trip, queue depth) are read every few seconds,
+// also while the event socket is down (then the state comes from here too).
 async function refresh() {
-  if (!page.socket || page.loading) return;
+  if (page.loading || !page.broker) return;
+  const generation = page.generation;
   try {
+    const ping = await command({ cmd: "ping" });
+    if (generation !== page.generation || page.loading) return;
+    if (ping.broker !== page.broker) return reloadAll();
+    text("#uptime", "up " + lasting(ping.uptimeSeconds));
     const status = await command({ cmd: "status" });
+    if (generation !== page.generation || page.loading) return;
     const names = Object.keys(status.slots);
     if (names.length !== page.slots.size || names.some((name) => !page.slots.has(name))) return reloadAll(); // slots added or removed by a reload
     for (const [name, fresh] of Object.entries(status.slots)) {
       const slot = page.slots.get(name);
-      const { state, strikes, lastSeq } = slot.status;
-      slot.status = Object.assign(fresh, { state, strikes, lastSeq }); // the events keep these current, in order
+      if (page.socket) {
+        const { state, strikes, lastSeq } = slot.status;
+        Object.assign(fresh, { state, strikes, lastSeq }); // the events keep these current, in order
+      }
+      slot.status = fresh;
       renderSlot(slot);
     }
-    const ping = await command({ cmd: "ping" });
-    text("#uptime", "up " + lasting(ping.uptimeSeconds));
   } catch (error) {
-    // The socket's close handles a daemon that went away.
+    // The socket's close (or the next retry) handles a daemon that went away.
   }
 }
 
