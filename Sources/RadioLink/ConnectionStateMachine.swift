@@ -19,6 +19,9 @@ public enum SessionEnd: Sendable, Equatable {
     case unreachable
     /// There is nothing to open yet (a serial path that does not exist): poll, do not count.
     case deviceAbsent
+    /// The transport opens only through a peer that holds the radio (a browser), and none
+    /// does: wait idle, without timers, until the transport reports one.
+    case awaitingPeer
     /// An open transport closed or failed.
     case lost(LossReason)
 }
@@ -205,6 +208,8 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
         /// End the current session and close its transport; `goodbye` writes
         /// `ToRadio.disconnect` first (a clean close the radio is told about).
         case closeSession(goodbye: Bool)
+        /// Wait for the transport's peer, then report ``Event/peerAvailable``.
+        case awaitPeer
     }
 
     public private(set) var state: State = .idle
@@ -250,6 +255,8 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
         /// The session of `attempt` ended (or never opened).
         case sessionEnded(SessionEnd, attempt: Int, now: Instant)
         case timerFired(Timer, now: Instant)
+        /// The transport that ended a session with ``SessionEnd/awaitingPeer`` has a peer now.
+        case peerAvailable
         /// The `reconnect` command.
         case reconnect
         /// The `disconnectForRestart` command.
@@ -268,6 +275,7 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
         case .received(let frame, let attempt, let now): received(frame, attempt: attempt, now: now)
         case .sessionEnded(let end, let attempt, let now): sessionEnded(end, attempt: attempt, now: now)
         case .timerFired(let timer, let now): timerFired(timer, now: now)
+        case .peerAvailable: start()
         case .reconnect: reconnect()
         case .disconnectForRestart(let settle): disconnectForRestart(settle: settle)
         case .shutdown(let reason): shutdown(reason: reason)
@@ -276,9 +284,10 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
 
     // MARK: Events
 
+    /// Opens from `idle`: at start, and when a peer arrives for a transport that waits for one.
     private mutating func start() -> [Action] {
-        guard case .idle = state else { return [] }
-        return connect(attempt: 1)
+        guard case .idle = state, !sessionActive else { return [] }
+        return connect(attempt: sessionAttempt + 1)
     }
 
     /// The session of `attempt` opened its transport.
@@ -331,6 +340,10 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
         case (.connecting, .deviceAbsent):
             cancel(.initTimeout)
             return retry(.backoff(attempt: attempt, retryIn: timing.disconnectedPollInterval), after: timing.disconnectedPollInterval)
+        case (.connecting, .awaitingPeer):
+            cancel(.initTimeout)
+            state = .idle
+            return [.awaitPeer]
         case (.connecting, _), (.configuring, _):
             return failedAttempt(closing: false)
         case (.ready, let end), (.degraded, let end):
@@ -419,7 +432,7 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
         var actions: [Action] = state.isUp ? [.lost(.manual)] : []
         if sessionActive { actions.append(.closeSession(goodbye: true)) }
         cancelAllTimers()
-        state = .disconnectedForRestart(attempt: state.attempt)
+        state = .disconnectedForRestart(attempt: max(state.attempt, sessionAttempt))
         settled = false
         reconnectRequested = false
         connectPending = false

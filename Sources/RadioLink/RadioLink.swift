@@ -50,6 +50,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
         case ended(attempt: Int, SessionEnd)
         case timer(Machine.Timer)
         case reconnect
+        case peerAvailable
         case disconnectForRestart(settle: Duration)
         case shutdown(LossReason)
     }
@@ -193,6 +194,8 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
                     }
                 case .reconnect:
                     actions = transition { $0.handle(.reconnect) }
+                case .peerAvailable:
+                    actions = transition { $0.handle(.peerAvailable) }
                 case .disconnectForRestart(let settle):
                     actions = transition { $0.handle(.disconnectForRestart(settle: settle)) }
                 case .shutdown(let reason):
@@ -308,6 +311,11 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
             case .closeSession(let goodbye):
                 if goodbye { session?.control.yield(.with { $0.disconnect = true }) }
                 session?.control.finish()
+            case .awaitPeer:
+                group.addTask {
+                    await self.transport.waitForPeer()
+                    if !Task.isCancelled { self.input.yield(.peerAvailable) }
+                }
             }
         }
     }
@@ -370,6 +378,9 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
         let channel: StreamChannel
         do {
             channel = try await transport.open()
+        } catch let error as RadioTransportError where error.isAwaitingPeer {
+            lastError.withLock { $0 = "\(transport): \(error)" }
+            return .awaitingPeer
         } catch let error as RadioTransportError where error == .deviceAbsent {
             logger.debug("device absent", metadata: ["slot": "\(slot)", "transport": "\(transport)"])
             lastError.withLock { $0 = "\(transport): device absent" }

@@ -21,23 +21,40 @@ public protocol RadioTransport: Sendable, CustomStringConvertible {
     /// Pause after the wake-up bytes, before the first frame (a sleeping serial device
     /// needs it; TCP does not).
     var wakeDelay: Duration { get }
+    /// For a transport whose `open` throws ``RadioTransportError/awaitingPeer(_:)``: returns
+    /// once a peer holds the radio (at once if one does now), or on cancellation.
+    func waitForPeer() async
 }
 
 extension RadioTransport {
     public var wakeDelay: Duration { .zero }
+    public func waitForPeer() async {}
 }
 
 /// Why a transport could not open, where the manager treats it specially.
 public struct RadioTransportError: Error, Hashable, CustomStringConvertible {
-    private enum Code: Hashable { case deviceAbsent }
+    private enum Code: Hashable {
+        case deviceAbsent
+        case awaitingPeer(String)
+    }
     private let code: Code
 
     /// The device does not exist (yet): a serial path that is missing.
     public static let deviceAbsent = RadioTransportError(code: .deviceAbsent)
 
+    /// The radio is reached only through a peer (a browser that holds it), and none does;
+    /// `why` says so in a person's words, for `status`.
+    public static func awaitingPeer(_ why: String) -> RadioTransportError { RadioTransportError(code: .awaitingPeer(why)) }
+
+    /// Whether this is ``awaitingPeer(_:)``.
+    public var isAwaitingPeer: Bool {
+        if case .awaitingPeer = code { true } else { false }
+    }
+
     public var description: String {
         switch code {
         case .deviceAbsent: "device absent"
+        case .awaitingPeer(let why): why
         }
     }
 

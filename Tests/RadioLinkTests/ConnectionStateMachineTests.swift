@@ -314,6 +314,30 @@ import Testing
         #expect(machine.failures == 0)
     }
 
+    /// Should wait idle, with no timer and no failure counted, while a transport has no peer
+    /// to open through, and open at once when one arrives.
+    @Test mutating func aTransportWithoutItsPeerWaitsIdleAndOpensWhenOneArrives() {
+        _ = machine.handle(.start)
+        let waiting = machine.handle(.sessionEnded(.awaitingPeer, attempt: 1, now: now))
+        #expect(waiting == [.awaitPeer], "no retry timer: the peer's arrival is the trigger")
+        #expect(machine.state == .idle && machine.failures == 0)
+        #expect(machine.handle(.start).first == .connect(attempt: 2), "a peer (or a reconnect) opens the next attempt at once")
+        let ready = becomeReady(attempt: 2)
+        #expect(machine.state == .ready(attempt: 2) && timer(.probe, in: ready) != nil)
+        #expect(machine.handle(.peerAvailable).isEmpty, "a late report changes nothing once open")
+    }
+
+    /// Should leave the idle wait for a shutdown or a hold as from any other state.
+    @Test mutating func anIdleWaitEndsOnShutdownOrAHold() {
+        _ = machine.handle(.start)
+        _ = machine.handle(.sessionEnded(.awaitingPeer, attempt: 1, now: now))
+        _ = machine.handle(.disconnectForRestart(settle: .seconds(3)))
+        #expect(machine.state == .disconnectedForRestart(attempt: 1), "numbered after the last attempt, so a reconnect opens a new one")
+        #expect(machine.handle(.peerAvailable).isEmpty, "a held link stays held")
+        #expect(machine.handle(.shutdown(reason: .shutdown)).isEmpty, "nothing was up, nothing is lost")
+        #expect(machine.state == .stopped && machine.isFinished)
+    }
+
     // MARK: Commands
 
     @Test mutating func reconnectOfAReadyLinkReportsManualLossAndCoolsDown() {

@@ -3,6 +3,7 @@ import MeshBusTestSupport
 import MeshtasticProtocol
 import RadioLink
 import RadioSimulator
+import Synchronization
 import Testing
 
 /// The supervisor with its timers on a ``MockClock`` and its I/O real (the simulator over
@@ -179,5 +180,53 @@ import Testing
         #expect(log.events.losses == [.shutdown])
         #expect(link.state == .stopped)
         #expect(simulator.counters.connections == 1)
+    }
+
+    /// Should wait idle, saying why, while the transport has no peer to open through, and
+    /// open at once (no timer to wait out) when one arrives.
+    @Test func aLinkWaitsIdleForItsPeerAndOpensAtOnceWhenOneArrives() async throws {
+        let clock = MockClock()
+        let simulator = try await RadioSimulator.start(.quiet)
+        let transport = PeerGatedTransport(port: simulator.port)
+        try await LinkHarness.run(simulator: simulator, transport: transport, timing: LinkTiming(), clock: clock) { harness in
+            try await harness.log.wait("the link idle without a peer") { $0.states.last?.name == "idle" }
+            #expect(harness.link.status.lastError == "\(transport): no browser holds the radio")
+            transport.admit()
+            try await harness.log.waitForEstablished(1)
+            #expect(harness.log.events.stateNames == ["connecting", "idle", "connecting", "configuring", "ready"])
+            #expect(harness.link.status.lastError == nil)
+        }
+    }
+}
+
+/// A transport reached only through a peer, as a browser-held radio is: `open` refuses with
+/// `awaitingPeer` until the test admits one, then opens the simulator over TCP.
+final class PeerGatedTransport: RadioTransport {
+    let tcp: TCPRadioTransport
+    private let present = Mutex(false)
+    private let arrivals: AsyncStream<Void>
+    private let arrival: AsyncStream<Void>.Continuation
+
+    init(port: Int) {
+        tcp = TCPRadioTransport(host: "127.0.0.1", port: port)
+        (arrivals, arrival) = AsyncStream<Void>.makeStream()
+    }
+
+    var kind: String { "gated" }
+    var description: String { "gated://\(tcp.port)" }
+
+    func open() async throws -> StreamChannel {
+        guard present.withLock({ $0 }) else { throw RadioTransportError.awaitingPeer("no browser holds the radio") }
+        return try await tcp.open()
+    }
+
+    func waitForPeer() async {
+        if present.withLock({ $0 }) { return }
+        for await _ in arrivals { return }
+    }
+
+    func admit() {
+        present.withLock { $0 = true }
+        arrival.yield()
     }
 }
