@@ -55,6 +55,15 @@ let package = Package(
             ]
         ),
         .target(
+            name: "WebSerial",
+            dependencies: [
+                "MeshtasticProtocol",
+                "RadioLink",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .target(
             name: "RadioSimulator",
             dependencies: [
                 "MeshtasticProtocol",
@@ -80,6 +89,7 @@ let package = Package(
         .target(
             name: "Broker",
             dependencies: [
+                "WebSerial",
                 "SlotCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 "MeshBusModel",
@@ -96,6 +106,7 @@ let package = Package(
         .target(
             name: "HTTPGateway",
             dependencies: [
+                "WebSerial",
                 "Broker",
                 "MeshBusModel",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -109,6 +120,7 @@ let package = Package(
             // The status page, compiled into the binary: no files to install, no build step.
             resources: [
                 .embedInCode("StatusPage/index.html"), .embedInCode("StatusPage/status.css"), .embedInCode("StatusPage/status.js"),
+                .embedInCode("StatusPage/webserial.html"), .embedInCode("StatusPage/webserial.js"),
             ]
         ),
         .target(

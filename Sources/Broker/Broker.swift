@@ -6,6 +6,7 @@ import RadioLink
 import ServiceLifecycle
 import SlotCore
 import Synchronization
+import WebSerial
 import ZeroMQ
 
 /// Where slots publish: the PUB socket, and the broker id every envelope carries.
@@ -403,6 +404,11 @@ public final class Broker: Service, Sendable {
         case .success(let events): return .events(events)
         case .failure(let gap): return .gap(oldest: gap.oldestSeq)
         }
+    }
+
+    /// Where a browser attaches to lend its serial port to slot `name`; nil unless it is a `webserial` slot.
+    public func webSerialPort(slot name: String) -> WebSerialPort? {
+        registry.withLock { $0.slots[name] }?.webSerialPort
     }
 
     private func slot(named name: String) throws(CommandError) -> BrokerSlot {

@@ -10,6 +10,8 @@ public enum RadioSource: Sendable, Equatable {
     case serial(path: String)
     /// The built-in virtual radio, run in-process and reached over loopback TCP like a real one.
     case simulator(SimulatorConfiguration)
+    /// A radio held by a browser, which relays its serial port over a WebSocket (design.md §9).
+    case webserial
 }
 
 /// One slot: a name (`[A-Za-z0-9_-]{1,32}`), its radio, and optionally a virtual radio port

@@ -6,6 +6,7 @@ import RadioSimulator
 import SlotCore
 import Synchronization
 import VirtualRadio
+import WebSerial
 
 import struct Foundation.Data
 
@@ -50,6 +51,8 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
         var configuration: SlotConfiguration
         let link: RadioLink<C>
         let simulator: RadioSimulator?
+        /// Where a browser attaches, for a `webserial` slot.
+        let webSerialPort: WebSerialPort?
     }
 
     private struct Locked: Sendable {
@@ -103,6 +106,7 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
     ) async throws -> Generation {
         let transport: any RadioTransport
         var simulator: RadioSimulator?
+        var webSerialPort: WebSerialPort?
         switch configuration.source {
         case .tcp(let host, let port):
             transport = TCPRadioTransport(
@@ -114,16 +118,23 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
             let started = try await RadioSimulator.start(simulatorConfiguration, logger: logger)
             simulator = started
             transport = SimulatorTransport(tcp: TCPRadioTransport(host: simulatorConfiguration.host, port: started.port))
+        case .webserial:
+            let port = WebSerialPort(slot: configuration.name)
+            webSerialPort = port
+            transport = WebSerialTransport(port: port)
         }
         let link = RadioLink(
             slot: configuration.name, transport: transport, timing: configuration.timing, clock: clock, outbox: outbox, logger: logger,
             onEvent: relay.deliver
         )
-        return Generation(configuration: configuration, link: link, simulator: simulator)
+        return Generation(configuration: configuration, link: link, simulator: simulator, webSerialPort: webSerialPort)
     }
 
     /// The running link.
     var link: RadioLink<C> { state.withLock { $0.current.link } }
+
+    /// Where a browser attaches, for a `webserial` slot.
+    var webSerialPort: WebSerialPort? { state.withLock { $0.current.webSerialPort } }
 
     /// The configuration the running link was made from.
     var configuration: SlotConfiguration { state.withLock { $0.current.configuration } }

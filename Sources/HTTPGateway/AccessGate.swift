@@ -73,9 +73,9 @@ struct AccessGate: Sendable {
     }
 }
 
-/// Refuses requests without a known token (401, with `WWW-Authenticate`); passes the role
-/// on in the context, where the commands check it (403 for a radio command with `read`).
-/// The status page's script and style are open to all.
+/// Refuses requests without a known token (401, with `WWW-Authenticate`), and the WebSerial
+/// page to a `read` token (403); passes the role on in the context, where the commands check
+/// it (403 for a radio command with `read`). The pages' scripts and style are open to all.
 struct AccessMiddleware: RouterMiddleware {
     typealias Context = GatewayContext
     let gate: AccessGate
@@ -93,6 +93,10 @@ struct AccessMiddleware: RouterMiddleware {
         case .foreignHost:
             return HTTPGateway.reply(status: .forbidden, code: "unauthorized", message: AccessGate.foreignHostMessage)
         case .granted(let role):
+            // The WebSerial page lends a radio: its user can transmit on the mesh.
+            if role == .read && request.uri.path.hasPrefix("/webserial/") {
+                return HTTPGateway.reply(status: .forbidden, code: "unauthorized", message: "lending a radio needs a send token")
+            }
             var context = context
             context.role = role
             return try await next(request, context)

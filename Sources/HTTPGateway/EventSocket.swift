@@ -47,7 +47,7 @@ enum EventSocket {
     /// Whether an upgrade from `request` may go ahead: a browser's `Origin` must be this host
     /// (a foreign page must not read or steer MeshBus), and the path must be `/ws`.
     static func allows(_ request: HTTPRequest) -> Bool {
-        guard request.path?.split(separator: "?").first == "/ws" else { return false }
+        guard request.path?.split(separator: "?").first == "/ws" || SerialRelaySocket.slot(inPath: request.path) != nil else { return false }
         guard let origin = request.headerFields[.origin] else { return true }
         guard let host = request.authority else { return false }
         return URL(string: origin)?.hostWithPort == host

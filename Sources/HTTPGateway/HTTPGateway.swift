@@ -32,7 +32,7 @@ public struct HTTPGateway: Service {
         let gate = AccessGate(tokens: tokens, loopback: SecurityConfiguration.isLoopback("tcp://\(host):\(port)"))
         let router = Router(context: GatewayContext.self)
         router.add(middleware: AccessMiddleware(gate: gate))
-        StatusPage.add(to: router)
+        StatusPage.add(to: router, broker: broker)
         router.get("/events") { request, context in Self.events(request, context: context, broker: broker) }
         // Reached only when the upgrade was refused (not a WebSocket request, or a foreign page).
         router.get("/ws") { _, _ in
@@ -60,8 +60,15 @@ public struct HTTPGateway: Service {
             server: .http1WebSocketUpgrade { request, _, _ in
                 guard EventSocket.allows(request) else { return .dontUpgrade }
                 // A refused upgrade can only be a bare 400; a closing reason tells a browser why.
-                if let refusal = gate.refusal(request) {
-                    return .upgrade([:]) { _, outbound, _ in try await outbound.close(.policyViolation, reason: refusal) }
+                func refuse(_ reason: String) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
+                    .upgrade([:]) { _, outbound, _ in try await outbound.close(.policyViolation, reason: reason) }
+                }
+                if let refusal = gate.refusal(request) { return refuse(refusal) }
+                if let slot = SerialRelaySocket.slot(inPath: request.path) {
+                    // Lending a radio lets the page's user transmit on the mesh: the send role.
+                    if gate.verdict(request) == .granted(.read) { return refuse("unauthorized: lending a radio needs a send token") }
+                    guard let port = broker.webSerialPort(slot: slot) else { return refuse("unknown_slot: no webserial slot named '\(slot)'") }
+                    return .upgrade([:]) { inbound, outbound, _ in try await SerialRelaySocket.serve(inbound: inbound, outbound: outbound, port: port) }
                 }
                 return .upgrade([:]) { inbound, outbound, _ in try await EventSocket.serve(inbound: inbound, outbound: outbound, broker: broker) }
             },

@@ -232,7 +232,7 @@ private struct Reader {
         if let node = top["slots"] {
             broker.slots = slots(node, timing: defaults, security: broker.security)
         } else {
-            report(root, "slots", "missing; list the radios, each with a name and one of tcp, serial or simulator")
+            report(root, "slots", "missing; list the radios, each with a name and one of tcp, serial, simulator or webserial")
         }
         daemon.metrics = listener(top["metrics"], "metrics", security: broker.security)
         daemon.http = listener(top["http"], "http", security: broker.security)
@@ -276,7 +276,7 @@ private struct Reader {
         var seen: Set<String> = []
         var virtualPorts: [String: String] = [:]
         for (item, path) in items(node, "slots") {
-            guard let entries = mapping(item, path, known: ["name", "tcp", "serial", "simulator", "timing", "virtualRadio"]) else { continue }
+            guard let entries = mapping(item, path, known: ["name", "tcp", "serial", "simulator", "webserial", "timing", "virtualRadio"]) else { continue }
             var name: String?
             if let nameNode = entries["name"], let text = string(nameNode, "\(path).name") {
                 if !SlotConfiguration.isValidName(text) {
@@ -289,9 +289,9 @@ private struct Reader {
             } else if entries["name"] == nil {
                 report(item, "\(path).name", "missing; every slot needs a name")
             }
-            let sources = ["tcp", "serial", "simulator"].filter { entries[$0] != nil }
+            let sources = ["tcp", "serial", "simulator", "webserial"].filter { entries[$0] != nil }
             guard sources.count == 1 else {
-                report(item, path, sources.isEmpty ? "needs one of tcp, serial or simulator" : "has \(sources.joined(separator: " and ")); give exactly one")
+                report(item, path, sources.isEmpty ? "needs one of tcp, serial, simulator or webserial" : "has \(sources.joined(separator: " and ")); give exactly one")
                 continue
             }
             let source = radioSource(sources[0], entries[sources[0]]!, "\(path).\(sources[0])")
@@ -326,6 +326,10 @@ private struct Reader {
                 return nil
             }
             return .serial(path: text)
+        case "webserial":
+            // Nothing to set yet: the browser brings the port.
+            if node.null == nil, !(mapping(node, path, known: []) ?? [:]).isEmpty { return nil }
+            return .webserial
         default:
             var simulator = SimulatorConfiguration()
             guard case .mapping = node else {

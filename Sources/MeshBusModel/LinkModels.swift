@@ -35,10 +35,13 @@ extension MeshBus {
     /// Why a ready link was declared dead (`meshtastic.connection.lost`).
     public enum LossReason: OpenStringEnum {
         case probeStrikes, transportClosed, writeFailed, initTimeout, radioRebooted, shutdown, reload, manual
+        /// A browser-held radio (WebSerial): the tab closed, the port was unplugged, another browser took over.
+        case browserClosed, portLost, takenOver
         case unknown(String)
 
         public static let allKnown: [LossReason] = [
             .probeStrikes, .transportClosed, .writeFailed, .initTimeout, .radioRebooted, .shutdown, .reload, .manual,
+            .browserClosed, .portLost, .takenOver,
         ]
 
         public init(rawValue: String) {
@@ -55,6 +58,9 @@ extension MeshBus {
             case .shutdown: "shutdown"
             case .reload: "reload"
             case .manual: "manual"
+            case .browserClosed: "browser_closed"
+            case .portLost: "port_lost"
+            case .takenOver: "taken_over"
             case .unknown(let reason): reason
             }
         }

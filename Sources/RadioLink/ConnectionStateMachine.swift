@@ -11,6 +11,12 @@ public enum LossReason: String, Sendable, Equatable {
     case shutdown
     case reload
     case manual
+    /// A browser-held radio (design.md §9): the tab or its WebSocket closed.
+    case browserClosed = "browser_closed"
+    /// A browser-held radio: the page reported the serial port gone (unplugged).
+    case portLost = "port_lost"
+    /// A browser-held radio: another browser took it over.
+    case takenOver = "taken_over"
 }
 
 /// How a session (one open transport) ended, as its task reports it.
@@ -275,7 +281,7 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
         case .received(let frame, let attempt, let now): received(frame, attempt: attempt, now: now)
         case .sessionEnded(let end, let attempt, let now): sessionEnded(end, attempt: attempt, now: now)
         case .timerFired(let timer, let now): timerFired(timer, now: now)
-        case .peerAvailable: start()
+        case .peerAvailable: peerAvailable()
         case .reconnect: reconnect()
         case .disconnectForRestart(let settle): disconnectForRestart(settle: settle)
         case .shutdown(let reason): shutdown(reason: reason)
@@ -288,6 +294,24 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
     private mutating func start() -> [Action] {
         guard case .idle = state, !sessionActive else { return [] }
         return connect(attempt: sessionAttempt + 1)
+    }
+
+    /// A peer holds the radio now: open at once from the idle wait, or cut short the pause
+    /// after a peer's loss (a browser that left and came back, or took over, waits for nothing).
+    private mutating func peerAvailable() -> [Action] {
+        switch state {
+        case .idle:
+            return start()
+        case .cooldown(let attempt, _), .backoff(let attempt, _):
+            cancel(.retry)
+            guard !sessionActive else {
+                connectPending = true
+                return []
+            }
+            return connect(attempt: attempt + 1)
+        default:
+            return []
+        }
     }
 
     /// The session of `attempt` opened its transport.
@@ -335,6 +359,15 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
     /// The session of `attempt` ended (or never opened).
     private mutating func sessionEnded(_ end: SessionEnd, attempt: Int, now: Instant) -> [Action] {
         guard sessionActive, attempt == sessionAttempt else { return [] }
+        let actions = endSession(end, attempt: attempt, now: now)
+        // The peer itself went (or was replaced): its return is the moment to reopen.
+        if case .lost(let reason) = end, [.browserClosed, .portLost, .takenOver].contains(reason), !actions.contains(.awaitPeer) {
+            return actions + [.awaitPeer]
+        }
+        return actions
+    }
+
+    private mutating func endSession(_ end: SessionEnd, attempt: Int, now: Instant) -> [Action] {
         sessionActive = false
         switch (state, end) {
         case (.connecting, .deviceAbsent):

@@ -399,6 +399,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
                     group.addTask { await self.writeOutbox(to: outbound, attempt: attempt) }
                     let first = await group.next() ?? .lost(.transportClosed)
                     group.cancelAll()
+                    if first == .lost(.transportClosed), let reason = transport.takeCloseReason() { return .lost(reason) }
                     return first
                 }
             }

@@ -24,11 +24,15 @@ public protocol RadioTransport: Sendable, CustomStringConvertible {
     /// For a transport whose `open` throws ``RadioTransportError/awaitingPeer(_:)``: returns
     /// once a peer holds the radio (at once if one does now), or on cancellation.
     func waitForPeer() async
+    /// Why the last opened channel closed, where the transport knows more than "closed" (a
+    /// browser's tab closed, its port unplugged); taken once, nil otherwise.
+    func takeCloseReason() -> LossReason?
 }
 
 extension RadioTransport {
     public var wakeDelay: Duration { .zero }
     public func waitForPeer() async {}
+    public func takeCloseReason() -> LossReason? { nil }
 }
 
 /// Why a transport could not open, where the manager treats it specially.

@@ -41,6 +41,7 @@ struct CheckCommand: ParsableCommand {
         case .tcp(let host, let port): "tcp \(HostPort(host: host, port: port))"
         case .serial(let path): "serial \(path)"
         case .simulator(let simulator): "simulator, \(simulator.nodeCount) nodes, \(simulator.trafficPerMinute) packets/min"
+        case .webserial: "webserial, lent by a browser at /webserial/<slot> on the HTTP listener"
         }
     }
 }

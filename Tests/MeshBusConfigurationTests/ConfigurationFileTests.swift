@@ -21,7 +21,7 @@ import VirtualRadio
     /// Each broken file and the exact messages it gets.
     static let brokenFiles: [(yaml: String, expected: [String])] = [
         ("", ["meshbus.yaml:1: slots: the file is empty; list at least the slots"]),
-        ("events: [tcp://127.0.0.1:7710]\n", ["meshbus.yaml:1: slots: missing; list the radios, each with a name and one of tcp, serial or simulator"]),
+        ("events: [tcp://127.0.0.1:7710]\n", ["meshbus.yaml:1: slots: missing; list the radios, each with a name and one of tcp, serial, simulator or webserial"]),
         ("slots: [\n", ["meshbus.yaml:2: YAML syntax: did not find expected node content"]),
         ("- a\n- b\n", ["meshbus.yaml:1: expected a mapping of events, commands, slots, timing, outboxCapacity, replayCapacity, flushTimeout, metrics, http, log, security"]),
         ("slots: []\nslot: []\n", ["meshbus.yaml:2: slot: unknown key; expected one of events, commands, slots, timing, outboxCapacity, replayCapacity, flushTimeout, metrics, http, log, security"]),
@@ -33,7 +33,7 @@ import VirtualRadio
         ),
         ("slots:\n  - name: desk\n    serial: ttyACM0\n", ["meshbus.yaml:3: slots[0].serial: expected an absolute device path like /dev/ttyACM0, got 'ttyACM0'"]),
         ("slots:\n  - tcp: a:1\n", ["meshbus.yaml:2: slots[0].name: missing; every slot needs a name"]),
-        ("slots:\n  - name: a\n", ["meshbus.yaml:2: slots[0]: needs one of tcp, serial or simulator"]),
+        ("slots:\n  - name: a\n", ["meshbus.yaml:2: slots[0]: needs one of tcp, serial, simulator or webserial"]),
         ("slots:\n  - name: a\n    tcp: a:1\n    serial: /dev/x\n", ["meshbus.yaml:2: slots[0]: has tcp and serial; give exactly one"]),
         ("slots:\n  - {name: 'a b', tcp: 'h:1'}\n", ["meshbus.yaml:2: slots[0].name: 'a b' is not a slot name: 1 to 32 of A-Z a-z 0-9 _ -"]),
         (

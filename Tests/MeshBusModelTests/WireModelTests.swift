@@ -74,6 +74,7 @@ import Testing
         ])
         #expect(MeshBus.LossReason.allKnown.map(\.rawValue) == [
             "probe_strikes", "transport_closed", "write_failed", "init_timeout", "radio_rebooted", "shutdown", "reload", "manual",
+            "browser_closed", "port_lost", "taken_over",
         ])
         #expect(MeshBus.SendState.allKnown.map(\.rawValue) == ["queued", "sent", "acked", "nak", "expired", "failed"])
         #expect(MeshBus.LinkState.allKnown.allSatisfy { MeshBus.LinkState(rawValue: $0.rawValue) == $0 })

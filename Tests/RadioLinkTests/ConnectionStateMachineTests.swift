@@ -327,6 +327,18 @@ import Testing
         #expect(machine.handle(.peerAvailable).isEmpty, "a late report changes nothing once open")
     }
 
+    /// Should wait for the peer after losing it, and reopen as soon as one is back instead of
+    /// waiting out the cooldown.
+    @Test mutating func aLostPeerIsAwaitedAndItsReturnCutsTheCooldownShort() {
+        becomeReady()
+        let lost = machine.handle(.sessionEnded(.lost(.browserClosed), attempt: 1, now: now))
+        #expect(lost.contains(.lost(.browserClosed)) && lost.last == .awaitPeer)
+        #expect([.cooldown, .backoff].contains(machine.state.published), "the pause after a loss, as for any link")
+        #expect(machine.handle(.peerAvailable).first == .connect(attempt: 2), "no cooldown to wait out")
+        #expect(machine.handle(.sessionEnded(.lost(.transportClosed), attempt: 2, now: now)).contains(.awaitPeer) == false,
+                "other losses wait their timers as before")
+    }
+
     /// Should leave the idle wait for a shutdown or a hold as from any other state.
     @Test mutating func anIdleWaitEndsOnShutdownOrAHold() {
         _ = machine.handle(.start)

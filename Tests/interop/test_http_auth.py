@@ -43,7 +43,7 @@ def code_of(body):
 def token_broker(start_broker, tmp_path):
     path = tmp_path / "meshbus.yaml"
     path.write_text(
-        "slots:\n  - {name: sim, simulator: {nodes: 2}}\n"
+        "slots:\n  - {name: sim, simulator: {nodes: 2}}\n  - {name: lent, webserial: {}}\n"
         f"security:\n  tokens:\n    read: [{READ}]\n    send: [{SEND}]\n"
     )
     return start_broker("--config", str(path), http=True)
@@ -77,6 +77,19 @@ def test_read_reads_and_only_send_reaches_the_radio(token_broker):
         assert request(base + "/api/commands", cmd, token=READ)[0] == 403, cmd
     status, _, body = request(base + "/api/commands", send, token=SEND)
     assert status == 200 and json.loads(body)["result"]["status"] == "queued"
+    # Lending a radio through the WebSerial page transmits on the mesh: send only.
+    status, _, body = request(base + "/webserial/lent", token=READ)
+    assert status == 403 and json.loads(body)["error"]["message"] == "lending a radio needs a send token"
+    assert request(base + "/webserial/lent", token=SEND)[0] == 200
+
+    async def relay(token):
+        async with connect(base.replace("http://", "ws://") + f"/webserial/lent/relay?token={token}") as socket:
+            with pytest.raises(ConnectionClosed) as closed:
+                async with asyncio.timeout(10):
+                    await socket.recv()
+        return closed.value.rcvd
+    refused = asyncio.run(relay(READ))
+    assert refused.code == 1008 and refused.reason == "unauthorized: lending a radio needs a send token"
 
 
 def test_a_browser_shows_its_token_in_the_query(token_broker):

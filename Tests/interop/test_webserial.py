@@ -1,0 +1,151 @@
+"""WebSerial slots (design.md §9) with a scripted page: a `websockets` client relays raw bytes
+between /webserial/<slot>/relay and the project's simulator over TCP, as the page relays them
+to a serial port. MeshBus runs its own handshake, probes and outbox through it."""
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from conftest import collect, command, subscriber
+
+
+class Relay:
+    """A stand-in for the page: relays bytes both ways until stopped or closed by MeshBus."""
+
+    def __init__(self, url, sim_port):
+        self.url, self.sim_port = url, sim_port
+        self.closed = None  # (code, reason) once MeshBus closed it
+
+    async def __aenter__(self):
+        self.socket = await connect(self.url, max_size=None)
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.sim_port)
+        self.tasks = [asyncio.create_task(self._to_radio()), asyncio.create_task(self._to_meshbus())]
+        return self
+
+    async def _to_radio(self):
+        try:
+            async for message in self.socket:
+                self.writer.write(message)
+                await self.writer.drain()
+        except ConnectionClosed:
+            pass
+        if self.socket.close_code is not None:
+            self.closed = (self.socket.close_code, self.socket.close_reason)
+        self.writer.close()
+
+    async def _to_meshbus(self):
+        while data := await self.reader.read(4096):
+            await self.socket.send(data)
+
+    async def send_text(self, text):
+        await self.socket.send(text)
+
+    async def __aexit__(self, *exc):
+        await self.socket.close()
+        for task in self.tasks:
+            task.cancel()
+        self.writer.close()
+
+
+def config(tmp_path):
+    path = tmp_path / "meshbus.yaml"
+    path.write_text("slots:\n  - {name: laptop, webserial: {}}\n")
+    return str(path)
+
+
+def link(context, endpoints):
+    return command(context, endpoints["commands"], {"cmd": "status", "slot": "laptop"})["result"]["slots"]["laptop"]
+
+
+async def events_until(sub, predicate, what, timeout=30):
+    """(topic, envelope) pairs from a pyzmq SUB until predicate holds, without blocking the loop."""
+    return await asyncio.to_thread(lambda: [(t, e) for t, e, _ in collect(sub, predicate, timeout)])
+
+
+def of(events, prefix):
+    return [e for t, e in events if t.startswith(prefix)]
+
+
+def test_a_relayed_radio_handshakes_sends_queued_texts_and_is_lost_when_the_browser_leaves(
+        start_broker, start_controlled_simulator, context, tmp_path):
+    sim = start_controlled_simulator()
+    endpoints = start_broker("--config", config(tmp_path), http=True)
+    url = endpoints["http"].replace("http://", "ws://") + "/webserial/laptop/relay"
+    sub = subscriber(context, endpoints["events"], b"meshtastic.")
+    before = link(context, endpoints)
+    assert before["state"] == "idle" and before["transport"] == "webserial"
+    assert before["lastError"] == "webserial://laptop: no browser holds the radio"
+    queued = command(context, endpoints["commands"], {"cmd": "sendText", "slot": "laptop", "text": "waited for a browser", "wantAck": True})
+    assert queued["ok"] and queued["result"]["status"] == "queued"
+    packet_id = queued["result"]["packetId"]
+
+    async def run():
+        async with Relay(url, sim["port"]):
+            events = await events_until(sub, lambda ev: any(
+                t.startswith("meshtastic.send.status/laptop") and e["packetId"] == packet_id and e["status"] == "acked" for t, e, _ in ev),
+                "the queued send acked through the relay")
+            assert of(events, "meshtastic.connection.established/laptop"), "ready only after the handshake"
+            assert any(e["packet"]["decoded"].get("text") == "waited for a browser" for e in of(events, "meshtastic.sent/laptop"))
+            assert link(context, endpoints)["ready"] and link(context, endpoints)["lastError"] is None
+        events = await events_until(sub, lambda ev: any(t.startswith("meshtastic.connection.lost/laptop") for t, _, _ in ev), "the loss")
+        assert [e["reason"] for e in of(events, "meshtastic.connection.lost/laptop")] == ["browser_closed"]
+        # A new page: ready again at once, no backoff to wait out.
+        async with Relay(url, sim["port"]):
+            await events_until(sub, lambda ev: any(t.startswith("meshtastic.connection.established/laptop") for t, _, _ in ev), "ready again")
+    asyncio.run(run())
+    assert "waited for a browser" in command(context, sim["control"], {"fault": "clear"})["texts"]
+
+
+def test_a_second_browser_takes_over_and_a_lost_port_is_reported(start_broker, start_controlled_simulator, context, tmp_path):
+    sim = start_controlled_simulator()
+    endpoints = start_broker("--config", config(tmp_path), http=True)
+    url = endpoints["http"].replace("http://", "ws://") + "/webserial/laptop/relay"
+    sub = subscriber(context, endpoints["events"], b"meshtastic.connection.")
+
+    async def run():
+        async with Relay(url, sim["port"]) as first:
+            await events_until(sub, lambda ev: any(t.startswith("meshtastic.connection.established/") for t, _, _ in ev), "ready through the first")
+            async with Relay(url, sim["port"]) as second:
+                events = await events_until(sub, lambda ev: any(t.startswith("meshtastic.connection.established/") for t, _, _ in ev), "ready through the second")
+                assert [e["reason"] for e in of(events, "meshtastic.connection.lost/")] == ["taken_over"]
+                for _ in range(100):
+                    if first.closed:
+                        break
+                    await asyncio.sleep(0.05)
+                assert first.closed == (4001, "taken_over"), "the first page is told it was taken over"
+                await second.send_text(json.dumps({"portLost": True}))
+                events = await events_until(sub, lambda ev: any(t.startswith("meshtastic.connection.lost/") for t, _, _ in ev), "the lost port")
+                assert [e["reason"] for e in of(events, "meshtastic.connection.lost/")] == ["port_lost"]
+        for _ in range(200):  # the cooldown after the loss, then the idle wait for a browser
+            if link(context, endpoints)["state"] == "idle":
+                break
+            await asyncio.sleep(0.05)
+        assert link(context, endpoints)["lastError"] == "webserial://laptop: no browser holds the radio"
+    asyncio.run(run())
+
+
+def test_only_webserial_slots_take_a_relay(start_broker, context):
+    endpoints = start_broker(http=True)
+    url = endpoints["http"].replace("http://", "ws://") + "/webserial/sim/relay"
+
+    async def run():
+        async with connect(url) as socket:
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(socket.recv(), 10)
+        assert closed.value.rcvd.code == 1008 and closed.value.rcvd.reason == "unknown_slot: no webserial slot named 'sim'"
+    asyncio.run(run())
+
+
+def test_the_lending_page_is_served_for_webserial_slots_only(start_broker, tmp_path):
+    endpoints = start_broker("--config", config(tmp_path), http=True)
+    with urllib.request.urlopen(endpoints["http"] + "/webserial/laptop", timeout=10) as response:
+        page = response.read().decode()
+    assert response.status == 200 and response.headers["Content-Type"].startswith("text/html")
+    assert "/webserial.js" in page
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(endpoints["http"] + "/webserial/roof", timeout=10)
+    assert missing.value.code == 404 and json.loads(missing.value.read())["error"]["code"] == "unknown_slot"
