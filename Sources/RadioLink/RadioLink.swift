@@ -182,16 +182,12 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
                 case .ended(let attempt, let end):
                     if attempt == session?.attempt { session = nil }
                     logger.debug("session ended", metadata: ["slot": "\(slot)", "attempt": "\(attempt)", "end": "\(end)"])
-                    let handshaking = machine.withLock { $0.state.isHandshaking }
-                    actions = transition { $0.handle(.sessionEnded(end, attempt: attempt, now: now)) }
-                    if handshaking, case .lost = end { noteFailedAttempt("closed during the handshake") }
+                    let failure: String? = if case .lost = end { "closed during the handshake" } else { nil }
+                    actions = transition(failure: failure) { $0.handle(.sessionEnded(end, attempt: attempt, now: now)) }
                 case .timer(let timer):
-                    let handshaking = machine.withLock { $0.state.isHandshaking }
-                    actions = transition { $0.handle(.timerFired(timer, now: now)) }
-                    if handshaking, timer.kind == .initTimeout {
-                        let seconds = timing.interfaceInitTimeout.inSeconds
-                        noteFailedAttempt("no complete handshake within \(seconds == seconds.rounded() ? "\(Int(seconds))" : "\(seconds)") s")
-                    }
+                    let seconds = timing.interfaceInitTimeout.inSeconds
+                    let failure = timer.kind == .initTimeout ? "no complete handshake within \(seconds == seconds.rounded() ? "\(Int(seconds))" : "\(seconds)") s" : nil
+                    actions = transition(failure: failure) { $0.handle(.timerFired(timer, now: now)) }
                 case .reconnect:
                     actions = transition { $0.handle(.reconnect) }
                 case .peerAvailable:
@@ -216,11 +212,16 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     // MARK: Driving the machine
 
     /// Applies one event and publishes the state change it caused.
-    private func transition(_ event: (inout Machine) -> [Machine.Action]) -> [Machine.Action] {
+    /// Applies `event`; `failure` words why, should it end an attempt under way (set before the
+    /// state change is published, so a client reacting to it reads the reason).
+    private func transition(failure: String? = nil, _ event: (inout Machine) -> [Machine.Action]) -> [Machine.Action] {
         let (actions, previous, current) = machine.withLock { machine in
             let previous = machine.state
             let actions = event(&machine)
             return (actions, previous, machine.state)
+        }
+        if let failure, previous.isHandshaking, !current.isHandshaking, current != .stopped {
+            lastError.withLock { $0 = "\(transport): \(failure)" }
         }
         if previous != current {
             if !current.isUp { radioQueueFull.withLock { $0 = false } }
@@ -367,11 +368,6 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
             return end
         }
         input.yield(.ended(attempt: attempt, end))
-    }
-
-    /// An attempt whose transport opened failed before the link was ready: say why in `status`.
-    private func noteFailedAttempt(_ why: String) {
-        if machine.withLock({ !$0.state.isHandshaking && $0.state != .stopped }) { lastError.withLock { $0 = "\(transport): \(why)" } }
     }
 
     private func openAndServe(attempt: Int, control: AsyncStream<Meshtastic_ToRadio>) async -> SessionEnd {
