@@ -58,6 +58,7 @@ class Chromium:
             self.proc = subprocess.Popen(
                 [exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--no-default-browser-check", "--disable-dev-shm-usage", "--remote-debugging-port=0",
+                 "--disable-features=BackForwardCache",  # a page left is unloaded (its sockets close), as a closed tab
                  f"--user-data-dir={self.profile}", "--window-size=1280,900", "about:blank"],
                 stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, start_new_session=True)
             active = os.path.join(self.profile, "DevToolsActivePort")  # Chromium writes it once it listens

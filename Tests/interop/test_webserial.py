@@ -149,3 +149,102 @@ def test_the_lending_page_is_served_for_webserial_slots_only(start_broker, tmp_p
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(endpoints["http"] + "/webserial/roof", timeout=10)
     assert missing.value.code == 404 and json.loads(missing.value.read())["error"]["code"] == "unknown_slot"
+
+
+# A fake Web Serial API, injected before the page loads: the chosen "port" is a WebSocket to
+# the test's bridge, which pipes it to the simulator over TCP, as a USB cable would.
+FAKE_SERIAL = """
+(() => {
+  const bridge = 'BRIDGE';
+  class FakePort extends EventTarget {
+    constructor() { super(); this.readable = null; this.writable = null; }
+    async open(options) {
+      if (options.baudRate !== 115200) throw new Error('unexpected baud rate ' + options.baudRate);
+      const socket = new WebSocket(bridge);
+      socket.binaryType = 'arraybuffer';
+      await new Promise((resolve, reject) => { socket.onopen = resolve; socket.onerror = reject; });
+      this.socket = socket;
+      this.readable = new ReadableStream({ start: (controller) => {
+        socket.onmessage = (m) => controller.enqueue(new Uint8Array(m.data));
+        socket.onclose = () => { this.readable = null; try { controller.error(new Error('device lost')); } catch (e) {} };
+      } });
+      this.writable = new WritableStream({ write: (chunk) => socket.send(chunk) });
+    }
+    async setSignals(signals) { window.signalsSet = signals; }
+    async close() { this.socket?.close(); }
+  }
+  const port = new FakePort();
+  const serial = new EventTarget();
+  serial.requestPort = async () => { window.portRequested = performance.now(); return port; };
+  serial.getPorts = async () => [port];
+  Object.defineProperty(navigator, 'serial', { value: serial });
+})();
+"""
+
+
+class Bridge:
+    """A WebSocket server on loopback that pipes each connection to the simulator's TCP port."""
+
+    def __init__(self, sim_port):
+        import socket
+        import threading
+        from websockets.sync.server import serve
+
+        def handler(ws):
+            tcp = socket.create_connection(("127.0.0.1", sim_port))
+
+            def radio_to_page():
+                try:
+                    while data := tcp.recv(4096):
+                        ws.send(data)
+                except OSError:
+                    pass
+            threading.Thread(target=radio_to_page, daemon=True).start()
+            try:
+                for message in ws:
+                    tcp.sendall(message)
+            except ConnectionClosed:
+                pass  # the page went without a close frame, as a closed tab may
+            finally:
+                tcp.close()
+
+        self.server = serve(handler, "127.0.0.1", 0)
+        self.url = f"ws://127.0.0.1:{self.server.socket.getsockname()[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def test_a_real_chromium_lends_its_port_through_the_page(start_broker, start_controlled_simulator, context, tmp_path):
+    import time
+
+    import chromium
+    assert chromium.available(), "the browser tests need Debian's chromium (scripts/test installs it)"
+    sim = start_controlled_simulator()
+    endpoints = start_broker("--config", config(tmp_path), http=True)
+    sub = subscriber(context, endpoints["events"], b"meshtastic.")
+    bridge = Bridge(sim["port"])
+    try:
+        with chromium.Chromium() as page:
+            page.send("Page.setBypassCSP", {"enabled": True})  # the fake port reaches the bridge on another port
+            page.add_script_on_new_document(FAKE_SERIAL.replace("BRIDGE", bridge.url))
+            page.navigate(endpoints["http"] + "/webserial/laptop")
+            page.wait_for("document.getElementById('slot').textContent === 'laptop'", "the page naming its slot")
+            chosen = time.monotonic()
+            page.click("#choose-port")
+            events = [(t, e) for t, e, _ in collect(sub, lambda ev: any(t.startswith("meshtastic.connection.established/laptop") for t, _, _ in ev))]
+            print(f"port chosen → connection.established: {(time.monotonic() - chosen) * 1000:.0f} ms")
+            assert page.evaluate("window.signalsSet") == {"dataTerminalReady": False, "requestToSend": False}
+            page.wait_for("document.getElementById('lend').dataset.state === 'ready'", "the page showing the slot ready")
+            command(context, sim["control"], {"emit": "text", "text": "heard through a browser"})
+            collect(sub, lambda ev: any(t.startswith("meshtastic.receive/laptop/TEXT_MESSAGE_APP") and e["packet"]["decoded"]["text"] == "heard through a browser" for t, e, _ in ev))
+            sent = command(context, endpoints["commands"], {"cmd": "sendText", "slot": "laptop", "text": "sent through a browser", "wantAck": True})
+            packet_id = sent["result"]["packetId"]
+            collect(sub, lambda ev: any(t.startswith("meshtastic.send.status/laptop") and e["packetId"] == packet_id and e["status"] == "acked" for t, e, _ in ev))
+            assert "sent through a browser" in command(context, sim["control"], {"fault": "clear"})["texts"]
+            page.navigate("about:blank")  # the tab leaves
+            events = collect(sub, lambda ev: any(t.startswith("meshtastic.connection.lost/laptop") for t, _, _ in ev))
+            assert [e["reason"] for t, e, _ in events if t.startswith("meshtastic.connection.lost/")] == ["browser_closed"]
+    finally:
+        bridge.close()

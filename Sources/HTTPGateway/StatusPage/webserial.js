@@ -89,7 +89,8 @@ function connect() {
   };
 }
 
-// Bytes from the radio go to MeshBus as they come; a read error is an unplugged port.
+// Bytes from the radio go to MeshBus as they come. A read error ends one readable (a new
+// one follows for errors the port survives); no readable left is an unplugged port.
 async function pumpFromRadio() {
   lend.writer = lend.port.writable.getWriter();
   while (!lend.stopped && lend.port.readable) {
@@ -97,17 +98,18 @@ async function pumpFromRadio() {
     try {
       for (;;) {
         const { value, done } = await lend.reader.read();
-        if (done) break;
+        if (done) return; // the reader was cancelled: lending stopped
         lend.fromRadio += value.length;
         counters();
         if (lend.socket && lend.socket.readyState === WebSocket.OPEN) lend.socket.send(value);
       }
     } catch (error) {
-      return portLost(error);
+      if (!lend.port.readable) return portLost(error);
     } finally {
       lend.reader.releaseLock();
     }
   }
+  if (!lend.stopped) portLost(null);
 }
 
 function portLost(error) {
