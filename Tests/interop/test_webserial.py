@@ -248,3 +248,30 @@ def test_a_real_chromium_lends_its_port_through_the_page(start_broker, start_con
             assert [e["reason"] for t, e, _ in events if t.startswith("meshtastic.connection.lost/")] == ["browser_closed"]
     finally:
         bridge.close()
+
+
+def test_garbage_from_a_page_is_counted_and_an_oversize_message_ends_only_that_relay(
+        start_broker, start_controlled_simulator, context, tmp_path):
+    sim = start_controlled_simulator()
+    path = tmp_path / "meshbus.yaml"
+    path.write_text("slots:\n  - {name: laptop, webserial: {}}\n  - {name: other, simulator: {nodes: 2}}\n")
+    endpoints = start_broker("--config", str(path), http=True)
+    url = endpoints["http"].replace("http://", "ws://") + "/webserial/laptop/relay"
+    sub = subscriber(context, endpoints["events"], b"meshtastic.connection.")
+
+    async def run():
+        async with Relay(url, sim["port"]) as relay:
+            await events_until(sub, lambda ev: any(t.startswith("meshtastic.connection.established/laptop") for t, _, _ in ev), "ready")
+            # A frame that is protobuf on the surface but no FromRadio (its packet ends mid-varint).
+            await relay.socket.send(b"\x94\xc3\x00\x04\x12\x02\x08\x80")
+            for _ in range(100):
+                if link(context, endpoints)["undecodableFrames"] >= 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert link(context, endpoints)["undecodableFrames"] >= 1 and link(context, endpoints)["ready"]
+            await relay.socket.send(b"\x00" * (70 * 1024))  # over the relay's 64 KiB message limit
+            events = await events_until(sub, lambda ev: any(t.startswith("meshtastic.connection.lost/laptop") for t, _, _ in ev), "the relay ended")
+            assert [e["reason"] for e in of(events, "meshtastic.connection.lost/laptop")] == ["browser_closed"]
+    asyncio.run(run())
+    other = command(context, endpoints["commands"], {"cmd": "status", "slot": "other"})["result"]["slots"]["other"]
+    assert other["ready"] and other["reconnects"] == 0, "the other slot never noticed"
