@@ -89,7 +89,6 @@ let package = Package(
         .target(
             name: "Broker",
             dependencies: [
-                "WebSerial",
                 "SlotCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 "MeshBusModel",
@@ -98,6 +97,7 @@ let package = Package(
                 "RadioLink",
                 "RadioSimulator",
                 "VirtualRadio",
+                "WebSerial",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -106,14 +106,17 @@ let package = Package(
         .target(
             name: "HTTPGateway",
             dependencies: [
-                "WebSerial",
                 "Broker",
                 "MeshBusModel",
+                "RadioLink",
+                "SlotCore",
+                "WebSerial",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
