@@ -303,15 +303,21 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
         case .idle:
             return start()
         case .cooldown(let attempt, _), .backoff(let attempt, _):
-            cancel(.retry)
-            guard !sessionActive else {
-                connectPending = true
-                return []
-            }
-            return connect(attempt: attempt + 1)
+            return retryNow(after: attempt)
         default:
             return []
         }
+    }
+
+    /// Ends a cooldown or backoff early: the next attempt opens now, or once the last
+    /// session has reported its end.
+    private mutating func retryNow(after attempt: Int) -> [Action] {
+        cancel(.retry)
+        guard !sessionActive else {
+            connectPending = true
+            return []
+        }
+        return connect(attempt: attempt + 1)
     }
 
     /// The session of `attempt` opened its transport.
@@ -443,12 +449,7 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
             return [.lost(.manual), .closeSession(goodbye: true)]
                 + retry(.cooldown(attempt: attempt, retryIn: timing.reconnectCooldown), after: timing.reconnectCooldown)
         case .cooldown(let attempt, _), .backoff(let attempt, _):
-            cancel(.retry)
-            guard !sessionActive else {
-                connectPending = true
-                return []
-            }
-            return connect(attempt: attempt + 1)
+            return retryNow(after: attempt)
         case .disconnectedForRestart(let attempt):
             reconnectRequested = true
             guard settled, !sessionActive else { return [] }
