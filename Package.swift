@@ -214,6 +214,10 @@ let package = Package(
             dependencies: ["SlotCore", "MeshBusModel", "MeshtasticProtocol", "RadioLink", "MeshBusTestSupport"]
         ),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+        .testTarget(
+            name: "WebSerialTests",
+            dependencies: ["WebSerial", "RadioLink", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .testTarget(name: "MQTTBridgeTests", dependencies: ["MQTTBridge", "MeshBusClient", "MeshBusModel"]),
         .testTarget(
             name: "MeshBusClientTests", dependencies: ["MeshBusClient", "MeshBusModel", "MeshBusTestSupport", "Broker", "RadioLink", "RadioSimulator"]

@@ -374,10 +374,12 @@ public final class Broker: Service, Sendable {
                 return MeshBus.SendReceipt(packetId: packetID).jsonMembers
             case .reconnect(let name):
                 let slot = try slot(named: name)
+                slot.webSerialPort?.release()
                 slot.link.reconnect()
                 return ["slot": .string(slot.name), "state": .string(slot.link.state.name)]
             case .disconnectForRestart(let name, let settle):
                 let slot = try slot(named: name)
+                slot.webSerialPort?.holdForRestart()
                 slot.link.disconnectForRestart(settle: .milliseconds(Int64(settle * 1000)))
                 return ["slot": .string(slot.name), "settleSeconds": .double(settle)]
             }

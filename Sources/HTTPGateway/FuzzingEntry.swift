@@ -19,6 +19,12 @@ import HummingbirdWebSocket
         }
     }
 
+    /// The slot a WebSerial relay's path names, and whether a page's text message reports its
+    /// port lost.
+    public static func relay(path: String, message: String) -> (slot: String?, portLost: Bool) {
+        (SerialRelaySocket.slot(inPath: path), SerialRelaySocket.reportsPortLost(message))
+    }
+
     /// The bearer token a request with this path and `Authorization` header presents.
     public static func token(path: String, authorization: String?) -> Substring? {
         var request = HTTPRequest(method: .get, scheme: "http", authority: "127.0.0.1", path: path)

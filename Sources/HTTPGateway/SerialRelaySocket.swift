@@ -12,15 +12,23 @@ import WebSerial
 /// own handshake, probes and outbox through it; the page only relays.
 ///
 /// One browser holds a slot at a time: a second one takes over, and the first is closed with
-/// code 4001 and the reason (`taken_over`).
+/// code 4001 (`taken_over`). `disconnectForRestart` closes the page's socket with 4002
+/// (`disconnected_for_restart`) once the link has said goodbye, and refuses pages the same way
+/// until `reconnect`; the page closes its port meanwhile and reopens it after.
 enum SerialRelaySocket {
     /// The largest message taken from the page (a read from the port is far smaller).
     static let maxMessageBytes = 64 * 1024
-    /// The close code a page gets when its relay ended on MeshBus's side (taken over).
-    static let relayEnded = WebSocketErrorCode(codeNumber: 4001)
+    /// The close code of a page whose radio another browser took over.
+    static let takenOver = WebSocketErrorCode(codeNumber: 4001)
+    /// The close code of a page told to let go of its port until MeshBus reconnects.
+    static let heldForRestart = WebSocketErrorCode(codeNumber: 4002)
+    static let heldReason = "disconnected_for_restart"
 
     static func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, port: WebSerialPort) async throws {
-        let relay = port.attach()
+        guard let relay = port.attach() else {
+            try await outbound.close(heldForRestart, reason: heldReason)
+            return
+        }
         let toRadio = RadioWriter()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -34,7 +42,7 @@ enum SerialRelaySocket {
                             // serial line drops what nobody reads.
                             try? await toRadio.current?.write(bytes)
                         case .text(let text):
-                            if (try? JSONValue(parsing: text))?["portLost"] == .bool(true) {
+                            if reportsPortLost(text) {
                                 reason = .portLost
                                 break reading
                             }
@@ -53,9 +61,12 @@ enum SerialRelaySocket {
                         defer { toRadio.current = nil }
                         for try await bytes in fromRadio { try await outbound.write(.binary(bytes)) }
                     }
+                    port.sessionEnded(relay)
                 }
-                if relay.endReason == .takenOver {
-                    try await outbound.close(relayEnded, reason: LossReason.takenOver.rawValue)
+                switch relay.endReason {
+                case .takenOver: try await outbound.close(takenOver, reason: LossReason.takenOver.rawValue)
+                case .manual: try await outbound.close(heldForRestart, reason: heldReason)
+                default: break
                 }
             }
             try await group.next()
@@ -71,6 +82,11 @@ enum SerialRelaySocket {
             get { writer.withLock { $0 } }
             set { writer.withLock { $0 = newValue } }
         }
+    }
+
+    /// Whether a page's text message is `{"portLost": true}`; any other text is ignored.
+    static func reportsPortLost(_ text: String) -> Bool {
+        (try? JSONValue(parsing: text))?["portLost"] == .bool(true)
     }
 
     /// The slot named in `/webserial/<slot>/relay`, nil for any other path.

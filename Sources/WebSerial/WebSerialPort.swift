@@ -14,6 +14,9 @@ import Glibc
 /// One browser at a time: a second one takes over, as a radio's second client does. Each time
 /// the link opens, a socket pair joins the two: the link's end carries the usual framing, the
 /// relay's end the raw bytes the page reads from and writes to the port.
+///
+/// `disconnectForRestart` holds the port: the relay ends once the link's session has closed
+/// (after its goodbye), and no browser attaches until `reconnect` releases it.
 public final class WebSerialPort: Sendable {
     public let slot: String
 
@@ -24,6 +27,8 @@ public final class WebSerialPort: Sendable {
         var closeReason: LossReason?
         var peerWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
         var nextWaiter = 0
+        /// Between `disconnectForRestart` and `reconnect`.
+        var held = false
     }
 
     private let state = Mutex(State())
@@ -32,9 +37,11 @@ public final class WebSerialPort: Sendable {
         self.slot = slot
     }
 
-    /// A browser attaches: the relay that now holds the radio. One already attached is taken over.
-    public func attach() -> WebSerialRelay {
-        let (relay, previous, waiters) = state.withLock { state in
+    /// A browser attaches: the relay that now holds the radio. One already attached is taken
+    /// over. Nil while the port is held for a restart.
+    public func attach() -> WebSerialRelay? {
+        let attached = state.withLock { state -> (WebSerialRelay, WebSerialRelay?, [CheckedContinuation<Void, Never>])? in
+            guard !state.held else { return nil }
             let relay = WebSerialRelay(id: state.nextID)
             state.nextID += 1
             let previous = state.relay
@@ -43,6 +50,7 @@ public final class WebSerialPort: Sendable {
             state.peerWaiters.removeAll()
             return (relay, previous, waiters)
         }
+        guard let (relay, previous, waiters) = attached else { return nil }
         if let previous { end(previous, reason: .takenOver) }
         for waiter in waiters { waiter.resume() }
         return relay
@@ -63,7 +71,28 @@ public final class WebSerialPort: Sendable {
     }
 
     /// Whether a browser holds the radio now.
-    public var isHeld: Bool { state.withLock { $0.relay != nil } }
+    public var isAttached: Bool { state.withLock { $0.relay != nil } }
+
+    /// `disconnectForRestart`: the browser lets go of the port once no link session runs
+    /// through it, and none attaches until ``release()``.
+    public func holdForRestart() {
+        let relay = state.withLock { state -> WebSerialRelay? in
+            state.held = true
+            return state.relay
+        }
+        if let relay, !relay.hasSession { end(relay, reason: .manual) }
+    }
+
+    /// `reconnect`: browsers may attach again (a page that let go reopens its port).
+    public func release() {
+        state.withLock { $0.held = false }
+    }
+
+    /// A link session through `relay` has closed; a held port ends the relay now.
+    public func sessionEnded(_ relay: WebSerialRelay) {
+        relay.clearSession()
+        if state.withLock({ $0.held && $0.relay === relay }) { end(relay, reason: .manual) }
+    }
 
     fileprivate var currentRelay: WebSerialRelay? { state.withLock { $0.relay } }
 
@@ -110,6 +139,10 @@ public final class WebSerialRelay: Sendable {
 
     /// Why the relay ended, once it has.
     public var endReason: LossReason? { ending.withLock { $0.reason } }
+
+    fileprivate var hasSession: Bool { ending.withLock { $0.channel != nil } }
+
+    fileprivate func clearSession() { ending.withLock { $0.channel = nil } }
 
     fileprivate func offer(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, underlying: any Channel) -> Bool {
         let open = ending.withLock { ending in

@@ -19,6 +19,7 @@ class Relay:
     def __init__(self, url, sim_port):
         self.url, self.sim_port = url, sim_port
         self.closed = None  # (code, reason) once MeshBus closed it
+        self.to_radio = bytearray()  # every byte MeshBus sent to the "port"
 
     async def __aenter__(self):
         self.socket = await connect(self.url, max_size=None)
@@ -29,6 +30,7 @@ class Relay:
     async def _to_radio(self):
         try:
             async for message in self.socket:
+                self.to_radio += message
                 self.writer.write(message)
                 await self.writer.drain()
         except ConnectionClosed:
@@ -63,7 +65,23 @@ def link(context, endpoints):
 
 async def events_until(sub, predicate, what, timeout=30):
     """(topic, envelope) pairs from a pyzmq SUB until predicate holds, without blocking the loop."""
-    return await asyncio.to_thread(lambda: [(t, e) for t, e, _ in collect(sub, predicate, timeout)])
+    try:
+        return await asyncio.to_thread(lambda: [(t, e) for t, e, _ in collect(sub, predicate, timeout)])
+    except AssertionError as error:
+        raise AssertionError(f"waited {timeout} s for {what}: {error}") from None
+
+
+async def until(check, what, timeout=10):
+    """Polls `check` every 50 ms until it is truthy; fails naming `what` it waited for."""
+    for _ in range(int(timeout / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"waited {timeout} s for {what}")
+
+
+# ToRadio{disconnect: true} in its serial frame: the goodbye MeshBus writes before it closes.
+GOODBYE = bytes.fromhex("94c300022001")
 
 
 def of(events, prefix):
@@ -112,19 +130,42 @@ def test_a_second_browser_takes_over_and_a_lost_port_is_reported(start_broker, s
             async with Relay(url, sim["port"]) as second:
                 events = await events_until(sub, lambda ev: any(t.startswith("meshtastic.connection.established/") for t, _, _ in ev), "ready through the second")
                 assert [e["reason"] for e in of(events, "meshtastic.connection.lost/")] == ["taken_over"]
-                for _ in range(100):
-                    if first.closed:
-                        break
-                    await asyncio.sleep(0.05)
+                await until(lambda: first.closed, "the first page closed")
                 assert first.closed == (4001, "taken_over"), "the first page is told it was taken over"
                 await second.send_text(json.dumps({"portLost": True}))
                 events = await events_until(sub, lambda ev: any(t.startswith("meshtastic.connection.lost/") for t, _, _ in ev), "the lost port")
                 assert [e["reason"] for e in of(events, "meshtastic.connection.lost/")] == ["port_lost"]
-        for _ in range(200):  # the cooldown after the loss, then the idle wait for a browser
-            if link(context, endpoints)["state"] == "idle":
-                break
-            await asyncio.sleep(0.05)
+        # The cooldown after the loss, then the idle wait for a browser.
+        await until(lambda: link(context, endpoints)["state"] == "idle", "the slot idle without a browser")
         assert link(context, endpoints)["lastError"] == "webserial://laptop: no browser holds the radio"
+    asyncio.run(run())
+
+
+def test_disconnect_for_restart_lets_go_of_the_page_until_reconnect(
+        start_broker, start_controlled_simulator, context, tmp_path):
+    sim = start_controlled_simulator()
+    endpoints = start_broker("--config", config(tmp_path), http=True)
+    url = endpoints["http"].replace("http://", "ws://") + "/webserial/laptop/relay"
+    sub = subscriber(context, endpoints["events"], b"meshtastic.connection.")
+
+    async def run():
+        async with Relay(url, sim["port"]) as lent:
+            await events_until(sub, lambda ev: any(t.startswith("meshtastic.connection.established/") for t, _, _ in ev), "ready")
+            reply = command(context, endpoints["commands"], {"cmd": "disconnectForRestart", "slot": "laptop", "settleSeconds": 0.2})
+            assert reply["ok"], reply
+            await until(lambda: lent.closed, "the page told to let go of its port")
+            assert lent.closed == (4002, "disconnected_for_restart")
+            assert lent.to_radio.endswith(GOODBYE), "the radio heard the goodbye before the page let go"
+        async with Relay(url, sim["port"]) as early:
+            await until(lambda: early.closed, "a page refused while the slot is held")
+            assert early.closed == (4002, "disconnected_for_restart") and not early.to_radio
+        assert link(context, endpoints)["state"] == "disconnectedForRestart"
+        assert command(context, endpoints["commands"], {"cmd": "reconnect", "slot": "laptop"})["ok"]
+        await until(lambda: link(context, endpoints)["state"] != "disconnectedForRestart", "the hold released")
+        async with Relay(url, sim["port"]) as back:
+            events = await events_until(sub, lambda ev: any(t.startswith("meshtastic.connection.established/") for t, _, _ in ev), "ready after reconnect")
+            assert not back.closed
+        assert [e["reason"] for e in of(events, "meshtastic.connection.lost/")] == ["manual"]
     asyncio.run(run())
 
 
@@ -159,6 +200,7 @@ FAKE_SERIAL = """
   class FakePort extends EventTarget {
     constructor() { super(); this.readable = null; this.writable = null; }
     async open(options) {
+      window.portOpens = (window.portOpens || 0) + 1;
       if (options.baudRate !== 115200) throw new Error('unexpected baud rate ' + options.baudRate);
       const socket = new WebSocket(bridge);
       socket.binaryType = 'arraybuffer';
@@ -171,11 +213,11 @@ FAKE_SERIAL = """
       this.writable = new WritableStream({ write: (chunk) => socket.send(chunk) });
     }
     async setSignals(signals) { window.signalsSet = signals; }
-    async close() { this.socket?.close(); }
+    async close() { window.portCloses = (window.portCloses || 0) + 1; this.socket?.close(); }
   }
   const port = new FakePort();
   const serial = new EventTarget();
-  serial.requestPort = async () => { window.portRequested = performance.now(); return port; };
+  serial.requestPort = async () => { window.portRequests = (window.portRequests || 0) + 1; return port; };
   serial.getPorts = async () => [port];
   Object.defineProperty(navigator, 'serial', { value: serial });
 })();
@@ -243,6 +285,15 @@ def test_a_real_chromium_lends_its_port_through_the_page(start_broker, start_con
             packet_id = sent["result"]["packetId"]
             collect(sub, lambda ev: any(t.startswith("meshtastic.send.status/laptop") and e["packetId"] == packet_id and e["status"] == "acked" for t, e, _ in ev))
             assert "sent through a browser" in command(context, sim["control"], {"fault": "clear"})["texts"]
+            # disconnectForRestart: the page closes its port and waits; reconnect: it reopens
+            # the port it was granted, with no second prompt.
+            command(context, endpoints["commands"], {"cmd": "disconnectForRestart", "slot": "laptop", "settleSeconds": 0.2})
+            page.wait_for("window.portCloses === 1", "the page closing its port for the restart")
+            assert page.evaluate("document.getElementById('feed').textContent") == "waiting for MeshBus to reconnect"
+            command(context, endpoints["commands"], {"cmd": "reconnect", "slot": "laptop"})
+            events = collect(sub, lambda ev: any(t.startswith("meshtastic.connection.established/laptop") for t, _, _ in ev))
+            assert [e["reason"] for t, e, _ in events if t.startswith("meshtastic.connection.lost/")] == ["manual"]
+            assert page.evaluate("[window.portRequests, window.portOpens]") == [1, 2]
             page.navigate("about:blank")  # the tab leaves
             events = collect(sub, lambda ev: any(t.startswith("meshtastic.connection.lost/laptop") for t, _, _ in ev))
             assert [e["reason"] for t, e, _ in events if t.startswith("meshtastic.connection.lost/")] == ["browser_closed"]
@@ -264,10 +315,7 @@ def test_garbage_from_a_page_is_counted_and_an_oversize_message_ends_only_that_r
             await events_until(sub, lambda ev: any(t.startswith("meshtastic.connection.established/laptop") for t, _, _ in ev), "ready")
             # A frame that is protobuf on the surface but no FromRadio (its packet ends mid-varint).
             await relay.socket.send(b"\x94\xc3\x00\x04\x12\x02\x08\x80")
-            for _ in range(100):
-                if link(context, endpoints)["undecodableFrames"] >= 1:
-                    break
-                await asyncio.sleep(0.05)
+            await until(lambda: link(context, endpoints)["undecodableFrames"] >= 1, "the garbage frame counted")
             assert link(context, endpoints)["undecodableFrames"] >= 1 and link(context, endpoints)["ready"]
             await relay.socket.send(b"\x00" * (70 * 1024))  # over the relay's 64 KiB message limit
             events = await events_until(sub, lambda ev: any(t.startswith("meshtastic.connection.lost/laptop") for t, _, _ in ev), "the relay ended")

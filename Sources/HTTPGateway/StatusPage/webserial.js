@@ -6,8 +6,11 @@
 const token = new URLSearchParams(location.search).get("token");
 const slot = decodeURIComponent(location.pathname.split("/")[2] || "");
 const TAKEN_OVER = 4001;
+const HELD_FOR_RESTART = 4002;
 
-const lend = { port: null, socket: null, reader: null, writer: null, toRadio: 0, fromRadio: 0, stopped: true };
+// `resume`: MeshBus let go of the radio for a restart; the granted port reopens (no prompt)
+// once the slot leaves disconnectedForRestart.
+const lend = { port: null, socket: null, reader: null, writer: null, toRadio: 0, fromRadio: 0, stopped: true, resume: false };
 
 function say(text) { document.getElementById("message").textContent = text; }
 function setFeed(state, label) {
@@ -42,6 +45,7 @@ async function choose(event) {
 }
 
 async function start() {
+  lend.resume = false;
   try {
     await lend.port.open({ baudRate: 115200 });
     await lend.port.setSignals({ dataTerminalReady: false, requestToSend: false });
@@ -82,6 +86,10 @@ function connect() {
       say("Another browser took the radio over.");
       return stop();
     }
+    if (event.code === HELD_FOR_RESTART) {
+      say("MeshBus let go of the radio for a restart; the port reopens when MeshBus reconnects.");
+      return stop({ resume: true });
+    }
     if (event.reason) say(event.reason);
     if (lend.stopped) return;
     setFeed("reconnecting", "reconnecting…");
@@ -119,8 +127,10 @@ function portLost(error) {
   stop();
 }
 
-async function stop() {
+// Stops lending and closes the port; with `resume` the page keeps the port to reopen it.
+async function stop({ resume = false } = {}) {
   lend.stopped = true;
+  lend.resume = resume;
   const socket = lend.socket;
   lend.socket = null;
   if (socket) socket.close();
@@ -128,9 +138,9 @@ async function stop() {
   try { lend.writer?.releaseLock(); } catch (error) {}
   try { await lend.port?.close(); } catch (error) {}
   lend.writer = null;
-  setFeed("connecting", "not lent");
-  document.getElementById("choose-port").disabled = false;
-  document.getElementById("stop").disabled = true;
+  setFeed("connecting", resume ? "waiting for MeshBus to reconnect" : "not lent");
+  document.getElementById("choose-port").disabled = resume;
+  document.getElementById("stop").disabled = !resume;
 }
 
 async function showSlot() {
@@ -141,6 +151,7 @@ async function showSlot() {
     document.getElementById("slot-state").textContent = state.ready ? "ready" : state.lastError || state.state;
     document.getElementById("lend").dataset.health = state.ready ? "up" : state.state === "idle" ? "down" : "warn";
     document.getElementById("lend").dataset.state = state.state;
+    if (lend.resume && state.state !== "disconnectedForRestart") await start();
   } catch (error) {
     document.getElementById("slot-state").textContent = error.message;
   }
@@ -154,7 +165,7 @@ if (!("serial" in navigator)) {
     : "Web Serial needs a secure page: open MeshBus as http://localhost:… or over https.");
 } else {
   document.getElementById("choose").addEventListener("submit", choose);
-  document.getElementById("stop").addEventListener("click", stop);
+  document.getElementById("stop").addEventListener("click", () => stop());
   navigator.serial.addEventListener("disconnect", (event) => { if (event.target === lend.port) portLost(null); });
 }
 showSlot();
