@@ -55,6 +55,13 @@ let package = Package(
             ]
         ),
         .target(
+            name: "DBus",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .target(
             name: "WebSerial",
             dependencies: [
                 "MeshtasticProtocol",
@@ -214,6 +221,7 @@ let package = Package(
             dependencies: ["SlotCore", "MeshBusModel", "MeshtasticProtocol", "RadioLink", "MeshBusTestSupport"]
         ),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+        .testTarget(name: "DBusTests", dependencies: ["DBus", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "WebSerialTests",
             dependencies: ["WebSerial", "RadioLink", .product(name: "NIOCore", package: "swift-nio")]
