@@ -42,8 +42,10 @@ public enum InboundFrame: Sendable, Equatable {
 
 /// The probe request a ready link sends.
 public enum ProbeRequest: Sendable, Equatable {
-    /// `ToRadio.heartbeat`: firmware 2.6+ answers with `FromRadio.queueStatus`.
-    case heartbeat
+    /// `ToRadio.heartbeat`: firmware 2.6+ answers with `FromRadio.queueStatus`. The nonce
+    /// differs from the last one sent (over BLE the firmware drops a write identical to the
+    /// previous) and is never 1 (which asks the radio to broadcast its node info).
+    case heartbeat(nonce: UInt32)
     /// `AdminMessage.get_device_metadata_request` to the local node, with this packet id:
     /// answered by every firmware that has the admin module, including those that ignore
     /// heartbeats. Used after a strike, so a radio that merely ignores heartbeats is not
@@ -196,7 +198,8 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
     public enum Request: Equatable, Sendable {
         case wantConfig(nonce: UInt32)
         case probe(ProbeRequest)
-        case heartbeat
+        /// The keep-alive heartbeat, with a nonce as for ``ProbeRequest/heartbeat(nonce:)``.
+        case heartbeat(nonce: UInt32)
     }
 
     public enum Action: Equatable, Sendable {
@@ -235,6 +238,7 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
     private var readySince: Instant?
     private var recentLosses: [Instant] = []
     private var probeInFlight = false
+    private var heartbeatNonce: UInt32 = 1
     /// When the probe in flight was written.
     private var probeSentAt: Instant?
     private var connectPending = false
@@ -408,7 +412,7 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
         case (.probe, .ready):
             probeInFlight = true
             probeSentAt = now
-            return [.send(.probe(.heartbeat)), schedule(.probeTimeout, after: timing.probeTimeout)]
+            return [.send(.probe(.heartbeat(nonce: nextHeartbeatNonce()))), schedule(.probeTimeout, after: timing.probeTimeout)]
         case (.probeTimeout, .ready(let attempt)), (.probeTimeout, .degraded(let attempt, _)):
             let strikes = state.strikes + 1
             guard strikes < timing.maxStrikes else { return lostReadyLink(.probeStrikes, now: now, closing: true) }
@@ -417,7 +421,7 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
             let packetID = UInt32.random(in: 1...UInt32.max, using: &generator)
             return [.send(.probe(.deviceMetadata(packetID: packetID))), schedule(.probeTimeout, after: timing.probeTimeout)]
         case (.heartbeat, .ready), (.heartbeat, .degraded):
-            return [.send(.heartbeat), schedule(.heartbeat, after: timing.heartbeatInterval)]
+            return [.send(.heartbeat(nonce: nextHeartbeatNonce())), schedule(.heartbeat, after: timing.heartbeatInterval)]
         case (.retry, .cooldown(let attempt, _)), (.retry, .backoff(let attempt, _)):
             guard !sessionActive else {
                 connectPending = true
@@ -473,6 +477,12 @@ public struct ConnectionStateMachine<Instant: InstantProtocol>: Sendable where I
         failures = 0
         actions.append(schedule(.settle, after: settle))
         return actions
+    }
+
+    /// 2, 3, … wrapping back to 2: never 1, never the one before.
+    private mutating func nextHeartbeatNonce() -> UInt32 {
+        heartbeatNonce = heartbeatNonce == UInt32.max ? 2 : heartbeatNonce + 1
+        return heartbeatNonce
     }
 
     /// Shutdown: close cleanly and stop for good.

@@ -325,8 +325,8 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
         switch request {
         case .wantConfig(let nonce):
             return .with { $0.wantConfigID = nonce }
-        case .heartbeat, .probe(.heartbeat):
-            return .with { $0.heartbeat = Meshtastic_Heartbeat() }
+        case .heartbeat(let nonce), .probe(.heartbeat(let nonce)):
+            return .with { $0.heartbeat = .with { $0.nonce = nonce } }
         case .probe(.deviceMetadata(let packetID)):
             var admin = Meshtastic_AdminMessage()
             admin.getDeviceMetadataRequest = true

@@ -43,7 +43,7 @@ import Testing
         let probe = timer(.probe, in: readyActions)!
         elapse(probe.delay)
         let sent = machine.handle(.timerFired(probe, now: now))
-        #expect(sent.contains(.send(.probe(.heartbeat))))
+        #expect(sent.contains(.send(.probe(.heartbeat(nonce: 2)))))
         let timeout = timer(.probeTimeout, in: sent)!
         elapse(timeout.delay)
         return machine.handle(.timerFired(timeout, now: now))
@@ -188,8 +188,11 @@ import Testing
         let heartbeat = timer(.heartbeat, in: ready)!
         elapse(heartbeat.delay)
         let actions = machine.handle(.timerFired(heartbeat, now: now))
-        #expect(actions.first == .send(.heartbeat))
+        #expect(actions.first == .send(.heartbeat(nonce: 2)), "nonce 1 would ask the radio to broadcast its node info")
         #expect(timer(.heartbeat, in: actions)?.delay == .seconds(300))
+        elapse(.seconds(300))
+        let next = machine.handle(.timerFired(timer(.heartbeat, in: actions)!, now: now))
+        #expect(next.first == .send(.heartbeat(nonce: 3)), "over BLE the firmware drops a write identical to the last")
     }
 
     @Test mutating func framesOfAnOldSessionAreIgnored() {
