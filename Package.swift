@@ -62,6 +62,16 @@ let package = Package(
             ]
         ),
         .target(
+            name: "BluetoothLE",
+            dependencies: [
+                "DBus",
+                "RadioLink",
+                "MeshtasticProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "WebSerial",
             dependencies: [
                 "MeshtasticProtocol",
@@ -105,6 +115,7 @@ let package = Package(
                 "RadioSimulator",
                 "VirtualRadio",
                 "WebSerial",
+                "BluetoothLE",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -137,6 +148,7 @@ let package = Package(
             name: "MeshBusConfiguration",
             dependencies: [
                 "Broker",
+                "BluetoothLE",
                 "VirtualRadio",
                 "RadioLink",
                 "RadioSimulator",
@@ -186,6 +198,7 @@ let package = Package(
                 "MeshBusClient",
                 "Broker",
                 "MeshBusConfiguration",
+                "BluetoothLE",
                 "Observability",
                 "RadioSimulator",
                 "VirtualRadio",

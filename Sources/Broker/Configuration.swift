@@ -1,3 +1,4 @@
+import BluetoothLE
 import RadioLink
 import RadioSimulator
 import VirtualRadio
@@ -12,6 +13,8 @@ public enum RadioSource: Sendable, Equatable {
     case simulator(SimulatorConfiguration)
     /// A radio held by a browser, which relays its serial port over a WebSocket (design.md §9).
     case webserial
+    /// A radio over Bluetooth LE, through BlueZ (design.md §7).
+    case ble(BLEConfiguration)
 }
 
 /// One slot: a name (`[A-Za-z0-9_-]{1,32}`), its radio, and optionally a virtual radio port

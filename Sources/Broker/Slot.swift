@@ -1,3 +1,4 @@
+import BluetoothLE
 import Logging
 import MeshBusModel
 import MeshtasticProtocol
@@ -122,6 +123,8 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
             let port = WebSerialPort(slot: configuration.name)
             webSerialPort = port
             transport = WebSerialTransport(port: port)
+        case .ble(let ble):
+            transport = BLERadioTransport(configuration: ble, logger: logger)
         }
         let link = RadioLink(
             slot: configuration.name, transport: transport, timing: configuration.timing, clock: clock, outbox: outbox, logger: logger,
@@ -482,7 +485,7 @@ extension Slot: VirtualRadioHost {
 }
 
 /// The built-in simulator reached over loopback TCP; `status` reports it as `simulator`.
-struct SimulatorTransport: RadioTransport {
+struct SimulatorTransport: ChannelRadioTransport {
     let tcp: TCPRadioTransport
     var kind: String { "simulator" }
     var description: String { "simulator at \(tcp)" }

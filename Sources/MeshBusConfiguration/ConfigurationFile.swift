@@ -1,3 +1,4 @@
+import BluetoothLE
 import Broker
 import Logging
 import MeshtasticProtocol
@@ -232,7 +233,7 @@ private struct Reader {
         if let node = top["slots"] {
             broker.slots = slots(node, timing: defaults, security: broker.security)
         } else {
-            report(root, "slots", "missing; list the radios, each with a name and one of tcp, serial, simulator or webserial")
+            report(root, "slots", "missing; list the radios, each with a name and one of tcp, serial, ble, simulator or webserial")
         }
         daemon.metrics = listener(top["metrics"], "metrics", security: broker.security)
         daemon.http = listener(top["http"], "http", security: broker.security)
@@ -276,7 +277,7 @@ private struct Reader {
         var seen: Set<String> = []
         var virtualPorts: [String: String] = [:]
         for (item, path) in items(node, "slots") {
-            guard let entries = mapping(item, path, known: ["name", "tcp", "serial", "simulator", "webserial", "timing", "virtualRadio"]) else { continue }
+            guard let entries = mapping(item, path, known: ["name", "tcp", "serial", "ble", "simulator", "webserial", "timing", "virtualRadio"]) else { continue }
             var name: String?
             if let nameNode = entries["name"], let text = string(nameNode, "\(path).name") {
                 if !SlotConfiguration.isValidName(text) {
@@ -289,9 +290,9 @@ private struct Reader {
             } else if entries["name"] == nil {
                 report(item, "\(path).name", "missing; every slot needs a name")
             }
-            let sources = ["tcp", "serial", "simulator", "webserial"].filter { entries[$0] != nil }
+            let sources = ["tcp", "serial", "ble", "simulator", "webserial"].filter { entries[$0] != nil }
             guard sources.count == 1 else {
-                report(item, path, sources.isEmpty ? "needs one of tcp, serial, simulator or webserial" : "has \(sources.joined(separator: " and ")); give exactly one")
+                report(item, path, sources.isEmpty ? "needs one of tcp, serial, ble, simulator or webserial" : "has \(sources.joined(separator: " and ")); give exactly one")
                 continue
             }
             let source = radioSource(sources[0], entries[sources[0]]!, "\(path).\(sources[0])")
@@ -307,6 +308,36 @@ private struct Reader {
             if let name, let source { slots.append(SlotConfiguration(name: name, source: source, timing: timing, virtualRadio: virtual)) }
         }
         return slots
+    }
+
+    /// `ble: DEVICE` (an address or advertised name), or `{device, pin, adapter}` (design.md §7).
+    mutating func ble(_ node: Node, _ path: String) -> RadioSource? {
+        let device: String?
+        var pin: UInt32?
+        var adapter = "hci0"
+        if case .mapping = node {
+            guard let entries = mapping(node, path, known: ["device", "pin", "adapter"]) else { return nil }
+            guard let deviceNode = entries["device"] else {
+                report(node, path, "needs device: an address like AA:BB:CC:DD:EE:01 or the advertised name")
+                return nil
+            }
+            device = string(deviceNode, "\(path).device")
+            if let pinNode = entries["pin"] {
+                guard let value = integer(pinNode, "\(path).pin", in: 0...999_999) else { return nil }
+                pin = UInt32(value)
+            }
+            if let adapterNode = entries["adapter"], let name = string(adapterNode, "\(path).adapter") {
+                guard name.hasPrefix("hci"), name.count > 3, name.dropFirst(3).allSatisfy(\.isNumber) else {
+                    report(adapterNode, "\(path).adapter", "expected an adapter name like hci0, got '\(name)'")
+                    return nil
+                }
+                adapter = name
+            }
+        } else {
+            device = string(node, path)
+        }
+        guard let device, !device.isEmpty else { return nil }
+        return .ble(BLEConfiguration(device: device, pin: pin, adapter: adapter))
     }
 
     mutating func radioSource(_ kind: String, _ node: Node, _ path: String) -> RadioSource? {
@@ -326,6 +357,8 @@ private struct Reader {
                 return nil
             }
             return .serial(path: text)
+        case "ble":
+            return ble(node, path)
         case "webserial":
             // Nothing to set yet: the browser brings the port.
             if node.null == nil, !(mapping(node, path, known: []) ?? [:]).isEmpty { return nil }

@@ -371,9 +371,25 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     }
 
     private func openAndServe(attempt: Int, control: AsyncStream<Meshtastic_ToRadio>) async -> SessionEnd {
-        let channel: StreamChannel
         do {
-            channel = try await transport.open()
+            return try await transport.withChannel { channel in
+                self.input.yield(.opened(attempt: attempt))
+                do {
+                    return try await channel.executeThenClose { inbound, outbound in
+                        await withTaskGroup(of: SessionEnd.self) { group in
+                            group.addTask { await self.read(inbound, attempt: attempt) }
+                            group.addTask { await self.writeControl(control, to: outbound) }
+                            group.addTask { await self.writeOutbox(to: outbound, attempt: attempt) }
+                            let first = await group.next() ?? .lost(.transportClosed)
+                            group.cancelAll()
+                            if first == .lost(.transportClosed), let reason = self.transport.takeCloseReason() { return .lost(reason) }
+                            return first
+                        }
+                    }
+                } catch {
+                    return .lost(.transportClosed)
+                }
+            }
         } catch let error as RadioTransportError where error.isAwaitingPeer {
             lastError.withLock { $0 = "\(transport): \(error)" }
             return .awaitingPeer
@@ -385,22 +401,6 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
             logger.debug("open failed", metadata: ["slot": "\(slot)", "transport": "\(transport)", "error": "\(error)"])
             lastError.withLock { $0 = "\(transport): \(RadioTransportError.describe(error))" }
             return .unreachable
-        }
-        input.yield(.opened(attempt: attempt))
-        do {
-            return try await channel.executeThenClose { inbound, outbound in
-                await withTaskGroup(of: SessionEnd.self) { group in
-                    group.addTask { await self.read(inbound, attempt: attempt) }
-                    group.addTask { await self.writeControl(control, to: outbound) }
-                    group.addTask { await self.writeOutbox(to: outbound, attempt: attempt) }
-                    let first = await group.next() ?? .lost(.transportClosed)
-                    group.cancelAll()
-                    if first == .lost(.transportClosed), let reason = transport.takeCloseReason() { return .lost(reason) }
-                    return first
-                }
-            }
-        } catch {
-            return .lost(.transportClosed)
         }
     }
 

@@ -8,15 +8,17 @@ import Glibc
 import Darwin
 #endif
 
-/// How a slot reaches its radio: open one framed channel, and nothing else (never a second
-/// connection, not even to probe). TCP and serial today; a BLE or browser-held radio slots in
-/// by delivering its `FromRadio` messages as frames on such a channel.
+/// How a slot reaches its radio: one framed channel per session, and nothing else (never a
+/// second connection, not even to probe). A radio that is no byte stream (BLE) delivers its
+/// `FromRadio` messages as frames on such a channel, pumped by the transport for the session.
 public protocol RadioTransport: Sendable, CustomStringConvertible {
-    /// Opens the link. Throws ``RadioTransportError/deviceAbsent`` when there is nothing to
-    /// open yet (the manager then polls instead of backing off), anything else when the
-    /// radio cannot be reached.
-    func open() async throws -> StreamChannel
-    /// Short kind for `status`: `tcp`, `serial`, `simulator`.
+    /// Opens the link and lends its channel to `serve` for one session, whose end `serve`
+    /// returns; the transport closes what it opened afterwards. Throws only when the link
+    /// cannot open: ``RadioTransportError/deviceAbsent`` when there is nothing to open yet
+    /// (the manager then polls instead of backing off), anything else when the radio cannot
+    /// be reached.
+    func withChannel<Result: Sendable>(_ serve: (StreamChannel) async -> Result) async throws -> Result
+    /// Short kind for `status`: `tcp`, `serial`, `simulator`, `ble`, `webserial`.
     var kind: String { get }
     /// Pause after the wake-up bytes, before the first frame (a sleeping serial device
     /// needs it; TCP does not).
@@ -27,6 +29,19 @@ public protocol RadioTransport: Sendable, CustomStringConvertible {
     /// Why the last opened channel closed, where the transport knows more than "closed" (a
     /// browser's tab closed, its port unplugged); taken once, nil otherwise.
     func takeCloseReason() -> LossReason?
+}
+
+/// A transport whose link is a channel it opens and then only serves: TCP, serial, a
+/// browser's relay.
+public protocol ChannelRadioTransport: RadioTransport {
+    /// Opens the link (errors as for ``RadioTransport/withChannel(_:)``).
+    func open() async throws -> StreamChannel
+}
+
+extension ChannelRadioTransport {
+    public func withChannel<Result: Sendable>(_ serve: (StreamChannel) async -> Result) async throws -> Result {
+        await serve(try await open())
+    }
 }
 
 extension RadioTransport {
@@ -76,7 +91,7 @@ public struct RadioTransportError: Error, Hashable, CustomStringConvertible {
 }
 
 /// A radio's TCP API (port 4403 on real radios), or the simulator's.
-public struct TCPRadioTransport: RadioTransport {
+public struct TCPRadioTransport: ChannelRadioTransport {
     public let host: String
     public let port: Int
     public let connectTimeout: Duration
@@ -127,7 +142,7 @@ extension ChannelOptions {
 /// A radio on a serial line (USB CDC): the tty at `path`, raw 115200 8N1, held exclusively.
 /// A path that does not exist is ``RadioTransportError/deviceAbsent``: the manager polls
 /// until the device appears.
-public struct SerialRadioTransport: RadioTransport {
+public struct SerialRadioTransport: ChannelRadioTransport {
     public let path: String
     public let baudRate: Int
     let group: any EventLoopGroup
@@ -189,5 +204,40 @@ public struct SerialRadioTransport: RadioTransport {
         case 921_600: speed_t(B921600)
         default: speed_t(B115200)
         }
+    }
+}
+
+/// The two ends of a Unix socket pair, each given to NIO with its own pipeline: how a
+/// transport that is no byte stream of its own (a browser's relay, BLE) gives the link a
+/// channel. Closing one end is the other's end of stream.
+public enum SocketPairChannels {
+    public static func make<First: Sendable, Second: Sendable>(
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        first: @escaping @Sendable (any Channel) -> EventLoopFuture<First>,
+        second: @escaping @Sendable (any Channel) -> EventLoopFuture<Second>
+    ) async throws -> (First, Second) {
+        var ends: [CInt] = [-1, -1]
+        guard socketpair(AF_UNIX, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue) | CInt(SOCK_NONBLOCK.rawValue), 0, &ends) == 0 else {
+            throw IOError(errnoCode: errno, reason: "socketpair")
+        }
+        let one: First
+        do {
+            one = try await NIOPipeBootstrap(group: group).takingOwnershipOfDescriptor(inputOutput: ends[0], channelInitializer: first)
+        } catch {
+            _ = Glibc.close(ends[0])
+            _ = Glibc.close(ends[1])
+            throw error
+        }
+        do {
+            return (one, try await NIOPipeBootstrap(group: group).takingOwnershipOfDescriptor(inputOutput: ends[1], channelInitializer: second))
+        } catch {
+            _ = Glibc.close(ends[1])
+            throw error
+        }
+    }
+
+    /// Both ends framed as a radio's stream.
+    public static func framed(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> (StreamChannel, StreamChannel) {
+        try await make(group: group, first: { StreamChannel.configure($0) }, second: { StreamChannel.configure($0) })
     }
 }

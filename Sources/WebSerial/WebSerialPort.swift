@@ -4,10 +4,6 @@ import NIOPosix
 import RadioLink
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// One `webserial` slot's meeting point (design.md §9): a browser page relays its serial port's
 /// bytes over a WebSocket; the slot's link opens through whichever browser holds the radio.
 ///
@@ -167,7 +163,7 @@ public final class WebSerialRelay: Sendable {
 
 /// The slot's transport: opens through the browser that holds the radio, or reports that
 /// none does (the link then waits idle until one attaches).
-public struct WebSerialTransport: RadioTransport {
+public struct WebSerialTransport: ChannelRadioTransport {
     public let port: WebSerialPort
     let group: any EventLoopGroup
 
@@ -184,30 +180,13 @@ public struct WebSerialTransport: RadioTransport {
     public func open() async throws -> StreamChannel {
         guard let relay = port.currentRelay else { throw RadioTransportError.awaitingPeer("no browser holds the radio") }
         _ = port.takeCloseReason()  // a reason left from an earlier session is not this one's
-        var ends: [CInt] = [-1, -1]
-        guard socketpair(AF_UNIX, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue) | CInt(SOCK_NONBLOCK.rawValue), 0, &ends) == 0 else {
-            throw IOError(errnoCode: errno, reason: "socketpair")
-        }
-        let linkEnd: StreamChannel
-        let relayEnd: NIOAsyncChannel<ByteBuffer, ByteBuffer>
-        do {
-            linkEnd = try await NIOPipeBootstrap(group: group).takingOwnershipOfDescriptor(inputOutput: ends[0]) { channel in
-                StreamChannel.configure(channel)
-            }
-        } catch {
-            _ = Glibc.close(ends[0])
-            _ = Glibc.close(ends[1])
-            throw error
-        }
-        do {
-            relayEnd = try await NIOPipeBootstrap(group: group).takingOwnershipOfDescriptor(inputOutput: ends[1]) { channel in
+        let (linkEnd, relayEnd) = try await SocketPairChannels.make(
+            group: group,
+            first: { StreamChannel.configure($0) },
+            second: { channel in
                 channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
             }
-        } catch {
-            _ = Glibc.close(ends[1])
-            try? await linkEnd.channel.close()
-            throw error
-        }
+        )
         guard relay.offer(relayEnd, underlying: relayEnd.channel) else {
             // The browser left while the pair was made.
             try? await relayEnd.channel.close()

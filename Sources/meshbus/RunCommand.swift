@@ -1,4 +1,5 @@
 import ArgumentParser
+import BluetoothLE
 import Broker
 import Foundation
 import HTTPGateway
@@ -47,6 +48,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("serial"), help: "A radio on a serial line as NAME=PATH (repeatable; not with --config).")
     var serialSlots: [String] = []
 
+    @Option(name: .customLong("ble"), help: "A Bluetooth LE radio as NAME=DEVICE[,pin=PIN], DEVICE an address or advertised name (repeatable; not with --config).")
+    var bleSlots: [String] = []
+
     @Option(
         name: .customLong("virtual-radio"),
         help: "Open a slot's virtual radio port for Meshtastic clients as [NAME=]HOST:PORT (repeatable; NAME may be left out with one slot; not with --config)."
@@ -72,8 +76,8 @@ struct RunCommand: AsyncParsableCommand {
     var verbose = false
 
     func validate() throws {
-        if config != nil && !(tcpSlots.isEmpty && serialSlots.isEmpty && virtualRadios.isEmpty) {
-            throw ValidationError("--tcp, --serial and --virtual-radio define slots without a file; with --config, list the slots in the file")
+        if config != nil && !(tcpSlots.isEmpty && serialSlots.isEmpty && bleSlots.isEmpty && virtualRadios.isEmpty) {
+            throw ValidationError("--tcp, --serial, --ble and --virtual-radio define slots without a file; with --config, list the slots in the file")
         }
         if let outboxCapacity, outboxCapacity <= 0 { throw ValidationError("--outbox-capacity must be positive") }
         if let replayCapacity, replayCapacity <= 0 { throw ValidationError("--replay-capacity must be positive") }
@@ -170,11 +174,11 @@ struct RunCommand: AsyncParsableCommand {
             }
         }
         var daemon = DaemonConfiguration()
-        if tcpSlots.isEmpty && serialSlots.isEmpty {
+        if tcpSlots.isEmpty && serialSlots.isEmpty && bleSlots.isEmpty {
             let simulator = SimulatorConfiguration(nodeCount: simNodes, trafficPerMinute: simTraffic)
             daemon.broker.slots = [SlotConfiguration(name: "sim", source: .simulator(simulator))]
         } else {
-            daemon.broker.slots = try tcpSlots.map(Self.parseTCPSlot) + serialSlots.map(Self.parseSerialSlot)
+            daemon.broker.slots = try tcpSlots.map(Self.parseTCPSlot) + serialSlots.map(Self.parseSerialSlot) + bleSlots.map(Self.parseBLESlot)
             let names = daemon.broker.slots.map(\.name)
             if let duplicate = names.first(where: { name in names.filter { $0 == name }.count > 1 }) {
                 throw ValidationError("slot '\(duplicate)' is given twice")
@@ -245,6 +249,19 @@ struct RunCommand: AsyncParsableCommand {
     static func parseSerialSlot(_ text: String) throws -> SlotConfiguration {
         let (name, path) = try slotArgument(text, flag: "serial", value: "PATH")
         return SlotConfiguration(name: name, source: .serial(path: path))
+    }
+
+    static func parseBLESlot(_ text: String) throws -> SlotConfiguration {
+        let (name, value) = try slotArgument(text, flag: "ble", value: "DEVICE[,pin=PIN]")
+        let parts = value.split(separator: ",", maxSplits: 1).map(String.init)
+        var pin: UInt32?
+        if parts.count == 2 {
+            guard parts[1].hasPrefix("pin="), let number = UInt32(parts[1].dropFirst(4)), number <= 999_999 else {
+                throw ValidationError("--ble \(name): expected DEVICE or DEVICE,pin=PIN (PIN 0 to 999999), got '\(value)'")
+            }
+            pin = number
+        }
+        return SlotConfiguration(name: name, source: .ble(BLEConfiguration(device: parts[0], pin: pin)))
     }
 
     static func parseTCPSlot(_ text: String) throws -> SlotConfiguration {

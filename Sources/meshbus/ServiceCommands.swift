@@ -1,4 +1,5 @@
 import ArgumentParser
+import BluetoothLE
 import Broker
 import MeshBusConfiguration
 import Observability
@@ -42,6 +43,8 @@ struct CheckCommand: ParsableCommand {
         case .serial(let path): "serial \(path)"
         case .simulator(let simulator): "simulator, \(simulator.nodeCount) nodes, \(simulator.trafficPerMinute) packets/min"
         case .webserial: "webserial, lent by a browser at /webserial/<slot> on the HTTP listener"
+        case .ble(let ble):
+            "ble \(ble.device) on \(ble.adapter), " + (ble.pin == nil ? "no pin (paired beforehand, or none needed)" : "pairs with the configured pin")
         }
     }
 }

@@ -201,7 +201,7 @@ import Testing
 
 /// A transport reached only through a peer, as a browser-held radio is: `open` refuses with
 /// `awaitingPeer` until the test admits one, then opens the simulator over TCP.
-final class PeerGatedTransport: RadioTransport {
+final class PeerGatedTransport: ChannelRadioTransport {
     let tcp: TCPRadioTransport
     private let present = Mutex(false)
     private let arrivals: AsyncStream<Void>
