@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "MeshtasticProtocol", targets: ["MeshtasticProtocol"]),
         .library(name: "Broker", targets: ["Broker"]),
         .library(name: "HTTPGateway", targets: ["HTTPGateway"]),
+        .library(name: "DBus", targets: ["DBus"]),
         .library(name: "MeshBusClient", targets: ["MeshBusClient"]),
     ],
     dependencies: [
@@ -280,7 +281,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "MeshBusConfigurationTests", dependencies: ["MeshBusConfiguration", "Broker", "RadioLink", "VirtualRadio"]),
+        .testTarget(name: "MeshBusConfigurationTests", dependencies: ["MeshBusConfiguration", "Broker", "RadioLink", "VirtualRadio", "BluetoothLE"]),
+        .testTarget(name: "BluetoothLETests", dependencies: ["BluetoothLE", "DBus"]),
         .testTarget(
             name: "MQTTTests",
             dependencies: [

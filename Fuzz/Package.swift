@@ -32,6 +32,10 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "DBusFuzzer",
+            dependencies: ["FuzzSupport", .product(name: "DBus", package: "MeshBus")]
+        ),
+        .executableTarget(
             name: "HTTPInputFuzzer",
             dependencies: [
                 "FuzzSupport",

@@ -1,3 +1,4 @@
+import BluetoothLE
 import Broker
 import RadioLink
 import RadioSimulator
@@ -21,7 +22,7 @@ import VirtualRadio
     /// Each broken file and the exact messages it gets.
     static let brokenFiles: [(yaml: String, expected: [String])] = [
         ("", ["meshbus.yaml:1: slots: the file is empty; list at least the slots"]),
-        ("events: [tcp://127.0.0.1:7710]\n", ["meshbus.yaml:1: slots: missing; list the radios, each with a name and one of tcp, serial, simulator or webserial"]),
+        ("events: [tcp://127.0.0.1:7710]\n", ["meshbus.yaml:1: slots: missing; list the radios, each with a name and one of tcp, serial, ble, simulator or webserial"]),
         ("slots: [\n", ["meshbus.yaml:2: YAML syntax: did not find expected node content"]),
         ("- a\n- b\n", ["meshbus.yaml:1: expected a mapping of events, commands, slots, timing, outboxCapacity, replayCapacity, flushTimeout, metrics, http, log, security"]),
         ("slots: []\nslot: []\n", ["meshbus.yaml:2: slot: unknown key; expected one of events, commands, slots, timing, outboxCapacity, replayCapacity, flushTimeout, metrics, http, log, security"]),
@@ -32,8 +33,12 @@ import VirtualRadio
             ["meshbus.yaml:3: slots[0].tcp: expected host:port (port 4403 if left out), got 'meshtastic.local:notaport'"]
         ),
         ("slots:\n  - name: desk\n    serial: ttyACM0\n", ["meshbus.yaml:3: slots[0].serial: expected an absolute device path like /dev/ttyACM0, got 'ttyACM0'"]),
+        ("slots:\n  - {name: w, ble: {pin: 123456}}\n", ["meshbus.yaml:2: slots[0].ble: needs device: an address like AA:BB:CC:DD:EE:01 or the advertised name"]),
+        ("slots:\n  - {name: w, ble: {device: x, pin: 1234567}}\n", ["meshbus.yaml:2: slots[0].ble.pin: must be from 0 to 999999, got 1234567"]),
+        ("slots:\n  - {name: w, ble: {device: x, adapter: usb0}}\n", ["meshbus.yaml:2: slots[0].ble.adapter: expected an adapter name like hci0, got 'usb0'"]),
+        ("slots:\n  - {name: w, ble: {device: x, passkey: 1}}\n", ["meshbus.yaml:2: slots[0].ble.passkey: unknown key; expected one of device, pin, adapter"]),
         ("slots:\n  - tcp: a:1\n", ["meshbus.yaml:2: slots[0].name: missing; every slot needs a name"]),
-        ("slots:\n  - name: a\n", ["meshbus.yaml:2: slots[0]: needs one of tcp, serial, simulator or webserial"]),
+        ("slots:\n  - name: a\n", ["meshbus.yaml:2: slots[0]: needs one of tcp, serial, ble, simulator or webserial"]),
         ("slots:\n  - name: a\n    tcp: a:1\n    serial: /dev/x\n", ["meshbus.yaml:2: slots[0]: has tcp and serial; give exactly one"]),
         ("slots:\n  - {name: 'a b', tcp: 'h:1'}\n", ["meshbus.yaml:2: slots[0].name: 'a b' is not a slot name: 1 to 32 of A-Z a-z 0-9 _ -"]),
         (
@@ -189,6 +194,18 @@ import VirtualRadio
         #expect(slots[0].virtualRadio == VirtualRadioConfiguration(host: "127.0.0.1", port: 4404))
         #expect(slots[1].virtualRadio == VirtualRadioConfiguration(host: "::1", port: 4405, allowAdmin: true, clientBuffer: 256, maxClients: 4))
         #expect(slots[2].virtualRadio == nil)
+    }
+
+    @Test func bleTakesADeviceOrAMappingWithPinAndAdapter() throws {
+        let text = """
+            slots:
+              - {name: window, ble: AA:BB:CC:DD:EE:01}
+              - name: shed
+                ble: {device: Meshtastic_ee02, pin: 123456, adapter: hci1}
+            """
+        let slots = try ConfigurationFile.parse(text, file: "meshbus.yaml").broker.slots
+        #expect(slots[0].source == .ble(BLEConfiguration(device: "AA:BB:CC:DD:EE:01")))
+        #expect(slots[1].source == .ble(BLEConfiguration(device: "Meshtastic_ee02", pin: 123_456, adapter: "hci1")))
     }
 
     @Test func durationsTakeMillisecondsSecondsMinutesAndHours() {
