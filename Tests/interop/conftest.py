@@ -4,6 +4,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -184,3 +185,105 @@ def command(ctx, endpoint, request):
         return req.recv_json()
     finally:
         req.close()
+
+
+def wait_until(check, what, timeout=10.0, interval=0.02):
+    """Polls `check()` until it returns something truthy (returned); fails naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout} s for {what}")
+        time.sleep(interval)
+
+
+BLUEZ_BUS_CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bluez", "bus.conf")
+
+
+class PrivateBus:
+    """A dbus-daemon of its own (bluez/bus.conf) on a unix socket in a temp dir."""
+
+    def __init__(self, directory, timeout=10.0):
+        self.socket = os.path.join(directory, "system_bus")
+        self.log = open(os.path.join(directory, "dbus-daemon.log"), "w")
+        self.process = subprocess.Popen(
+            ["dbus-daemon", f"--config-file={BLUEZ_BUS_CONF}", f"--address=unix:path={self.socket}",
+             "--nofork", "--print-address"],
+            stdout=subprocess.PIPE, stderr=self.log, text=True)
+        # --print-address writes the address (with its guid) once the bus listens.
+        ready = {}
+
+        def read_address():
+            ready["line"] = self.process.stdout.readline().strip()
+
+        reader = threading.Thread(target=read_address, daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if not ready.get("line", "").startswith("unix:"):
+            self.stop()
+            raise RuntimeError(f"dbus-daemon did not print its address within {timeout} s (see {self.log.name})")
+        self.address = ready["line"]
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+def fake_bluetoothctl(directory):
+    """A `bluetoothctl` that only knows `--version` (bleak runs it to check BlueZ >= 5.55)."""
+    bin_dir = os.path.join(directory, "bin")
+    os.makedirs(bin_dir, exist_ok=True)
+    path = os.path.join(bin_dir, "bluetoothctl")
+    with open(path, "w") as script:
+        script.write('#!/bin/sh\n'
+                     'if [ "$1" = "--version" ]; then echo "bluetoothctl: 5.66"; exit 0; fi\n'
+                     'echo "fake bluetoothctl: only --version is supported" >&2; exit 1\n')
+    os.chmod(path, 0o755)
+    return bin_dir
+
+
+@pytest.fixture
+def start_fake_bluez(tmp_path):
+    """Starts a private bus and a fake BlueZ on it (fake_bluez.py) with the given peripherals,
+    backed by the simulator at sim_port. The returned FakeBlueZ has .bus_address and .env
+    (DBUS_SYSTEM_BUS_ADDRESS, and PATH with a fake bluetoothctl first) for a broker's
+    start_broker(..., env=bluez.env) or for bleak in this process (monkeypatch.setenv)."""
+    from fake_bluez import FakeBlueZ
+
+    started = []
+
+    def start(*peripherals, sim_port=None, **options):
+        directory = tmp_path / f"bluez{len(started)}"
+        directory.mkdir()
+        bus = PrivateBus(str(directory))
+        started.append(bus)
+        bluez = FakeBlueZ(bus.address, list(peripherals), sim_port=sim_port, **options)
+        bluez.start()
+        started.append(bluez)
+        bluez.env = {"DBUS_SYSTEM_BUS_ADDRESS": bus.address,
+                     "PATH": fake_bluetoothctl(str(directory)) + os.pathsep + os.environ.get("PATH", "")}
+        return bluez
+
+    yield start
+    for item in reversed(started):
+        item.stop()
+
+
+@pytest.fixture
+def fake_bluez(start_fake_bluez, start_controlled_simulator):
+    """One known Meshtastic radio (AA:BB:CC:DD:EE:01, "Meshtastic_ee01", no pin, GATT cache on)
+    backed by a controlled simulator (5 nodes); .sim holds the simulator's port and control."""
+    from fake_bluez import Peripheral
+
+    sim = start_controlled_simulator()
+    bluez = start_fake_bluez(Peripheral(), sim_port=int(sim["port"]))
+    bluez.sim = sim
+    return bluez
