@@ -13,23 +13,28 @@ struct NodeView: Equatable {
     var hex: String { String(node.id.dropFirst()) }
     var snr: Double? { node.snr ?? packetSnr }
 
-    /// The retained state: flat keys that templates and dashboards read directly.
+    /// The retained state: flat keys that templates and dashboards read directly. Every key is
+    /// always there, `null` while its value is unknown (an RSSI is learned only from a packet
+    /// heard since the bridge started): a retained sensor config's `value_json.rssi` then
+    /// renders `None`, which Home Assistant shows as unknown, instead of failing as undefined
+    /// or showing a value from before a restart as fresh.
     var state: [String: Any] {
         var state: [String: Any] = ["id": id, "num": node.num]
-        state["longName"] = node.user?.longName
-        state["shortName"] = node.user?.shortName
-        state["hwModel"] = node.user?.hwModel
+        func put(_ key: String, _ value: Any?) { state[key] = value ?? NSNull() }
+        put("longName", node.user?.longName)
+        put("shortName", node.user?.shortName)
+        put("hwModel", node.user?.hwModel)
         // Meshtastic reports 101 for "on external power".
-        state["battery"] = node.deviceMetrics?.batteryLevel.map { min($0, 100) }
-        state["powered"] = node.deviceMetrics?.batteryLevel.map { $0 > 100 }
-        state["voltage"] = node.deviceMetrics?.voltage
-        state["snr"] = snr
-        state["rssi"] = rssi
-        state["lastHeard"] = node.lastHeard.map(Self.timestamp)
-        state["hopsAway"] = node.hopsAway
-        state["latitude"] = node.position?.latitude
-        state["longitude"] = node.position?.longitude
-        state["altitude"] = node.position?.altitude
+        put("battery", node.deviceMetrics?.batteryLevel.map { min($0, 100) })
+        put("powered", node.deviceMetrics?.batteryLevel.map { $0 > 100 })
+        put("voltage", node.deviceMetrics?.voltage)
+        put("snr", snr)
+        put("rssi", rssi)
+        put("lastHeard", node.lastHeard.map(Self.timestamp))
+        put("hopsAway", node.hopsAway)
+        put("latitude", node.position?.latitude)
+        put("longitude", node.position?.longitude)
+        put("altitude", node.position?.altitude)
         return state
     }
 

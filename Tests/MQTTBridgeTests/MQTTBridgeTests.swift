@@ -127,4 +127,11 @@ struct SlotViewTests {
         #expect(fresh.link.reason == "probe_strikes")
         #expect(NodeView(node: decode(MeshBus.Node.self, #"{"num": 5, "deviceMetrics": {"batteryLevel": 101}}"#)).state["battery"] as? Int == 100)
     }
+
+    @Test func everyStateKeyIsThereAndNullWhileUnknown() {
+        let state = NodeView(node: decode(MeshBus.Node.self, #"{"num": 5}"#)).state
+        let keys = ["longName", "shortName", "hwModel", "battery", "powered", "voltage", "snr", "rssi", "lastHeard", "hopsAway", "latitude", "longitude", "altitude"]
+        for key in keys { #expect(state[key] is NSNull, "\(key) is null, not missing, so a retained template never meets an undefined key") }
+        #expect(Set(HomeAssistantDiscovery.sensors.map(\.field)).isSubset(of: Set(state.keys)), "every sensor's field is a state key")
+    }
 }

@@ -14,8 +14,10 @@ import uuid
 from collections import namedtuple
 from datetime import datetime
 
+import jinja2
 import paho.mqtt.client as mqtt
 import pytest
+import zmq
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from conftest import BINARY, command, free_port, subscriber
@@ -421,10 +423,13 @@ def epoch_of(timestamp):
 
 
 def expected_state(node):
-    """The flattened state the contract derives from a node DB entry (rssi aside: it comes
-    from received packets, not the node DB); lastHeard as seconds since 1970."""
+    """The flattened state the contract derives from a node DB entry (rssi and powered aside:
+    rssi comes from received packets, not the node DB); lastHeard as seconds since 1970. A
+    value the node DB lacks is there as None (null), as the bridge publishes it."""
     user, metrics, position = node.get("user", {}), node.get("deviceMetrics", {}), node.get("position", {})
-    state = {"id": user.get("id", "!%08x" % node["num"]), "num": node["num"]}
+    state = dict.fromkeys(("longName", "shortName", "hwModel", "battery", "voltage", "snr", "lastHeard", "hopsAway",
+                           "latitude", "longitude", "altitude"))
+    state |= {"id": user.get("id", "!%08x" % node["num"]), "num": node["num"]}
     state |= {key: user[key] for key in ("longName", "shortName", "hwModel") if key in user}
     if "batteryLevel" in metrics:
         state["battery"] = metrics["batteryLevel"]
@@ -579,12 +584,12 @@ def test_node_state_follows_the_mesh(start_broker, start_bridge, mqtt_subscriber
         assert state.keys() <= NODE_STATE_KEYS, (node_id, sorted(state.keys() - NODE_STATE_KEYS))
         expected = expected_state(snap["nodes"][node_id])
         assert comparable(state, stable) == comparable(expected, stable), node_id
-        assert expected.keys() - {"altitude"} <= state.keys(), (node_id, state)
+        assert state.keys() == NODE_STATE_KEYS, ("every key is there, null while unknown", node_id, state)
         for key in ("voltage", "snr", "altitude"):
-            assert key not in state or isinstance(state[key], (int, float)), (node_id, key, state)
-        assert "rssi" not in state or (isinstance(state["rssi"], int) and state["rssi"] < 0), state
+            assert state[key] is None or isinstance(state[key], (int, float)), (node_id, key, state)
+        assert state["rssi"] is None or (isinstance(state["rssi"], int) and state["rssi"] < 0), state
         assert abs(epoch_of(state["lastHeard"]) - expected["lastHeard"]) < 600, (node_id, state["lastHeard"])
-        if "latitude" in state:
+        if state["latitude"] is not None:
             position = recorder.wait_for(lambda ms, t=message.topic + "/position": [m for m in ms if m.topic == t],
                                          what=f"position of {node_id}")[-1]
             assert position.retain
@@ -794,3 +799,60 @@ def test_a_silent_meshbus_broker_takes_the_links_down_until_it_answers_again(
     back = watcher.wait_for(lambda ms: ms[-1] if ms[-1].json["ready"] is True else None, timeout=30,
                             what="link up again once the broker answers")
     assert back.json["reason"] is None and back.retain, back.json
+
+
+def rendered_sensor_values(latest):
+    """Each retained sensor config's value_template rendered with Jinja2 (Home Assistant's
+    engine) against the retained state on its state_topic, by unique_id. StrictUndefined: a key
+    the template reads that the state lacks fails, where Home Assistant logs "Template variable
+    warning" and shows a stale or unknown value."""
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    values = {}
+    for topic, message in latest.items():
+        if not (message.retain and topic.startswith(f"{DISCOVERY}/sensor/") and isinstance(message.json, dict)):
+            continue
+        state = latest.get(message.json["state_topic"])
+        assert state is not None and state.retain, f"{topic}: nothing retained on {message.json['state_topic']}"
+        try:
+            values[message.json["unique_id"]] = environment.from_string(message.json["value_template"]).render(value_json=state.json)
+        except jinja2.UndefinedError as error:
+            raise AssertionError(f"{topic}: {message.json['value_template']} on {state.json}: {error}") from None
+    return values
+
+
+def test_retained_templates_render_after_a_bridge_restart_without_stale_values(
+        start_broker, start_bridge, mqtt_subscriber, context):
+    endpoints = start_broker()
+    first = start_bridge(endpoints)
+    before = mqtt_subscriber()
+    rssi_configs = lambda ms: {m.topic for m in ms if m.retain and m.topic.startswith(f"{DISCOVERY}/sensor/") and m.topic.endswith("/rssi/config")}
+    before.wait_for(lambda ms: len(rssi_configs(ms)) >= 2, what="RSSI sensors announced for nodes heard")
+    values = rendered_sensor_values(before.latest())
+    assert all(values[uid] not in ("", "None") for uid in values if uid.endswith("_rssi")), values
+    before.close()
+
+    heard = Events(context, endpoints["events"], b"meshtastic.receive/")
+    assert first.stop() == 0
+    after = mqtt_subscriber()
+    after.wait_for(lambda ms: len(node_states(ms)) == 7, what="the node states retained from the first bridge")
+    retained_count = len(after.all())
+    second = start_bridge(endpoints)
+    after.wait_for(lambda ms: len(node_states(ms[retained_count:])) == 7, what="node states from the restarted bridge")
+    values = rendered_sensor_values(after.latest())
+    assert any(uid.endswith("_rssi") for uid in values), "the RSSI configs are still retained"
+
+    # An RSSI shown after the restart is one heard after it, or None (unknown), never a stale one.
+    rssi_since = {}
+    while True:  # every packet heard since the restart began, up to now
+        try:
+            frames = heard.sub.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            break
+        packet = json.loads(frames[1]).get("packet", {})
+        if "rxRssi" in packet:
+            rssi_since.setdefault(hex_of("!%08x" % packet["from"]), set()).add(str(packet["rxRssi"]))
+    for uid, value in values.items():
+        if uid.endswith("_rssi"):
+            node_hex = uid.split("_")[-2]
+            assert value == "None" or value in rssi_since.get(node_hex, set()), (uid, value, rssi_since.get(node_hex))
+    assert second.stop() == 0
