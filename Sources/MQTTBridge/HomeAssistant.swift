@@ -79,13 +79,13 @@ struct HomeAssistantDiscovery {
 
     /// Config topic → payload for every entity the node has data for.
     func configs(slot: String, node: NodeView) -> [(topic: String, payload: [String: Any])] {
-        let objectBase = "meshbus_\(slot)_\(node.hex)"
+        let objectBase = "\(topics.objectID(slot: slot))_\(node.hex)"
         let device: [String: Any] = [
             "identifiers": [objectBase],
             "name": node.node.user?.longName ?? node.id,
             "manufacturer": "Meshtastic",
             "model": node.node.user?.hwModel ?? "Meshtastic node",
-            "via_device": "meshbus_\(slot)",
+            "via_device": topics.objectID(slot: slot),
         ]
         var configs: [(String, [String: Any])] = []
         for sensor in Self.sensors where sensor.has(node) {
@@ -108,10 +108,10 @@ struct HomeAssistantDiscovery {
 
     /// The slot's own device: is its radio link up, and a text box that sends to the mesh.
     func configs(slot: String) -> [(topic: String, payload: [String: Any])] {
-        let objectBase = "meshbus_\(slot)"
+        let objectBase = topics.objectID(slot: slot)
         let device: [String: Any] = [
             "identifiers": [objectBase],
-            "name": "MeshBus \(slot)",
+            "name": (["MeshBus", topics.site, slot].compactMap { $0 }).joined(separator: " "),
             "manufacturer": "MeshBus",
             "model": "MeshBus slot",
             "sw_version": version,

@@ -213,6 +213,7 @@ private struct Reader {
 
     static let topKeys = [
         "events", "commands", "slots", "timing", "outboxCapacity", "replayCapacity", "flushTimeout", "metrics", "http", "log", "security",
+        "mqtt",
     ]
 
     mutating func daemon(_ root: Node?) -> DaemonConfiguration {
@@ -238,8 +239,52 @@ private struct Reader {
         daemon.metrics = listener(top["metrics"], "metrics", security: broker.security)
         daemon.http = listener(top["http"], "http", security: broker.security)
         if let node = top["log"] { daemon.log = log(node) }
+        if let node = top["mqtt"] { daemon.mqtt = mqtt(node) }
         daemon.broker = broker
         return daemon
+    }
+
+    /// The `mqtt:` section of `meshbus mqtt --config`.
+    mutating func mqtt(_ node: Node) -> MQTTBridgeSettings? {
+        let keys = ["broker", "prefix", "site", "discovery", "clientId", "username", "passwordFile", "keepAlive", "insecure"]
+        guard let entries = mapping(node, "mqtt", known: keys) else { return nil }
+        var settings = MQTTBridgeSettings()
+        if let value = entries["insecure"].flatMap({ bool($0, "mqtt.insecure") }) { settings.insecure = value }
+        if let brokerNode = entries["broker"], let text = string(brokerNode, "mqtt.broker") {
+            if let address = HostPort(parsing: text.contains(":") ? text : "\(text):1883"), address.port > 0 {
+                settings.broker = address
+                if !address.isLoopback && !settings.insecure {
+                    report(brokerNode, "mqtt.broker", "\(text) is on another machine and plain MQTT sends the password and every packet in clear; use a loopback broker (TLS is not supported yet) or set mqtt.insecure: true")
+                }
+            } else {
+                report(brokerNode, "mqtt.broker", "expected host:port (port 1883 if left out), got '\(text)'")
+            }
+        }
+        if let prefixNode = entries["prefix"], let text = string(prefixNode, "mqtt.prefix") {
+            if MQTTBridgeSettings.isTopicPrefix(text) {
+                settings.prefix = text
+            } else {
+                report(prefixNode, "mqtt.prefix", "expected topic levels without '+', '#', empty levels or a leading or trailing '/', got '\(text)'")
+            }
+        }
+        if let value = entries["clientId"].flatMap({ string($0, "mqtt.clientId") }) { settings.clientID = value }
+        if let siteNode = entries["site"], let text = string(siteNode, "mqtt.site") {
+            if MQTTBridgeSettings.isSiteName(text) { settings.site = text } else { report(siteNode, "mqtt.site", "'\(text)' is not a site name: 1 to 32 of A-Z a-z 0-9 _ -") }
+        }
+        if let discoveryNode = entries["discovery"] {
+            if discoveryNode.bool == false {
+                settings.discoveryPrefix = nil
+            } else if let text = string(discoveryNode, "mqtt.discovery") {
+                if MQTTBridgeSettings.isTopicPrefix(text) { settings.discoveryPrefix = text } else { report(discoveryNode, "mqtt.discovery", "expected Home Assistant's discovery prefix or false, got '\(text)'") }
+            }
+        }
+        if let value = entries["username"].flatMap({ string($0, "mqtt.username") }) { settings.username = value }
+        if let fileNode = entries["passwordFile"], let path = string(fileNode, "mqtt.passwordFile") {
+            if settings.username == nil { report(fileNode, "mqtt.passwordFile", "needs mqtt.username (MQTT 3.1.1 has no password without a user)") }
+            settings.passwordFile = path
+        }
+        if let value = entries["keepAlive"].flatMap({ duration($0, "mqtt.keepAlive") }) { settings.keepAlive = value }
+        return settings
     }
 
     /// A `host:port` to listen on (`metrics`, `http`): reachable from other machines only

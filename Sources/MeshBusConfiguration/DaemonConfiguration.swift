@@ -10,6 +10,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Where HTTP clients are served (`POST /api/commands`, `GET /metrics`); nil turns it off.
     public var http: HostPort?
     public var log: LogSettings
+    /// For `meshbus mqtt --config`; the broker itself does not read it.
+    public var mqtt: MQTTBridgeSettings?
 
     public init(broker: BrokerConfiguration = BrokerConfiguration(), metrics: HostPort? = nil, http: HostPort? = nil, log: LogSettings = LogSettings()) {
         self.broker = broker
@@ -79,4 +81,33 @@ public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConver
     public var problems: [Problem]
 
     public var description: String { problems.map(\.description).joined(separator: "\n") }
+}
+
+/// The `mqtt:` section: how `meshbus mqtt --config FILE` reaches the MQTT broker and names its
+/// topics (its flags override each key).
+public struct MQTTBridgeSettings: Sendable, Equatable {
+    public var broker = HostPort(host: "127.0.0.1", port: 1883)
+    /// First level of every topic.
+    public var prefix = "meshbus"
+    /// This host's name among several MeshBus hosts on one MQTT broker; nil for one host.
+    public var site: String?
+    /// Home Assistant's discovery prefix; nil publishes no discovery.
+    public var discoveryPrefix: String? = "homeassistant"
+    public var clientID = "meshbus-bridge"
+    public var username: String?
+    /// A file whose first line is the password (kept out of the config and the process list).
+    public var passwordFile: String?
+    public var keepAlive: Duration = .seconds(30)
+    /// Plain MQTT to a broker on another machine: the password and every packet in clear.
+    public var insecure = false
+
+    public init() {}
+
+    /// Whether `text` can be one level of a topic prefix or a site: no wildcards, no empty level.
+    public static func isTopicPrefix(_ text: String) -> Bool {
+        !text.isEmpty && !text.contains(where: { "+#".contains($0) }) && !text.hasPrefix("/") && !text.hasSuffix("/") && !text.contains("//")
+    }
+
+    /// Whether `text` is a site name: `[A-Za-z0-9_-]{1,32}`, as a slot name (it is part of ids).
+    public static func isSiteName(_ text: String) -> Bool { SlotConfiguration.isValidName(text) }
 }

@@ -20,26 +20,32 @@ struct MQTTBridgeCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "The broker's PUB endpoint.")
-    var events = BrokerConfiguration.defaultEventEndpoint
+    @Option(help: "The daemon's config file: its mqtt section and its first events and commands endpoints (flags override).")
+    var config: String?
 
-    @Option(help: "The broker's command endpoint.")
-    var commands = BrokerConfiguration.defaultCommandEndpoint
+    @Option(help: "The broker's PUB endpoint (default \(BrokerConfiguration.defaultEventEndpoint)).")
+    var events: String?
 
-    @Option(help: "The MQTT broker, host:port (port 1883 if left out).")
-    var mqtt = "127.0.0.1:1883"
+    @Option(help: "The broker's command endpoint (default \(BrokerConfiguration.defaultCommandEndpoint)).")
+    var commands: String?
 
-    @Option(help: "First level of every MeshBus topic.")
-    var prefix = "meshbus"
+    @Option(help: "The MQTT broker, host:port (port 1883 if left out; default 127.0.0.1:1883).")
+    var mqtt: String?
 
-    @Option(help: "Home Assistant's discovery prefix.")
-    var discoveryPrefix = "homeassistant"
+    @Option(help: "First level of every MeshBus topic (default meshbus).")
+    var prefix: String?
+
+    @Option(help: "This host's name among several MeshBus hosts on one MQTT broker: topics under <prefix>/<site>, Home Assistant ids with the site.")
+    var site: String?
+
+    @Option(help: "Home Assistant's discovery prefix (default homeassistant).")
+    var discoveryPrefix: String?
 
     @Flag(help: "Publish no Home Assistant discovery configs.")
     var noDiscovery = false
 
-    @Option(help: "MQTT client id (a second client with the same id takes over the session).")
-    var clientId = "meshbus-bridge"
+    @Option(help: "MQTT client id (a second client with the same id takes over the session; default meshbus-bridge).")
+    var clientId: String?
 
     @Option(help: "MQTT user name.")
     var username: String?
@@ -48,20 +54,70 @@ struct MQTTBridgeCommand: AsyncParsableCommand {
     var passwordFile: String?
 
     @Option(help: "MQTT keep alive, e.g. 30s; a broker silent for 1.5 times this is taken for dead.")
-    var keepAlive = "30s"
+    var keepAlive: String?
+
+    @Flag(help: "Allow plain MQTT to a broker on another machine (the password and every packet in clear).")
+    var insecure = false
 
     @Flag(name: .shortAndLong, help: "Log debug detail to stderr.")
     var verbose = false
 
     func validate() throws {
-        guard Self.hostPort(mqtt) != nil else { throw ValidationError("--mqtt: expected host:port, got '\(mqtt)'") }
+        if let mqtt, Self.hostPort(mqtt) == nil { throw ValidationError("--mqtt: expected host:port, got '\(mqtt)'") }
         for (flag, value) in [("--prefix", prefix), ("--discovery-prefix", discoveryPrefix)] {
-            guard !value.isEmpty, !value.contains(where: { "+#".contains($0) }), !value.hasPrefix("/"), !value.hasSuffix("/") else {
-                throw ValidationError("\(flag): an MQTT topic prefix without '+', '#' or a leading or trailing '/', got '\(value)'")
+            if let value, !MQTTBridgeSettings.isTopicPrefix(value) {
+                throw ValidationError("\(flag): an MQTT topic prefix without '+', '#', empty levels or a leading or trailing '/', got '\(value)'")
             }
         }
-        guard Self.duration(keepAlive) != nil else { throw ValidationError("--keep-alive: expected a duration such as 30s or 500ms, got '\(keepAlive)'") }
-        if passwordFile != nil, username == nil { throw ValidationError("--password-file needs --username (MQTT 3.1.1 has no password without a user)") }
+        if let site, !MQTTBridgeSettings.isSiteName(site) { throw ValidationError("--site: 1 to 32 of A-Z a-z 0-9 _ -, got '\(site)'") }
+        if let keepAlive, Self.duration(keepAlive) == nil { throw ValidationError("--keep-alive: expected a duration such as 30s or 500ms, got '\(keepAlive)'") }
+    }
+
+    /// The file's settings (or the defaults), then each flag given over them.
+    func settings() throws -> (bridge: MQTTBridgeSettings, events: String, commands: String) {
+        var bridge = MQTTBridgeSettings()
+        var events = BrokerConfiguration.defaultEventEndpoint
+        var commands = BrokerConfiguration.defaultCommandEndpoint
+        if let config {
+            let daemon: DaemonConfiguration
+            do {
+                daemon = try ConfigurationFile.load(path: config)
+            } catch {
+                throw ValidationError("configuration refused:\n\(error.description)")
+            }
+            bridge = daemon.mqtt ?? bridge
+            if let first = daemon.broker.events.first { events = Self.connectable(first) }
+            if let first = daemon.broker.commands.first { commands = Self.connectable(first) }
+        }
+        if let value = self.events { events = value }
+        if let value = self.commands { commands = value }
+        if let mqtt, let (host, port) = Self.hostPort(mqtt) { bridge.broker = HostPort(host: host, port: port) }
+        if let prefix { bridge.prefix = prefix }
+        if let site { bridge.site = site }
+        if let discoveryPrefix { bridge.discoveryPrefix = discoveryPrefix }
+        if noDiscovery { bridge.discoveryPrefix = nil }
+        if let clientId { bridge.clientID = clientId }
+        if let username { bridge.username = username }
+        if let passwordFile { bridge.passwordFile = passwordFile }
+        if let keepAlive, let value = Self.duration(keepAlive) { bridge.keepAlive = value }
+        if insecure { bridge.insecure = true }
+        if bridge.passwordFile != nil, bridge.username == nil {
+            throw ValidationError("--password-file needs --username (MQTT 3.1.1 has no password without a user)")
+        }
+        if !bridge.broker.isLoopback, !bridge.insecure {
+            throw ValidationError(
+                "\(bridge.broker) is on another machine and plain MQTT sends the password and every packet in clear; use a loopback broker (TLS is not supported yet) or --insecure (mqtt.insecure: true)"
+            )
+        }
+        return (bridge, events, commands)
+    }
+
+    /// An endpoint the daemon binds, as a client connects to it (`tcp://*:7710` → `tcp://127.0.0.1:7710`).
+    static func connectable(_ endpoint: String) -> String {
+        for wildcard in ["tcp://*:", "tcp://0.0.0.0:"] where endpoint.hasPrefix(wildcard) {
+            return "tcp://127.0.0.1:" + endpoint.dropFirst(wildcard.count)
+        }
+        return endpoint
     }
 
     func run() async throws {
@@ -72,12 +128,13 @@ struct MQTTBridgeCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "meshbus.mqtt")
-        let (host, port) = Self.hostPort(mqtt)!
-        let topics = BridgeTopics(prefix: prefix, discoveryPrefix: noDiscovery ? nil : discoveryPrefix)
-        var settings = MQTTConfiguration(host: host, port: port, clientID: clientId)
-        settings.keepAlive = Self.duration(keepAlive)!
-        settings.username = username
-        if let passwordFile {
+        let (bridgeSettings, events, commands) = try settings()
+        let (host, port) = (bridgeSettings.broker.host, bridgeSettings.broker.port)
+        let topics = BridgeTopics(prefix: bridgeSettings.prefix, site: bridgeSettings.site, discoveryPrefix: bridgeSettings.discoveryPrefix)
+        var settings = MQTTConfiguration(host: host, port: port, clientID: bridgeSettings.clientID)
+        settings.keepAlive = bridgeSettings.keepAlive
+        settings.username = bridgeSettings.username
+        if let passwordFile = bridgeSettings.passwordFile {
             let contents = try String(contentsOfFile: passwordFile, encoding: .utf8)
             settings.password = contents.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
         }

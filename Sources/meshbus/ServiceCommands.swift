@@ -31,6 +31,10 @@ struct CheckCommand: ParsableCommand {
             let security = daemon.broker.security
             say("security: " + (security.curve.map { "CURVE, \($0.clients.count) client keys" } ?? (security.insecure ? "insecure" : "loopback only")))
             if let tokens = security.tokens { say("http tokens: \(tokens.read.count) read, \(tokens.send.count) send") }
+            if let mqtt = daemon.mqtt {
+                let topics = [mqtt.prefix, mqtt.site].compactMap { $0 }.joined(separator: "/")
+                say("mqtt (meshbus mqtt --config): \(mqtt.broker), topics \(topics)/…, " + (mqtt.discoveryPrefix.map { "discovery \($0)" } ?? "no discovery"))
+            }
         } catch {
             for problem in error.problems { sayError(problem.description) }
             throw ExitCode(1)

@@ -41,6 +41,19 @@ struct BridgeTopicsTests {
         #expect(deep.slot(ofSend: "site/a/meshbus/desk/send") == "desk")
         #expect(deep.sendFilter == "site/a/meshbus/+/send")
     }
+
+    @Test func aSitePutsEveryTopicAndIdUnderItsName() {
+        let north = BridgeTopics(site: "north")
+        #expect(north.status == "meshbus/north/status")
+        #expect(north.node(slot: "sim", id: "!15b6619c") == "meshbus/north/sim/node/!15b6619c")
+        #expect(north.event(routingTopic: "meshtastic.sent/sim") == "meshbus/north/sim/meshtastic.sent")
+        #expect(north.slot(ofSend: "meshbus/north/sim/send") == "sim")
+        #expect(north.slot(ofSend: "meshbus/south/sim/send") == nil, "another site's command topic")
+        #expect(north.objectID(slot: "sim") == "meshbus_north_sim")
+        let discovery = HomeAssistantDiscovery(topics: north, discoveryPrefix: "homeassistant", version: "0.1.0")
+        let topics = discovery.configs(slot: "sim", node: NodeView(node: node, rssi: -97)).map(\.topic)
+        #expect(topics.contains("homeassistant/sensor/meshbus_north_sim_15b6619c/rssi/config"))
+    }
 }
 
 struct HomeAssistantDiscoveryTests {

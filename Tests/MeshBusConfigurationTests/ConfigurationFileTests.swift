@@ -24,8 +24,8 @@ import VirtualRadio
         ("", ["meshbus.yaml:1: slots: the file is empty; list at least the slots"]),
         ("events: [tcp://127.0.0.1:7710]\n", ["meshbus.yaml:1: slots: missing; list the radios, each with a name and one of tcp, serial, ble, simulator or webserial"]),
         ("slots: [\n", ["meshbus.yaml:2: YAML syntax: did not find expected node content"]),
-        ("- a\n- b\n", ["meshbus.yaml:1: expected a mapping of events, commands, slots, timing, outboxCapacity, replayCapacity, flushTimeout, metrics, http, log, security"]),
-        ("slots: []\nslot: []\n", ["meshbus.yaml:2: slot: unknown key; expected one of events, commands, slots, timing, outboxCapacity, replayCapacity, flushTimeout, metrics, http, log, security"]),
+        ("- a\n- b\n", ["meshbus.yaml:1: expected a mapping of events, commands, slots, timing, outboxCapacity, replayCapacity, flushTimeout, metrics, http, log, security, mqtt"]),
+        ("slots: []\nslot: []\n", ["meshbus.yaml:2: slot: unknown key; expected one of events, commands, slots, timing, outboxCapacity, replayCapacity, flushTimeout, metrics, http, log, security, mqtt"]),
         ("slots: []\nslots: []\n", ["meshbus.yaml:2: slots: given twice in one mapping"]),
         ("slots: {name: a}\n", ["meshbus.yaml:1: slots: expected a list"]),
         (
@@ -37,6 +37,10 @@ import VirtualRadio
         ("slots:\n  - {name: w, ble: {device: x, pin: 1234567}}\n", ["meshbus.yaml:2: slots[0].ble.pin: must be from 0 to 999999, got 1234567"]),
         ("slots:\n  - {name: w, ble: {device: x, adapter: usb0}}\n", ["meshbus.yaml:2: slots[0].ble.adapter: expected an adapter name like hci0, got 'usb0'"]),
         ("slots:\n  - {name: w, ble: {device: x, passkey: 1}}\n", ["meshbus.yaml:2: slots[0].ble.passkey: unknown key; expected one of device, pin, adapter"]),
+        ("slots: []\nmqtt: {broker: 192.0.2.7:1883}\n", ["meshbus.yaml:2: mqtt.broker: 192.0.2.7:1883 is on another machine and plain MQTT sends the password and every packet in clear; use a loopback broker (TLS is not supported yet) or set mqtt.insecure: true"]),
+        ("slots: []\nmqtt: {site: 'north pole'}\n", ["meshbus.yaml:2: mqtt.site: 'north pole' is not a site name: 1 to 32 of A-Z a-z 0-9 _ -"]),
+        ("slots: []\nmqtt: {prefix: 'a/#'}\n", ["meshbus.yaml:2: mqtt.prefix: expected topic levels without '+', '#', empty levels or a leading or trailing '/', got 'a/#'"]),
+        ("slots: []\nmqtt: {passwordFile: /x}\n", ["meshbus.yaml:2: mqtt.passwordFile: needs mqtt.username (MQTT 3.1.1 has no password without a user)"]),
         ("slots:\n  - tcp: a:1\n", ["meshbus.yaml:2: slots[0].name: missing; every slot needs a name"]),
         ("slots:\n  - name: a\n", ["meshbus.yaml:2: slots[0]: needs one of tcp, serial, ble, simulator or webserial"]),
         ("slots:\n  - name: a\n    tcp: a:1\n    serial: /dev/x\n", ["meshbus.yaml:2: slots[0]: has tcp and serial; give exactly one"]),
@@ -206,6 +210,24 @@ import VirtualRadio
         let slots = try ConfigurationFile.parse(text, file: "meshbus.yaml").broker.slots
         #expect(slots[0].source == .ble(BLEConfiguration(device: "AA:BB:CC:DD:EE:01")))
         #expect(slots[1].source == .ble(BLEConfiguration(device: "Meshtastic_ee02", pin: 123_456, adapter: "hci1")))
+    }
+
+    @Test func theMQTTSectionIsReadForTheBridge() throws {
+        let text = """
+            slots: []
+            mqtt:
+              broker: mqtt.example:8883
+              insecure: true
+              site: north
+              discovery: false
+              username: meshbus
+              passwordFile: /etc/meshbus/mqtt-password
+              keepAlive: 10s
+            """
+        let mqtt = try #require(try ConfigurationFile.parse(text, file: "meshbus.yaml").mqtt)
+        #expect(mqtt.broker == HostPort(host: "mqtt.example", port: 8883) && mqtt.insecure)
+        #expect(mqtt.site == "north" && mqtt.discoveryPrefix == nil && mqtt.prefix == "meshbus")
+        #expect(mqtt.username == "meshbus" && mqtt.passwordFile == "/etc/meshbus/mqtt-password" && mqtt.keepAlive == .seconds(10))
     }
 
     @Test func durationsTakeMillisecondsSecondsMinutesAndHours() {

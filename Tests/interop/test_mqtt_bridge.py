@@ -71,7 +71,7 @@ class Mosquitto:
     """A private mosquitto on a loopback port the OS picked: no persistence, anonymous clients.
     Independent of any system-wide mosquitto service (its own config, port and no pid file)."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, extra=""):
         self.port = free_port()
         self.log_path = directory / "mosquitto.log"
         self.config = directory / "mosquitto.conf"
@@ -82,7 +82,8 @@ class Mosquitto:
             "allow_anonymous true\n"
             "persistence false\n"
             "log_dest stderr\n"
-            + ("user root\n" if os.getuid() == 0 else ""))
+            + ("user root\n" if os.getuid() == 0 else "")
+            + extra)
         self.process = None
 
     def start(self, timeout=20.0):
@@ -856,3 +857,97 @@ def test_retained_templates_render_after_a_bridge_restart_without_stale_values(
             node_hex = uid.split("_")[-2]
             assert value == "None" or value in rssi_since.get(node_hex, set()), (uid, value, rssi_since.get(node_hex))
     assert second.stop() == 0
+
+
+def test_two_sites_share_a_bridged_mosquitto_pair_without_clashing(
+        tmp_path, start_broker, start_controlled_simulator, mosquitto, mqtt_subscriber, context):
+    """Two MeshBus hosts (sites north and south, the same slot name and the same simulated mesh)
+    bridge into one mosquitto; a second mosquitto joins it with mosquitto's own bridge, as a
+    second broker of a cluster would. Home Assistant on the second sees both sites apart."""
+    second_dir = tmp_path / "second"
+    second_dir.mkdir()
+    second = Mosquitto(second_dir, extra=(
+        "connection to-first\n"
+        f"address 127.0.0.1:{mosquitto.port}\n"
+        "topic # both 1\n"
+        "cleansession true\n"))
+    second.start()
+    bridges = []
+    try:
+        sims = {}
+        for site in ("north", "south"):
+            sims[site] = start_controlled_simulator()
+            endpoints = start_broker("--tcp", f"{SLOT}=127.0.0.1:{sims[site]['port']}")
+            bridge = Bridge(["--events", endpoints["events"], "--commands", endpoints["commands"], "--mqtt", f"127.0.0.1:{mosquitto.port}",
+                             "--site", site, "--client-id", f"meshbus-{site}", "--keep-alive", "2s"], tmp_path / f"bridge-{site}.stderr")
+            bridges.append(bridge)
+            bridge.wait_line(rf"mqtt bridge following {SLOT} at seq \d+")
+        home_assistant = Recorder(second.port, (f"{DISCOVERY}/#", f"{PREFIX}/#"))
+        try:
+            def both_sites(messages):
+                ids = {m.json["unique_id"] for m in messages if m.topic.startswith(f"{DISCOVERY}/sensor/") and isinstance(m.json, dict)}
+                return [i for i in ids if i.startswith("meshbus_north_")] and [i for i in ids if i.startswith("meshbus_south_")] and ids
+            ids = home_assistant.wait_for(both_sites, what="discovery configs of both sites on the second mosquitto")
+            north = {i.removeprefix("meshbus_north_") for i in ids if i.startswith("meshbus_north_")}
+            south = {i.removeprefix("meshbus_south_") for i in ids if i.startswith("meshbus_south_")}
+            assert north & south, "the same nodes are heard at both sites, under distinct ids"
+            home_assistant.wait_for(lambda ms: {f"{PREFIX}/north/status", f"{PREFIX}/south/status"} <= {m.topic for m in ms},
+                                    what="both sites' status")
+            home_assistant.wait_for(lambda ms: any(NODE_TOPIC_OF("north").fullmatch(m.topic) for m in ms)
+                                    and any(NODE_TOPIC_OF("south").fullmatch(m.topic) for m in ms), what="node states of both sites")
+            home_assistant.publish(f"{PREFIX}/north/{SLOT}/send", "hello north only")
+            wait_for_text = lambda sim: "hello north only" in command(context, sim["control"], {"fault": "clear"})["texts"]
+            deadline = time.monotonic() + 20
+            while not wait_for_text(sims["north"]):
+                assert time.monotonic() < deadline, "the text sent on the north command topic never reached north's radio"
+                time.sleep(0.1)
+            assert not wait_for_text(sims["south"]), "south's radio got north's text"
+        finally:
+            home_assistant.close()
+    finally:
+        for bridge in bridges:
+            assert bridge.stop() == 0, bridge.stderr()
+        second.stop()
+
+
+def NODE_TOPIC_OF(site):
+    return re.compile(rf"{PREFIX}/{site}/{SLOT}/node/(![0-9a-f]{{8}})")
+
+
+def test_the_bridge_reads_its_settings_from_the_config_file(tmp_path, start_broker, mosquitto, mqtt_subscriber):
+    endpoints = start_broker()
+    path = tmp_path / "meshbus.yaml"
+    path.write_text(f"""events: [{endpoints['events']}]
+commands: [{endpoints['commands']}]
+slots: [{{name: {SLOT}, simulator: }}]
+mqtt:
+  broker: 127.0.0.1:{mosquitto.port}
+  site: lab
+  discovery: false
+  clientId: meshbus-lab
+  keepAlive: 2s
+""")
+    recorder = mqtt_subscriber(f"{DISCOVERY}/#", f"{PREFIX}/#")
+    bridge = Bridge(["--config", str(path)], tmp_path / "bridge.stderr")
+    try:
+        bridge.wait_line(rf"mqtt bridge following {SLOT} at seq \d+")
+        recorder.wait_for(lambda ms: any(m.topic == f"{PREFIX}/lab/status" and m.payload == b"online" for m in ms), what="the lab site online")
+        recorder.wait_for(lambda ms: any(NODE_TOPIC_OF("lab").fullmatch(m.topic) for m in ms), what="a node state under meshbus/lab")
+        assert not [m.topic for m in recorder.all() if m.topic.startswith(f"{DISCOVERY}/")], "discovery: false publishes no configs"
+    finally:
+        assert bridge.stop() == 0, bridge.stderr()
+
+
+def test_plain_mqtt_to_another_machine_is_refused_unless_insecure(tmp_path):
+    refused = subprocess.run([BINARY, "mqtt", "--mqtt", "192.0.2.7:1883"], capture_output=True, text=True, timeout=30)
+    assert refused.returncode != 0
+    assert "192.0.2.7:1883 is on another machine and plain MQTT sends the password and every packet in clear" in refused.stderr
+    path = tmp_path / "meshbus.yaml"
+    path.write_text("slots: []\nmqtt:\n  broker: 192.0.2.7\n")
+    checked = subprocess.run([BINARY, "check", "--config", str(path)], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 1
+    assert "meshbus.yaml:3: mqtt.broker: 192.0.2.7 is on another machine" in checked.stderr
+    path.write_text("slots: []\nmqtt: {broker: 192.0.2.7, insecure: true, site: far}\n")
+    checked = subprocess.run([BINARY, "check", "--config", str(path)], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stderr
+    assert "mqtt (meshbus mqtt --config): 192.0.2.7:1883, topics meshbus/far/…, discovery homeassistant" in checked.stdout
