@@ -239,14 +239,30 @@ private struct Reader {
         daemon.metrics = listener(top["metrics"], "metrics", security: broker.security)
         daemon.http = listener(top["http"], "http", security: broker.security)
         if let node = top["log"] { daemon.log = log(node) }
-        if let node = top["mqtt"] { daemon.mqtt = mqtt(node) }
+        if let node = top["mqtt"] { daemon.mqtt = mqtt(node, security: broker.security) }
         daemon.broker = broker
         return daemon
     }
 
+    /// A CURVE key read from a file (a path relative to the config file's directory).
+    mutating func keyFile(_ node: Node, _ path: String) -> String? {
+        guard let file = string(node, path) else { return nil }
+        let resolved = file.hasPrefix("/") ? file : "\(directory)/\(file)"
+        guard let text = try? String(contentsOfFile: resolved, encoding: .utf8) else {
+            report(node, path, "cannot read \(file)")
+            return nil
+        }
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard Z85.isCurveKey(trimmed) else {
+            report(node, path, "\(file) does not hold a CURVE key (40 characters of Z85)")
+            return nil
+        }
+        return trimmed
+    }
+
     /// The `mqtt:` section of `meshbus mqtt --config`.
-    mutating func mqtt(_ node: Node) -> MQTTBridgeSettings? {
-        let keys = ["broker", "prefix", "site", "discovery", "clientId", "username", "passwordFile", "keepAlive", "insecure"]
+    mutating func mqtt(_ node: Node, security: SecurityConfiguration) -> MQTTBridgeSettings? {
+        let keys = ["broker", "prefix", "site", "discovery", "clientId", "username", "passwordFile", "keepAlive", "insecure", "curveSecretKeyFile"]
         guard let entries = mapping(node, "mqtt", known: keys) else { return nil }
         var settings = MQTTBridgeSettings()
         if let value = entries["insecure"].flatMap({ bool($0, "mqtt.insecure") }) { settings.insecure = value }
@@ -284,6 +300,15 @@ private struct Reader {
             settings.passwordFile = path
         }
         if let value = entries["keepAlive"].flatMap({ duration($0, "mqtt.keepAlive") }) { settings.keepAlive = value }
+        if let keyNode = entries["curveSecretKeyFile"] {
+            settings.curveSecretKey = keyFile(keyNode, "mqtt.curveSecretKeyFile")
+            if let secret = settings.curveSecretKey, let clients = security.curve?.clients {
+                let listed = (try? ZMQCurveKeyPair.publicKey(forSecret: secret)).map { key in clients.contains { $0.publicKey == key && $0.role == .send } }
+                if listed != true { report(keyNode, "mqtt.curveSecretKeyFile", "its public key is not in security.curve.clients with role send") }
+            }
+        } else if security.curve != nil {
+            report(node, "mqtt", "security.curve is set: give curveSecretKeyFile, the bridge's key (meshbus keygen), its public key listed in security.curve.clients with role send")
+        }
         return settings
     }
 
@@ -555,19 +580,7 @@ private struct Reader {
         case (let keyNode?, nil):
             secretKey = key(keyNode, "security.curve.secretKey")
         case (nil, let fileNode?):
-            if let path = string(fileNode, "security.curve.secretKeyFile") {
-                let resolved = path.hasPrefix("/") ? path : "\(directory)/\(path)"
-                if let text = try? String(contentsOfFile: resolved, encoding: .utf8) {
-                    let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-                    if Z85.isCurveKey(trimmed) {
-                        secretKey = trimmed
-                    } else {
-                        report(fileNode, "security.curve.secretKeyFile", "\(path) does not hold a CURVE key (40 characters of Z85)")
-                    }
-                } else {
-                    report(fileNode, "security.curve.secretKeyFile", "cannot read \(path)")
-                }
-            }
+            secretKey = keyFile(fileNode, "security.curve.secretKeyFile")
         case (_?, _?):
             report(curveNode, "security.curve", "give secretKey or secretKeyFile, not both")
         case (nil, nil):

@@ -100,6 +100,8 @@ public struct MQTTBridgeSettings: Sendable, Equatable {
     public var keepAlive: Duration = .seconds(30)
     /// Plain MQTT to a broker on another machine: the password and every packet in clear.
     public var insecure = false
+    /// The bridge's own CURVE secret key, towards a MeshBus broker with `security.curve`.
+    public var curveSecretKey: String?
 
     public init() {}
 

@@ -7,6 +7,7 @@ import MQTTBridge
 import MeshBusClient
 import MeshBusConfiguration
 import ServiceLifecycle
+import ZeroMQ
 
 struct MQTTBridgeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -74,10 +75,11 @@ struct MQTTBridgeCommand: AsyncParsableCommand {
     }
 
     /// The file's settings (or the defaults), then each flag given over them.
-    func settings() throws -> (bridge: MQTTBridgeSettings, events: String, commands: String) {
+    func settings() throws -> (bridge: MQTTBridgeSettings, events: String, commands: String, curve: MeshBusClient.CurveKeys?) {
         var bridge = MQTTBridgeSettings()
         var events = BrokerConfiguration.defaultEventEndpoint
         var commands = BrokerConfiguration.defaultCommandEndpoint
+        var curve: MeshBusClient.CurveKeys?
         if let config {
             let daemon: DaemonConfiguration
             do {
@@ -88,6 +90,14 @@ struct MQTTBridgeCommand: AsyncParsableCommand {
             bridge = daemon.mqtt ?? bridge
             if let first = daemon.broker.events.first { events = Self.connectable(first) }
             if let first = daemon.broker.commands.first { commands = Self.connectable(first) }
+            // A CURVE broker: its public key from its secret (same file, same host), the bridge's pair from its own secret.
+            if let server = daemon.broker.security.curve, let secret = bridge.curveSecretKey {
+                curve = MeshBusClient.CurveKeys(
+                    serverPublicKey: try ZMQCurveKeyPair.publicKey(forSecret: server.secretKey),
+                    publicKey: try ZMQCurveKeyPair.publicKey(forSecret: secret),
+                    secretKey: secret
+                )
+            }
         }
         if let value = self.events { events = value }
         if let value = self.commands { commands = value }
@@ -109,7 +119,7 @@ struct MQTTBridgeCommand: AsyncParsableCommand {
                 "\(bridge.broker) is on another machine and plain MQTT sends the password and every packet in clear; use a loopback broker (TLS is not supported yet) or --insecure (mqtt.insecure: true)"
             )
         }
-        return (bridge, events, commands)
+        return (bridge, events, commands, curve)
     }
 
     /// An endpoint the daemon binds, as a client connects to it (`tcp://*:7710` → `tcp://127.0.0.1:7710`).
@@ -128,7 +138,7 @@ struct MQTTBridgeCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "meshbus.mqtt")
-        let (bridgeSettings, events, commands) = try settings()
+        let (bridgeSettings, events, commands, curve) = try settings()
         let (host, port) = (bridgeSettings.broker.host, bridgeSettings.broker.port)
         let topics = BridgeTopics(prefix: bridgeSettings.prefix, site: bridgeSettings.site, discoveryPrefix: bridgeSettings.discoveryPrefix)
         var settings = MQTTConfiguration(host: host, port: port, clientID: bridgeSettings.clientID)
@@ -140,6 +150,7 @@ struct MQTTBridgeCommand: AsyncParsableCommand {
         }
         settings.will = MQTTBridge.lastWill(topics)
         var options = MeshBusClient.Options()
+        options.curve = curve
         options.commandTimeout = .seconds(3)  // a local broker answers in milliseconds; this bounds how long a dead one goes unnoticed
         let client = try MeshBusClient(events: events, commands: commands, options: options)
         let bridge = MQTTBridge(

@@ -951,3 +951,39 @@ def test_plain_mqtt_to_another_machine_is_refused_unless_insecure(tmp_path):
     checked = subprocess.run([BINARY, "check", "--config", str(path)], capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stderr
     assert "mqtt (meshbus mqtt --config): 192.0.2.7:1883, topics meshbus/far/…, discovery homeassistant" in checked.stdout
+
+
+def test_the_bridge_reaches_a_curve_broker_with_its_own_key(tmp_path, start_broker, mosquitto, mqtt_subscriber):
+    def keygen():
+        lines = dict(line.split(": ", 1) for line in subprocess.run([BINARY, "keygen"], capture_output=True, text=True, timeout=30, check=True).stdout.splitlines())
+        return lines["public"], lines["secret"]
+    server, bridge_key, stranger = keygen(), keygen(), keygen()
+    (tmp_path / "server.key").write_text(server[1] + "\n")
+    (tmp_path / "bridge.key").write_text(bridge_key[1] + "\n")
+    (tmp_path / "stranger.key").write_text(stranger[1] + "\n")
+
+    def config(key_file):
+        path = tmp_path / "meshbus.yaml"
+        path.write_text(f"""slots: [{{name: {SLOT}, simulator: }}]
+security:
+  curve:
+    secretKeyFile: server.key
+    clients: [{{key: "{bridge_key[0]}", role: send, name: mqtt-bridge}}]
+mqtt:
+  broker: 127.0.0.1:{mosquitto.port}
+  curveSecretKeyFile: {key_file}
+  keepAlive: 2s
+""")
+        return path
+
+    refused = subprocess.run([BINARY, "check", "--config", str(config("stranger.key"))], capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 1 and "mqtt.curveSecretKeyFile: its public key is not in security.curve.clients with role send" in refused.stderr
+    path = config("bridge.key")
+    endpoints = start_broker("--config", str(path))
+    recorder = mqtt_subscriber(f"{PREFIX}/#")
+    bridge = Bridge(["--config", str(path), "--events", endpoints["events"], "--commands", endpoints["commands"]], tmp_path / "bridge.stderr")
+    try:
+        bridge.wait_line(rf"mqtt bridge following {SLOT} at seq \d+")
+        recorder.wait_for(lambda ms: len(node_states(ms)) >= 1, what="node states through the CURVE-secured broker")
+    finally:
+        assert bridge.stop() == 0, bridge.stderr()
