@@ -16,6 +16,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -150,6 +151,7 @@ let package = Package(
             dependencies: [
                 "Broker",
                 "BluetoothLE",
+                "MQTT",
                 "VirtualRadio",
                 "RadioLink",
                 "RadioSimulator",
@@ -176,6 +178,7 @@ let package = Package(
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -281,7 +284,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "MeshBusConfigurationTests", dependencies: ["MeshBusConfiguration", "Broker", "RadioLink", "VirtualRadio", "BluetoothLE"]),
+        .testTarget(name: "MeshBusConfigurationTests", dependencies: ["MeshBusConfiguration", "Broker", "RadioLink", "VirtualRadio", "BluetoothLE", "MQTT"]),
         .testTarget(name: "BluetoothLETests", dependencies: ["BluetoothLE", "DBus"]),
         .testTarget(
             name: "MQTTTests",

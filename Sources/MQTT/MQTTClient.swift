@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// What happened to the connection, for logs and tests.
@@ -37,18 +38,21 @@ public final class MQTTClient: Sendable {
     private let configuration: MQTTConfiguration
     private let logger: Logger
     private let group: any EventLoopGroup
+    private let tlsContext: NIOSSLContext?
     private let state: Mutex<MQTTClientState>
     private let started = Atomic(false)
     private let messageSink: AsyncStream<MQTTMessage>.Continuation
     private let eventSink: AsyncStream<MQTTClientEvent>.Continuation
 
-    /// A client for `configuration`; nothing happens until ``run()``.
+    /// A client for `configuration`; nothing happens until ``run()``. Throws when its TLS
+    /// files cannot be used.
     public init(
         configuration: MQTTConfiguration,
         logger: Logger,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
-    ) {
+    ) throws {
         self.configuration = configuration
+        self.tlsContext = try configuration.tls?.makeContext()
         var logger = logger
         logger[metadataKey: "mqtt.broker"] = "\(configuration.host):\(configuration.port)"
         logger[metadataKey: "mqtt.client"] = "\(configuration.clientID)"
@@ -170,8 +174,12 @@ public final class MQTTClient: Sendable {
             channel = try await ClientBootstrap(group: group)
                 .connectTimeout(TimeAmount(configuration.connectTimeout))
                 .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-                .connect(host: configuration.host, port: configuration.port) { [maximumPacketSize = configuration.maximumPacketSize] channel in
+                .connect(host: configuration.host, port: configuration.port) {
+                    [maximumPacketSize = configuration.maximumPacketSize, tls = configuration.tls, tlsContext, host = configuration.host] channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls, let tlsContext {
+                            try channel.pipeline.syncOperations.addHandler(try tls.handler(context: tlsContext, host: host))
+                        }
                         try channel.pipeline.syncOperations.addHandlers(
                             ByteToMessageHandler(MQTTDecoder(maximumPacketSize: maximumPacketSize)),
                             MessageToByteHandler(MQTTEncoder())
@@ -180,7 +188,7 @@ public final class MQTTClient: Sendable {
                     }
                 }
         } catch {
-            return ("connect failed: \(error)", false)
+            return ("connect failed: \(MQTTTLS.describe(error) ?? "\(error)")", false)
         }
         let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let connect = MQTTPacket.connect(
@@ -246,7 +254,7 @@ public final class MQTTClient: Sendable {
             }
             return "connection closed by the broker"
         } catch {
-            return "\(error)"
+            return MQTTTLS.describe(error) ?? "\(error)"
         }
     }
 

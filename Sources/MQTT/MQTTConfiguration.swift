@@ -23,6 +23,8 @@ public struct MQTTConfiguration: Sendable {
     /// The largest packet accepted from the broker, fixed header included; a larger one
     /// ends the connection.
     public var maximumPacketSize: Int
+    /// TLS towards the broker; nil is plain MQTT.
+    public var tls: MQTTTLS?
 
     /// A configuration with the defaults: 30 s keep alive, 10 s connect timeout, reconnects
     /// after 1 s up to 30 s, 10,000 queued messages, 1 MiB packets.

@@ -1,6 +1,7 @@
 import BluetoothLE
 import Broker
 import Logging
+import MQTT
 import MeshtasticProtocol
 import RadioLink
 import RadioSimulator
@@ -244,6 +245,31 @@ private struct Reader {
         return daemon
     }
 
+    /// `mqtt.tls`: `true` (the system's CAs), or `{caFile, certificateFile, keyFile, serverName}`
+    /// (paths relative to the config file's directory).
+    mutating func tls(_ node: Node) -> MQTTTLS? {
+        if case .scalar = node {
+            guard let on = bool(node, "mqtt.tls") else { return nil }
+            return on ? MQTTTLS() : nil
+        }
+        guard let entries = mapping(node, "mqtt.tls", known: ["caFile", "certificateFile", "keyFile", "serverName"]) else { return nil }
+        var tls = MQTTTLS()
+        func file(_ key: String) -> String? {
+            guard let fileNode = entries[key], let path = string(fileNode, "mqtt.tls.\(key)") else { return nil }
+            let resolved = path.hasPrefix("/") ? path : "\(directory)/\(path)"
+            if !FileManager.default.isReadableFile(atPath: resolved) { report(fileNode, "mqtt.tls.\(key)", "cannot read \(path)") }
+            return resolved
+        }
+        tls.caFile = file("caFile")
+        tls.certificateFile = file("certificateFile")
+        tls.keyFile = file("keyFile")
+        if (tls.certificateFile == nil) != (tls.keyFile == nil) {
+            report(node, "mqtt.tls", "a client certificate needs both certificateFile and keyFile")
+        }
+        tls.serverName = entries["serverName"].flatMap { string($0, "mqtt.tls.serverName") }
+        return tls
+    }
+
     /// A CURVE key read from a file (a path relative to the config file's directory).
     mutating func keyFile(_ node: Node, _ path: String) -> String? {
         guard let file = string(node, path) else { return nil }
@@ -262,19 +288,23 @@ private struct Reader {
 
     /// The `mqtt:` section of `meshbus mqtt --config`.
     mutating func mqtt(_ node: Node, security: SecurityConfiguration) -> MQTTBridgeSettings? {
-        let keys = ["broker", "prefix", "site", "discovery", "clientId", "username", "passwordFile", "keepAlive", "insecure", "curveSecretKeyFile"]
+        let keys = ["broker", "prefix", "site", "discovery", "clientId", "username", "passwordFile", "keepAlive", "insecure", "curveSecretKeyFile", "tls"]
         guard let entries = mapping(node, "mqtt", known: keys) else { return nil }
         var settings = MQTTBridgeSettings()
         if let value = entries["insecure"].flatMap({ bool($0, "mqtt.insecure") }) { settings.insecure = value }
+        if let tlsNode = entries["tls"] { settings.tls = tls(tlsNode) }
         if let brokerNode = entries["broker"], let text = string(brokerNode, "mqtt.broker") {
-            if let address = HostPort(parsing: text.contains(":") ? text : "\(text):1883"), address.port > 0 {
+            let defaultPort = settings.tls == nil ? 1883 : 8883
+            if let address = HostPort(parsing: text.contains(":") ? text : "\(text):\(defaultPort)"), address.port > 0 {
                 settings.broker = address
-                if !address.isLoopback && !settings.insecure {
-                    report(brokerNode, "mqtt.broker", "\(text) is on another machine and plain MQTT sends the password and every packet in clear; use a loopback broker (TLS is not supported yet) or set mqtt.insecure: true")
+                if !address.isLoopback && !settings.insecure && settings.tls == nil {
+                    report(brokerNode, "mqtt.broker", "\(text) is on another machine and plain MQTT sends the password and every packet in clear; use mqtt.tls, a loopback broker, or set mqtt.insecure: true")
                 }
             } else {
-                report(brokerNode, "mqtt.broker", "expected host:port (port 1883 if left out), got '\(text)'")
+                report(brokerNode, "mqtt.broker", "expected host:port (port \(defaultPort) if left out), got '\(text)'")
             }
+        } else if settings.tls != nil {
+            settings.broker.port = 8883
         }
         if let prefixNode = entries["prefix"], let text = string(prefixNode, "mqtt.prefix") {
             if MQTTBridgeSettings.isTopicPrefix(text) {

@@ -1,3 +1,4 @@
+import MQTT
 import Broker
 import Logging
 
@@ -102,6 +103,8 @@ public struct MQTTBridgeSettings: Sendable, Equatable {
     public var insecure = false
     /// The bridge's own CURVE secret key, towards a MeshBus broker with `security.curve`.
     public var curveSecretKey: String?
+    /// TLS towards the MQTT broker; nil is plain MQTT.
+    public var tls: MQTTTLS?
 
     public init() {}
 

@@ -57,6 +57,21 @@ struct MQTTBridgeCommand: AsyncParsableCommand {
     @Option(help: "MQTT keep alive, e.g. 30s; a broker silent for 1.5 times this is taken for dead.")
     var keepAlive: String?
 
+    @Flag(help: "TLS towards the MQTT broker, trusting the system's CAs unless --ca-file is given (port 8883 if left out).")
+    var tls = false
+
+    @Option(help: "PEM file of the CAs that sign the MQTT broker's certificate (implies --tls).")
+    var caFile: String?
+
+    @Option(help: "PEM client certificate for brokers that authenticate clients by certificate (with --key-file; implies --tls).")
+    var certFile: String?
+
+    @Option(help: "PEM key of --cert-file.")
+    var keyFile: String?
+
+    @Option(help: "The name the broker's certificate must carry, when it is not the host in --mqtt (implies --tls).")
+    var serverName: String?
+
     @Flag(help: "Allow plain MQTT to a broker on another machine (the password and every packet in clear).")
     var insecure = false
 
@@ -101,7 +116,19 @@ struct MQTTBridgeCommand: AsyncParsableCommand {
         }
         if let value = self.events { events = value }
         if let value = self.commands { commands = value }
-        if let mqtt, let (host, port) = Self.hostPort(mqtt) { bridge.broker = HostPort(host: host, port: port) }
+        if tls || caFile != nil || certFile != nil || keyFile != nil || serverName != nil {
+            var settings = bridge.tls ?? MQTTTLS()
+            if let caFile { settings.caFile = caFile }
+            if let certFile { settings.certificateFile = certFile }
+            if let keyFile { settings.keyFile = keyFile }
+            if let serverName { settings.serverName = serverName }
+            if bridge.tls == nil, self.mqtt == nil { bridge.broker.port = 8883 }
+            bridge.tls = settings
+        }
+        if let mqtt, let (host, port) = Self.hostPort(mqtt) {
+            let portGiven = mqtt.contains(":") && !mqtt.hasSuffix("]")
+            bridge.broker = HostPort(host: host, port: portGiven ? port : (bridge.tls == nil ? 1883 : 8883))
+        }
         if let prefix { bridge.prefix = prefix }
         if let site { bridge.site = site }
         if let discoveryPrefix { bridge.discoveryPrefix = discoveryPrefix }
@@ -114,12 +141,21 @@ struct MQTTBridgeCommand: AsyncParsableCommand {
         if bridge.passwordFile != nil, bridge.username == nil {
             throw ValidationError("--password-file needs --username (MQTT 3.1.1 has no password without a user)")
         }
-        if !bridge.broker.isLoopback, !bridge.insecure {
+        if !bridge.broker.isLoopback, !bridge.insecure, bridge.tls == nil {
             throw ValidationError(
-                "\(bridge.broker) is on another machine and plain MQTT sends the password and every packet in clear; use a loopback broker (TLS is not supported yet) or --insecure (mqtt.insecure: true)"
+                "\(bridge.broker) is on another machine and plain MQTT sends the password and every packet in clear; use --tls (mqtt.tls), a loopback broker, or --insecure (mqtt.insecure: true)"
             )
         }
         return (bridge, events, commands, curve)
+    }
+
+    /// The MQTT client; TLS files that cannot be used are a usage error, before anything starts.
+    static func mqttClient(_ settings: MQTTConfiguration, logger: Logger) throws -> MQTTClient {
+        do {
+            return try MQTTClient(configuration: settings, logger: logger)
+        } catch {
+            throw ValidationError("TLS: \(error)")
+        }
     }
 
     /// An endpoint the daemon binds, as a client connects to it (`tcp://*:7710` → `tcp://127.0.0.1:7710`).
@@ -143,6 +179,7 @@ struct MQTTBridgeCommand: AsyncParsableCommand {
         let topics = BridgeTopics(prefix: bridgeSettings.prefix, site: bridgeSettings.site, discoveryPrefix: bridgeSettings.discoveryPrefix)
         var settings = MQTTConfiguration(host: host, port: port, clientID: bridgeSettings.clientID)
         settings.keepAlive = bridgeSettings.keepAlive
+        settings.tls = bridgeSettings.tls
         settings.username = bridgeSettings.username
         if let passwordFile = bridgeSettings.passwordFile {
             let contents = try String(contentsOfFile: passwordFile, encoding: .utf8)
@@ -154,7 +191,7 @@ struct MQTTBridgeCommand: AsyncParsableCommand {
         options.commandTimeout = .seconds(3)  // a local broker answers in milliseconds; this bounds how long a dead one goes unnoticed
         let client = try MeshBusClient(events: events, commands: commands, options: options)
         let bridge = MQTTBridge(
-            meshbus: client, mqtt: MQTTClient(configuration: settings, logger: logger), topics: topics,
+            meshbus: client, mqtt: try Self.mqttClient(settings, logger: logger), topics: topics,
             version: Broker.version, logger: logger
         ) { report in
             switch report {

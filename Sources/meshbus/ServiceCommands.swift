@@ -33,7 +33,7 @@ struct CheckCommand: ParsableCommand {
             if let tokens = security.tokens { say("http tokens: \(tokens.read.count) read, \(tokens.send.count) send") }
             if let mqtt = daemon.mqtt {
                 let topics = [mqtt.prefix, mqtt.site].compactMap { $0 }.joined(separator: "/")
-                say("mqtt (meshbus mqtt --config): \(mqtt.broker), topics \(topics)/…, " + (mqtt.discoveryPrefix.map { "discovery \($0)" } ?? "no discovery"))
+                say("mqtt (meshbus mqtt --config): \(mqtt.broker)\(mqtt.tls == nil ? "" : " over TLS"), topics \(topics)/…, " + (mqtt.discoveryPrefix.map { "discovery \($0)" } ?? "no discovery"))
             }
         } catch {
             for problem in error.problems { sayError(problem.description) }

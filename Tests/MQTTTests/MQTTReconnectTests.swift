@@ -90,7 +90,7 @@ import Testing
         var configuration = MQTTConfiguration(host: "127.0.0.1", port: port, clientID: "reconnect-test")
         configuration.initialReconnectDelay = .milliseconds(100)
         configuration.maximumReconnectDelay = .milliseconds(400)
-        let client = MQTTClient(configuration: configuration, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let client = try! MQTTClient(configuration: configuration, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
         let clock = MockClock()
         let events = Recorder<MQTTClientEvent>()
 

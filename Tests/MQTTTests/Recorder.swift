@@ -52,7 +52,7 @@ func withClient<Result: Sendable>(
 ) async throws -> Result {
     var logger = Logger(label: "mqtt-test")
     logger.logLevel = .error
-    let client = MQTTClient(configuration: configuration, logger: logger)
+    let client = try! MQTTClient(configuration: configuration, logger: logger)
     let running = RunningClient(client: client, events: Recorder(), messages: Recorder())
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { await client.run() }

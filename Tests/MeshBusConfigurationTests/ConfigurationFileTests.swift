@@ -1,5 +1,6 @@
 import BluetoothLE
 import Broker
+import MQTT
 import RadioLink
 import RadioSimulator
 import Testing
@@ -37,7 +38,8 @@ import VirtualRadio
         ("slots:\n  - {name: w, ble: {device: x, pin: 1234567}}\n", ["meshbus.yaml:2: slots[0].ble.pin: must be from 0 to 999999, got 1234567"]),
         ("slots:\n  - {name: w, ble: {device: x, adapter: usb0}}\n", ["meshbus.yaml:2: slots[0].ble.adapter: expected an adapter name like hci0, got 'usb0'"]),
         ("slots:\n  - {name: w, ble: {device: x, passkey: 1}}\n", ["meshbus.yaml:2: slots[0].ble.passkey: unknown key; expected one of device, pin, adapter"]),
-        ("slots: []\nmqtt: {broker: 192.0.2.7:1883}\n", ["meshbus.yaml:2: mqtt.broker: 192.0.2.7:1883 is on another machine and plain MQTT sends the password and every packet in clear; use a loopback broker (TLS is not supported yet) or set mqtt.insecure: true"]),
+        ("slots: []\nmqtt: {broker: 192.0.2.7:1883}\n", ["meshbus.yaml:2: mqtt.broker: 192.0.2.7:1883 is on another machine and plain MQTT sends the password and every packet in clear; use mqtt.tls, a loopback broker, or set mqtt.insecure: true"]),
+        ("slots: []\nmqtt: {tls: {certificateFile: /dev/null}}\n", ["meshbus.yaml:2: mqtt.tls: a client certificate needs both certificateFile and keyFile"]),
         ("slots: []\nmqtt: {site: 'north pole'}\n", ["meshbus.yaml:2: mqtt.site: 'north pole' is not a site name: 1 to 32 of A-Z a-z 0-9 _ -"]),
         ("slots: []\nmqtt: {prefix: 'a/#'}\n", ["meshbus.yaml:2: mqtt.prefix: expected topic levels without '+', '#', empty levels or a leading or trailing '/', got 'a/#'"]),
         ("slots: []\nmqtt: {passwordFile: /x}\n", ["meshbus.yaml:2: mqtt.passwordFile: needs mqtt.username (MQTT 3.1.1 has no password without a user)"]),
@@ -225,7 +227,10 @@ import VirtualRadio
               keepAlive: 10s
             """
         let mqtt = try #require(try ConfigurationFile.parse(text, file: "meshbus.yaml").mqtt)
-        #expect(mqtt.broker == HostPort(host: "mqtt.example", port: 8883) && mqtt.insecure)
+        #expect(mqtt.broker == HostPort(host: "mqtt.example", port: 8883) && mqtt.insecure && mqtt.tls == nil)
+        let tls = try #require(try ConfigurationFile.parse("slots: []\nmqtt: {broker: mqtt.example, tls: {serverName: broker.example}}\n", file: "meshbus.yaml").mqtt)
+        #expect(tls.broker == HostPort(host: "mqtt.example", port: 8883), "TLS to another machine needs no insecure; its port is 8883")
+        #expect(tls.tls == MQTTTLS(serverName: "broker.example"))
         #expect(mqtt.site == "north" && mqtt.discoveryPrefix == nil && mqtt.prefix == "meshbus")
         #expect(mqtt.username == "meshbus" && mqtt.passwordFile == "/etc/meshbus/mqtt-password" && mqtt.keepAlive == .seconds(10))
     }

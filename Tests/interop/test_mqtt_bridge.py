@@ -263,12 +263,16 @@ class Bridge:
         self.log_path = log_path
         self.args = args
         with open(log_path, "w") as log:
-            self.process = subprocess.Popen([BINARY, "mqtt", *args], stdout=subprocess.PIPE, stderr=log, text=True)
+            self.process = subprocess.Popen(Bridge.command(args), stdout=subprocess.PIPE, stderr=log, text=True)
         self.changed = threading.Condition()
         self.lines = []
         self.closed = False
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
+
+    @staticmethod
+    def command(args):
+        return [BINARY, "mqtt", *args]
 
     def _read(self):
         for line in self.process.stdout:

@@ -37,8 +37,8 @@ def decide(path, purpose):
     ("run", ["swift"], False, "would install: pkg-config libzmq3-dev"),
     ("run", ["swift", "pkg-config"], False, "would install: libzmq3-dev"),
     ("run", ["swift", "pkg-config"], True, "nothing to install"),
-    ("test", ["swift"], False, "would install: pkg-config libzmq3-dev golang-go mosquitto chromium dbus-daemon python3-venv"),
-    ("test", ["swift", "pkg-config", "go", "mosquitto", "chromium", "dbus-daemon", "python3"], True, "nothing to install"),
+    ("test", ["swift"], False, "would install: pkg-config libzmq3-dev golang-go mosquitto chromium dbus-daemon openssl python3-venv"),
+    ("test", ["swift", "pkg-config", "go", "mosquitto", "chromium", "dbus-daemon", "openssl", "python3"], True, "nothing to install"),
 ])
 def test_setup_installs_only_what_the_command_needs_and_is_missing(tmp_path, purpose, present, zmq, expected):
     code, out, err = decide(machine(tmp_path, *present, zmq=zmq, venv=True), purpose)
@@ -46,7 +46,7 @@ def test_setup_installs_only_what_the_command_needs_and_is_missing(tmp_path, pur
 
 
 def test_a_python_without_venv_needs_python3_venv(tmp_path):
-    path = machine(tmp_path, "swift", "pkg-config", "go", "mosquitto", "chromium", "dbus-daemon", "python3", zmq=True, venv=False)
+    path = machine(tmp_path, "swift", "pkg-config", "go", "mosquitto", "chromium", "dbus-daemon", "openssl", "python3", zmq=True, venv=False)
     assert decide(path, "test")[1] == "would install: python3-venv"
 
 
