@@ -256,7 +256,7 @@ private struct Reader {
         var tls = MQTTTLS()
         func file(_ key: String) -> String? {
             guard let fileNode = entries[key], let path = string(fileNode, "mqtt.tls.\(key)") else { return nil }
-            let resolved = path.hasPrefix("/") ? path : "\(directory)/\(path)"
+            let resolved = resolve(path)
             if !FileManager.default.isReadableFile(atPath: resolved) { report(fileNode, "mqtt.tls.\(key)", "cannot read \(path)") }
             return resolved
         }
@@ -270,10 +270,15 @@ private struct Reader {
         return tls
     }
 
+    /// A path from the file: absolute, or relative to the config file's directory.
+    func resolve(_ path: String) -> String {
+        path.hasPrefix("/") ? path : "\(directory)/\(path)"
+    }
+
     /// A CURVE key read from a file (a path relative to the config file's directory).
     mutating func keyFile(_ node: Node, _ path: String) -> String? {
         guard let file = string(node, path) else { return nil }
-        let resolved = file.hasPrefix("/") ? file : "\(directory)/\(file)"
+        let resolved = resolve(file)
         guard let text = try? String(contentsOfFile: resolved, encoding: .utf8) else {
             report(node, path, "cannot read \(file)")
             return nil
@@ -659,8 +664,7 @@ private struct Reader {
     /// `read TOKEN` or `send TOKEN` per line; blank lines and `#` comments are skipped.
     mutating func tokenFile(_ node: Node) -> AccessTokens? {
         guard let path = string(node, "security.tokenFile") else { return nil }
-        let resolved = path.hasPrefix("/") ? path : "\(directory)/\(path)"
-        guard let text = try? String(contentsOfFile: resolved, encoding: .utf8) else {
+        guard let text = try? String(contentsOfFile: resolve(path), encoding: .utf8) else {
             report(node, "security.tokenFile", "cannot read \(path)")
             return nil
         }

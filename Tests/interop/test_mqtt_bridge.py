@@ -20,7 +20,7 @@ import pytest
 import zmq
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from conftest import BINARY, command, free_port, subscriber
+from conftest import BINARY, command, free_port, subscriber, wait_until
 
 SLOT = "sim"
 PREFIX = "meshbus"
@@ -900,12 +900,9 @@ def test_two_sites_share_a_bridged_mosquitto_pair_without_clashing(
             home_assistant.wait_for(lambda ms: any(NODE_TOPIC_OF("north").fullmatch(m.topic) for m in ms)
                                     and any(NODE_TOPIC_OF("south").fullmatch(m.topic) for m in ms), what="node states of both sites")
             home_assistant.publish(f"{PREFIX}/north/{SLOT}/send", "hello north only")
-            wait_for_text = lambda sim: "hello north only" in command(context, sim["control"], {"fault": "clear"})["texts"]
-            deadline = time.monotonic() + 20
-            while not wait_for_text(sims["north"]):
-                assert time.monotonic() < deadline, "the text sent on the north command topic never reached north's radio"
-                time.sleep(0.1)
-            assert not wait_for_text(sims["south"]), "south's radio got north's text"
+            got_text = lambda sim: "hello north only" in command(context, sim["control"], {"fault": "clear"})["texts"]
+            wait_until(lambda: got_text(sims["north"]), "the text sent on the north command topic at north's radio", timeout=20)
+            assert not got_text(sims["south"]), "south's radio got north's text"
         finally:
             home_assistant.close()
     finally:

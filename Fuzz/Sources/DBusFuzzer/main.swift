@@ -7,16 +7,7 @@ import FuzzSupport
 /// decodes, written again, decodes to the same bytes once more.
 func fuzzBusBytes(_ bytes: [UInt8]) {
     let whole = DBusInputs.decode([bytes[...]])
-    var pieces: [ArraySlice<UInt8>] = []
-    var index = 0
-    var step = 0
-    while index < bytes.count {
-        let size = 1 + Int(bytes[step % bytes.count] % 13)
-        pieces.append(bytes[index..<min(bytes.count, index + size)])
-        index += size
-        step += 1
-    }
-    let split = DBusInputs.decode(pieces)
+    let split = DBusInputs.decode(pieces(of: bytes, maximum: 13))
     guard whole.lines == split.lines, whole.messages == split.messages, (whole.error == nil) == (split.error == nil) else {
         fatalError("split input decoded differently: \(whole) vs \(split)")
     }

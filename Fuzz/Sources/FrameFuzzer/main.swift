@@ -8,16 +8,7 @@ import NIOCore
 /// taken from the input itself) gives exactly the items that feeding them whole gives.
 func fuzzFrames(_ bytes: [UInt8]) {
     let whole = decodeAll([bytes[...]])
-    var pieces: [ArraySlice<UInt8>] = []
-    var index = 0
-    var step = 0
-    while index < bytes.count {
-        let size = 1 + Int(bytes[step % bytes.count] % 7)
-        pieces.append(bytes[index..<min(bytes.count, index + size)])
-        index += size
-        step += 1
-    }
-    let split = decodeAll(pieces)
+    let split = decodeAll(pieces(of: bytes, maximum: 7))
     guard whole == split else { fatalError("split input decoded differently: \(whole.count) vs \(split.count) items") }
     for item in whole {
         switch item {

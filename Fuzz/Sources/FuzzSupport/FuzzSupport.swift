@@ -23,3 +23,18 @@ public func runFuzzer(_ callback: @convention(c) (UnsafePointer<UInt8>?, Int) ->
 public func fuzzInput(_ data: UnsafePointer<UInt8>?, _ count: Int) -> [UInt8] {
     data.map { Array(UnsafeBufferPointer(start: $0, count: count)) } ?? []
 }
+
+/// The input cut into pieces of 1 to `maximum` bytes, the sizes taken from the input itself:
+/// how a target checks that a stream decoder gives the same for bytes arriving in parts.
+public func pieces(of bytes: [UInt8], maximum: Int) -> [ArraySlice<UInt8>] {
+    var pieces: [ArraySlice<UInt8>] = []
+    var index = 0
+    var step = 0
+    while index < bytes.count {
+        let size = 1 + Int(bytes[step % bytes.count]) % maximum
+        pieces.append(bytes[index..<min(bytes.count, index + size)])
+        index += size
+        step += 1
+    }
+    return pieces
+}
