@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "Broker", targets: ["Broker"]),
         .library(name: "HTTPGateway", targets: ["HTTPGateway"]),
         .library(name: "DBus", targets: ["DBus"]),
+        .library(name: "MQTTWire", targets: ["MQTTWire"]),
+        .library(name: "VirtualRadio", targets: ["VirtualRadio"]),
         .library(name: "MeshBusClient", targets: ["MeshBusClient"]),
     ],
     dependencies: [
@@ -174,8 +176,13 @@ let package = Package(
             ]
         ),
         .target(
+            name: "MQTTWire",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .target(
             name: "MQTT",
             dependencies: [
+                "MQTTWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -186,6 +193,7 @@ let package = Package(
             name: "MQTTBridge",
             dependencies: [
                 "MQTT",
+                "MQTTWire",
                 "MeshBusClient",
                 "MeshBusModel",
                 .product(name: "Logging", package: "swift-log"),
@@ -290,6 +298,7 @@ let package = Package(
             name: "MQTTTests",
             dependencies: [
                 "MQTT",
+                "MQTTWire",
                 "MeshBusTestSupport",
                 "MeshtasticProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -43,5 +43,13 @@ let package = Package(
                 .product(name: "MeshBusModel", package: "MeshBus"),
             ]
         ),
+        .executableTarget(
+            name: "MQTTFuzzer",
+            dependencies: ["FuzzSupport", .product(name: "MQTTWire", package: "MeshBus")]
+        ),
+        .executableTarget(
+            name: "VirtualRadioFuzzer",
+            dependencies: ["FuzzSupport", .product(name: "VirtualRadio", package: "MeshBus")]
+        ),
     ]
 )

@@ -79,7 +79,9 @@ public final class Broker: Service, Sendable {
         } else {
             authenticator = nil
         }
-        publisher = try EventPublisher(context: context, endpoints: configuration.events, security: configuration.security)
+        publisher = try EventPublisher(
+            context: context, endpoints: configuration.events, subscriberQueue: configuration.subscriberQueue, security: configuration.security
+        )
         commands = try CommandServer(context: context, endpoints: configuration.commands, security: configuration.security)
         eventEndpoints = publisher.endpoints
         commandEndpoints = commands.endpoints
@@ -214,6 +216,7 @@ public final class Broker: Service, Sendable {
         if new.security != old.security { report.needRestart.append("security") }
         if new.outboxCapacity != old.outboxCapacity { report.needRestart.append("outboxCapacity") }
         if new.replayCapacity != old.replayCapacity { report.needRestart.append("replayCapacity") }
+        if new.subscriberQueue != old.subscriberQueue { report.needRestart.append("subscriberQueue") }
         // Ports that close (removed slots, moved or changed virtual radios) close before any
         // opens, so a port can pass from one slot to another in one reload.
         let newSlots = Dictionary(new.slots.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
@@ -352,8 +355,9 @@ public final class Broker: Service, Sendable {
                 let reloads: JSONObject = registry.withLock { registry in
                     ["applied": .int(registry.reloadsApplied), "rejected": .int(registry.reloadsRejected), "last": registry.lastReload]
                 }
-                var ping = MeshBus.Ping(broker: brokerID, version: Self.version, uptimeSeconds: (ContinuousClock.now - started).inSeconds)
-                    .jsonMembers
+                var ping = MeshBus.Ping(
+                    broker: brokerID, version: Self.version, uptimeSeconds: (ContinuousClock.now - started).inSeconds, subscribers: publisher.subscribers
+                ).jsonMembers
                 ping["reloads"] = .object(reloads)
                 return ping
             case .status(let name):

@@ -61,6 +61,9 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public var outboxCapacity: Int
     /// Events each slot keeps for `replay`.
     public var replayCapacity: Int
+    /// Messages the PUB socket queues for one subscriber before it drops that subscriber's
+    /// (its send high-water mark): what one stuck consumer may cost in memory.
+    public var subscriberQueue: Int
     /// Who may reach the sockets; see ``SecurityConfiguration``.
     public var security: SecurityConfiguration
     /// How long shutdown waits for the outboxes to drain before closing the radios.
@@ -72,6 +75,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         slots: [SlotConfiguration] = [SlotConfiguration(name: "sim", source: .simulator(SimulatorConfiguration()))],
         outboxCapacity: Int = 64,
         replayCapacity: Int = 10_000,
+        subscriberQueue: Int = 100_000,
         security: SecurityConfiguration = SecurityConfiguration(),
         flushTimeout: Duration = .seconds(5)
     ) {
@@ -80,6 +84,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         self.slots = slots
         self.outboxCapacity = outboxCapacity
         self.replayCapacity = replayCapacity
+        self.subscriberQueue = subscriberQueue
         self.security = security
         self.flushTimeout = flushTimeout
     }

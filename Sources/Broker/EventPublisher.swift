@@ -9,9 +9,6 @@ import ZeroMQ
 /// further behind than the send high-water mark loses messages at the PUB socket (libzmq
 /// drops, it never blocks); it sees the gap as a `seq` jump.
 final class EventPublisher: Sendable {
-    /// Per-subscriber queue limit of the PUB socket, in messages.
-    static let sendHighWaterMark: Int32 = 100_000
-
     private let thread: ZMQSocketThread
     private let queue: ZMQMailbox<[[UInt8]]>
     /// The endpoints as bound (with the ports picked for `:0` or `:*`).
@@ -20,7 +17,8 @@ final class EventPublisher: Sendable {
     var subscribers: Int { connections.count }
     private let connections = PeerSet()
 
-    init(context: ZMQContext, endpoints: [String], security: SecurityConfiguration) throws {
+    /// `subscriberQueue`: the PUB socket's send high-water mark, in messages per subscriber.
+    init(context: ZMQContext, endpoints: [String], subscriberQueue: Int, security: SecurityConfiguration) throws {
         let wakeup = try ZMQWakeup()
         let queue = ZMQMailbox<[[UInt8]]>(wakeup: wakeup)
         let connections = self.connections
@@ -29,7 +27,7 @@ final class EventPublisher: Sendable {
         (thread, self.endpoints) = try ZMQSocketThread.start(name: "meshbus-pub", wakeup: wakeup) { thread, ready in
             let socket = try ZMQSocket(context: context, type: .pub)
             defer { socket.close() }
-            try socket.setSendHighWaterMark(Self.sendHighWaterMark)
+            try socket.setSendHighWaterMark(Int32(clamping: subscriberQueue))
             try socket.setLinger(milliseconds: 1000)
             try security.apply(to: socket)
             try socket.monitor(monitorEndpoint, events: Int32(ZMQMonitorEvent.accepted | ZMQMonitorEvent.disconnected))
@@ -43,7 +41,7 @@ final class EventPublisher: Sendable {
                 bound.append(try socket.lastEndpoint)
             }
             ready(bound)
-            let poller = ZMQPoller([.descriptor(thread.wakeup.descriptor), .socket(monitor)])
+            let poller = ZMQPoller([.descriptor(thread.wakeup.descriptor), .socket(monitor), .housekeeping(socket)])
             while true {
                 _ = try? poller.poll(timeoutMilliseconds: -1)
                 thread.wakeup.drain()

@@ -1,4 +1,5 @@
 import Logging
+import MQTTWire
 import NIOCore
 import NIOPosix
 import NIOSSL

@@ -1,3 +1,5 @@
+import MQTTWire
+
 /// Everything an ``MQTTClient`` remembers across connections, and the bookkeeping of the
 /// current one. It lives under the client's mutex: every method is a short, non-blocking step,
 /// and the writer is woken through the connection's `wake` continuation.

@@ -1,3 +1,5 @@
+import MQTTWire
+
 /// Where and how an ``MQTTClient`` connects, and how it behaves while it cannot.
 public struct MQTTConfiguration: Sendable {
     public var host: String

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MQTT
+import MQTTWire
 import MeshBusClient
 import MeshBusModel
 import Synchronization

@@ -213,8 +213,8 @@ private struct Reader {
     // MARK: Sections
 
     static let topKeys = [
-        "events", "commands", "slots", "timing", "outboxCapacity", "replayCapacity", "flushTimeout", "metrics", "http", "log", "security",
-        "mqtt",
+        "events", "commands", "slots", "timing", "outboxCapacity", "replayCapacity", "subscriberQueue", "flushTimeout", "metrics", "http", "log",
+        "security", "mqtt",
     ]
 
     mutating func daemon(_ root: Node?) -> DaemonConfiguration {
@@ -230,6 +230,7 @@ private struct Reader {
         if let node = top["commands"] { broker.commands = endpoints(node, "commands", security: broker.security) }
         if let node = top["outboxCapacity"], let value = integer(node, "outboxCapacity", in: 1...100_000) { broker.outboxCapacity = value }
         if let node = top["replayCapacity"], let value = integer(node, "replayCapacity", in: 1...10_000_000) { broker.replayCapacity = value }
+        if let node = top["subscriberQueue"], let value = integer(node, "subscriberQueue", in: 1...10_000_000) { broker.subscriberQueue = value }
         if let node = top["flushTimeout"], let value = duration(node, "flushTimeout", allowZero: true) { broker.flushTimeout = value }
         let defaults = top["timing"].map { timing($0, "timing", base: LinkTiming()) } ?? LinkTiming()
         if let node = top["slots"] {

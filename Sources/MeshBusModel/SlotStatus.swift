@@ -136,21 +136,27 @@ extension MeshBus {
         }
     }
 
-    /// The `ping` result: which broker answered, and for how long it has run.
+    /// The `ping` result: which broker answered, for how long it has run, and how many event
+    /// subscribers its PUB socket has.
     public struct Ping: Codable, Sendable, Equatable, JSONValueConvertible {
         /// Fixed for the life of the broker process; a new value means it restarted.
         public var broker: String
         public var version: String
         public var uptimeSeconds: Double
+        /// Subscribers connected to the PUB socket now; nil from a broker that does not say.
+        public var subscribers: Int?
 
-        public init(broker: String, version: String, uptimeSeconds: Double) {
+        public init(broker: String, version: String, uptimeSeconds: Double, subscribers: Int? = nil) {
             self.broker = broker
             self.version = version
             self.uptimeSeconds = uptimeSeconds
+            self.subscribers = subscribers
         }
 
         public var jsonValue: JSONValue {
-            .object(["broker": .string(broker), "version": .string(version), "uptimeSeconds": .double(uptimeSeconds)])
+            var object: JSONObject = ["broker": .string(broker), "version": .string(version), "uptimeSeconds": .double(uptimeSeconds)]
+            if let subscribers { object["subscribers"] = .int(subscribers) }
+            return .object(object)
         }
     }
 }

@@ -379,12 +379,10 @@ public final class VirtualRadio: Sendable {
     }
 
     private func received(_ item: StreamItem, from id: Int) {
-        guard case .frame(let frame) = item, let request = try? Meshtastic_ToRadio(serializedBytes: Array(frame.readableBytesView)) else {
+        switch ClientRequest(item) {
+        case .undecodable:
             hub.withLock { $0.counters.undecodable += 1 }
-            return
-        }
-        switch request.payloadVariant {
-        case .wantConfigID(let nonce):
+        case .wantConfig(let nonce):
             // The slot's nodes are read outside the hub lock; live traffic meanwhile is held
             // for the client and sent after its handshake. Without a link it waits for one.
             let host: (any VirtualRadioHost)? = hub.withLock { hub in
@@ -415,11 +413,9 @@ public final class VirtualRadio: Sendable {
             }
         case .disconnect:
             hub.withLock { $0.clients[id]?.outbound.finish() }
-        default:
-            // XModem file transfer and the MQTT client proxy belong to one client and one
-            // radio; they are not shared.
+        case .notServed(let request):
             hub.withLock { $0.counters.ignored += 1 }
-            logger.debug("virtual radio request not served", metadata: ["slot": "\(slot)", "request": "\(request.payloadVariant.map { "\($0)".prefix(40) } ?? "empty")"])
+            logger.debug("virtual radio request not served", metadata: ["slot": "\(slot)", "request": "\(request)"])
         }
     }
 

@@ -11,6 +11,10 @@ public struct ZMQPoller {
         case socket(ZMQSocket)
         case descriptor(Int32)
         case writable(ZMQSocket)
+        /// A socket that is never reported ready but whose own commands run whenever they
+        /// arrive: a PUB socket frees a departed subscriber's pipe only when it processes its
+        /// commands, which an idle PUB socket otherwise never does (libzmq issue 4286).
+        case housekeeping(ZMQSocket)
     }
 
     public var items: [Item]
@@ -28,6 +32,8 @@ public struct ZMQPoller {
                 zmq_pollitem_t(socket: nil, fd: fd, events: Int16(ZMQ_POLLIN), revents: 0)
             case .writable(let socket):
                 zmq_pollitem_t(socket: socket.handle, fd: 0, events: Int16(ZMQ_POLLOUT), revents: 0)
+            case .housekeeping(let socket):
+                zmq_pollitem_t(socket: socket.handle, fd: 0, events: 0, revents: 0)
             }
         }
         let result = zmq_poll(&raw, Int32(raw.count), timeoutMilliseconds)

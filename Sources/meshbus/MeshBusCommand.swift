@@ -1,4 +1,5 @@
 import ArgumentParser
+import Broker
 
 #if canImport(Glibc)
 import Glibc
@@ -9,6 +10,7 @@ struct MeshBusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meshbus",
         abstract: "Share Meshtastic radios between many programs over ZeroMQ.",
+        version: Broker.version,
         subcommands: [
             RunCommand.self, CheckCommand.self, KeygenCommand.self, SimCommand.self, TailCommand.self, SendCommand.self, DecodeCommand.self, MQTTBridgeCommand.self,
         ],

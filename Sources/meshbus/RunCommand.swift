@@ -151,7 +151,11 @@ struct RunCommand: AsyncParsableCommand {
         for endpoint in broker.commandEndpoints { say("commands: \(endpoint)") }
         if let metricsEndpoint { say("metrics: http://\(HostPort(host: metricsEndpoint.host, port: metricsEndpoint.port))/metrics") }
         if let config { say("config: \(config) (watched; SIGHUP reloads)") }
-        say("slots: \(daemon.broker.slots.map(\.name).joined(separator: ", "))")
+        if daemon.broker.slots.isEmpty, let config {
+            say("slots: none yet; add radios under slots: in \(config) (it is watched, no restart needed)")
+        } else {
+            say("slots: \(daemon.broker.slots.map(\.name).joined(separator: ", "))")
+        }
         for (slot, address) in broker.virtualRadioAddresses { say("virtual radio \(slot): \(address)") }
         let events = broker.eventEndpoints.first ?? ""
         say(

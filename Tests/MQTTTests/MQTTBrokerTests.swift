@@ -1,4 +1,5 @@
 import MQTT
+import MQTTWire
 import Testing
 
 /// The client against a real mosquitto (Debian's `mosquitto` package), one broker per test.

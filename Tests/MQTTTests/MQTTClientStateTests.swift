@@ -1,4 +1,5 @@
 @testable import MQTT
+import MQTTWire
 import Testing
 
 /// The client's bookkeeping without a network: queueing, packet identifiers and the order of

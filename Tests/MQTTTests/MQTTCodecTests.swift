@@ -1,4 +1,5 @@
 @testable import MQTT
+@testable import MQTTWire
 import NIOCore
 import NIOEmbedded
 import NIOTestUtils

@@ -1,5 +1,6 @@
 import Logging
 import MQTT
+import MQTTWire
 import MeshBusTestSupport
 import Synchronization
 

@@ -25,8 +25,8 @@ import VirtualRadio
         ("", ["meshbus.yaml:1: slots: the file is empty; list at least the slots"]),
         ("events: [tcp://127.0.0.1:7710]\n", ["meshbus.yaml:1: slots: missing; list the radios, each with a name and one of tcp, serial, ble, simulator or webserial"]),
         ("slots: [\n", ["meshbus.yaml:2: YAML syntax: did not find expected node content"]),
-        ("- a\n- b\n", ["meshbus.yaml:1: expected a mapping of events, commands, slots, timing, outboxCapacity, replayCapacity, flushTimeout, metrics, http, log, security, mqtt"]),
-        ("slots: []\nslot: []\n", ["meshbus.yaml:2: slot: unknown key; expected one of events, commands, slots, timing, outboxCapacity, replayCapacity, flushTimeout, metrics, http, log, security, mqtt"]),
+        ("- a\n- b\n", ["meshbus.yaml:1: expected a mapping of events, commands, slots, timing, outboxCapacity, replayCapacity, subscriberQueue, flushTimeout, metrics, http, log, security, mqtt"]),
+        ("slots: []\nslot: []\n", ["meshbus.yaml:2: slot: unknown key; expected one of events, commands, slots, timing, outboxCapacity, replayCapacity, subscriberQueue, flushTimeout, metrics, http, log, security, mqtt"]),
         ("slots: []\nslots: []\n", ["meshbus.yaml:2: slots: given twice in one mapping"]),
         ("slots: {name: a}\n", ["meshbus.yaml:1: slots: expected a list"]),
         (
@@ -57,6 +57,7 @@ import VirtualRadio
         ("slots: []\ntiming: {probeTimeout: 8 s}\n", ["meshbus.yaml:2: timing.probeTimeout: expected a duration like 12s, 500ms or 2m, got '8 s'"]),
         ("slots: []\ntiming: {healthCheckInterval: 0s}\n", ["meshbus.yaml:2: timing.healthCheckInterval: must be longer than 0"]),
         ("slots: []\ntiming: {maxStrikes: 0}\n", ["meshbus.yaml:2: timing.maxStrikes: must be from 1 to 100, got 0"]),
+        ("slots: []\nsubscriberQueue: 0\n", ["meshbus.yaml:2: subscriberQueue: must be from 1 to 10000000, got 0"]),
         ("slots: []\ntiming:\n  baseBackoff: 20s\n", ["meshbus.yaml:3: timing.maxBackoff: must not be shorter than baseBackoff"]),
         (
             "slots: []\ntiming: {connectTimeout: 5s, interfaceInitTimeout: 9s}\n",

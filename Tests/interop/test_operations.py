@@ -392,14 +392,18 @@ def test_json_log_lines_carry_level_message_and_metadata(start_broker, context, 
     assert any(line["message"] == "broker stopped" for line in lines)
 
 
-def test_systemd_unit_verifies(tmp_path):
+@pytest.mark.parametrize("name", ["meshbus.service", "meshbus-mqtt.service"])
+def test_systemd_unit_verifies(tmp_path, name):
     analyze = subprocess.run(["which", "systemd-analyze"], capture_output=True, text=True)
     if analyze.returncode != 0:
         pytest.skip("systemd-analyze is not installed here")
-    unit = open(os.path.join(ROOT, "deploy", "systemd", "meshbus.service")).read()
+    unit = open(os.path.join(ROOT, "deploy", "systemd", name)).read()
     # Point ExecStart at the binary under test: verify checks that it exists.
-    path = tmp_path / "meshbus.service"
+    path = tmp_path / name
     path.write_text(unit.replace("/usr/local/bin/meshbus", BINARY))
     result = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
-    assert "Type=notify" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit
+    if name == "meshbus.service":
+        assert "Type=notify" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit
+    else:
+        assert "ExecStart=/usr/local/bin/meshbus mqtt --config /etc/meshbus/meshbus.yaml" in unit

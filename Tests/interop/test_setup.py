@@ -10,6 +10,9 @@ from conftest import ROOT
 SETUP = os.path.join(ROOT, "scripts", "setup")
 
 
+PACKAGING = ["dpkg-shlibdeps", "lintian", "strip", "readelf"]
+
+
 def machine(tmp_path, *present, zmq=False, venv=False):
     """A PATH holding only stubs for the `present` commands; pkg-config knows libzmq if `zmq`,
     python3 can make a venv if `venv`."""
@@ -37,8 +40,11 @@ def decide(path, purpose):
     ("run", ["swift"], False, "would install: pkg-config libzmq3-dev"),
     ("run", ["swift", "pkg-config"], False, "would install: libzmq3-dev"),
     ("run", ["swift", "pkg-config"], True, "nothing to install"),
-    ("test", ["swift"], False, "would install: pkg-config libzmq3-dev golang-go mosquitto chromium dbus-daemon openssl python3-venv"),
-    ("test", ["swift", "pkg-config", "go", "mosquitto", "chromium", "dbus-daemon", "openssl", "python3"], True, "nothing to install"),
+    ("package", ["swift", "pkg-config", "strip"], True, "would install: dpkg-dev lintian binutils"),
+    ("package", ["swift", "pkg-config", "dpkg-shlibdeps", "lintian", "strip", "readelf"], True, "nothing to install"),
+    ("test", ["swift"], False,
+     "would install: pkg-config libzmq3-dev dpkg-dev lintian binutils golang-go mosquitto chromium dbus-daemon openssl python3-venv"),
+    ("test", ["swift", "pkg-config", *PACKAGING, "go", "mosquitto", "chromium", "dbus-daemon", "openssl", "python3"], True, "nothing to install"),
 ])
 def test_setup_installs_only_what_the_command_needs_and_is_missing(tmp_path, purpose, present, zmq, expected):
     code, out, err = decide(machine(tmp_path, *present, zmq=zmq, venv=True), purpose)
@@ -46,7 +52,7 @@ def test_setup_installs_only_what_the_command_needs_and_is_missing(tmp_path, pur
 
 
 def test_a_python_without_venv_needs_python3_venv(tmp_path):
-    path = machine(tmp_path, "swift", "pkg-config", "go", "mosquitto", "chromium", "dbus-daemon", "openssl", "python3", zmq=True, venv=False)
+    path = machine(tmp_path, "swift", "pkg-config", *PACKAGING, "go", "mosquitto", "chromium", "dbus-daemon", "openssl", "python3", zmq=True, venv=False)
     assert decide(path, "test")[1] == "would install: python3-venv"
 
 
@@ -57,4 +63,4 @@ def test_without_swift_setup_says_where_to_get_it(tmp_path):
 
 def test_an_unknown_purpose_is_refused(tmp_path):
     code, _, err = decide(machine(tmp_path, "swift"), "deploy")
-    assert code == 2 and "usage: scripts/setup run|test" in err
+    assert code == 2 and "usage: scripts/setup run|package|test" in err

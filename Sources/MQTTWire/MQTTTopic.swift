@@ -1,15 +1,15 @@
 /// The rules for topic names and filters that the broker would otherwise enforce by closing
 /// the connection: checked up front so one bad topic cannot make every reconnect fail.
-enum MQTTTopic {
+package enum MQTTTopic {
     /// A topic a message may be published to: 1...65,535 bytes of UTF-8, no wildcard, no U+0000.
-    static func isValidName(_ name: String) -> Bool {
+    package static func isValidName(_ name: String) -> Bool {
         let length = name.utf8.count
         return length > 0 && length <= Int(UInt16.max)
             && !name.utf8.contains { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "#") || $0 == 0 }
     }
 
     /// A filter that may be subscribed to: `+` only as a whole level, `#` only as the whole last level.
-    static func isValidFilter(_ filter: String) -> Bool {
+    package static func isValidFilter(_ filter: String) -> Bool {
         let length = filter.utf8.count
         guard length > 0, length <= Int(UInt16.max), !filter.utf8.contains(0) else { return false }
         let levels = filter.split(separator: "/", omittingEmptySubsequences: false)
@@ -21,7 +21,7 @@ enum MQTTTopic {
     }
 
     /// A message that can be encoded: a valid topic and a packet within MQTT's size limit.
-    static func isValid(_ message: MQTTMessage) -> Bool {
+    package static func isValid(_ message: MQTTMessage) -> Bool {
         isValidName(message.topic) && 2 + message.topic.utf8.count + 2 + message.payload.count <= MQTTPacket.maximumRemainingLength
     }
 }

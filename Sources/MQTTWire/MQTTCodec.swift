@@ -2,31 +2,31 @@ import NIOCore
 
 /// Splits a byte stream into ``MQTTPacket``s. Waits for whole packets, and rejects an
 /// unknown type, bad flags, a malformed length or an oversized packet before its body arrives.
-struct MQTTDecoder: ByteToMessageDecoder {
-    typealias InboundOut = MQTTPacket
+package struct MQTTDecoder: ByteToMessageDecoder {
+    package typealias InboundOut = MQTTPacket
 
     /// The default ``maximumPacketSize``: 1 MiB.
-    static let defaultMaximumPacketSize = 1 << 20
+    package static let defaultMaximumPacketSize = 1 << 20
 
     /// The largest packet accepted, fixed header included.
-    let maximumPacketSize: Int
+    package let maximumPacketSize: Int
 
-    init(maximumPacketSize: Int = MQTTDecoder.defaultMaximumPacketSize) {
+    package init(maximumPacketSize: Int = MQTTDecoder.defaultMaximumPacketSize) {
         self.maximumPacketSize = maximumPacketSize
     }
 
-    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+    package mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let packet = try next(from: &buffer) else { return .needMoreData }
         context.fireChannelRead(wrapInboundOut(packet))
         return .continue
     }
 
-    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+    package mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         try decode(context: context, buffer: &buffer)
     }
 
     /// Takes the next whole packet out of `buffer`; nil (consuming nothing) while it is incomplete.
-    func next(from buffer: inout ByteBuffer) throws -> MQTTPacket? {
+    package func next(from buffer: inout ByteBuffer) throws -> MQTTPacket? {
         let start = buffer.readerIndex
         guard let fixedHeader = buffer.getInteger(at: start, as: UInt8.self) else { return nil }
         _ = try MQTTPacket.kind(ofFixedHeader: fixedHeader)
@@ -49,10 +49,12 @@ struct MQTTDecoder: ByteToMessageDecoder {
 }
 
 /// Writes ``MQTTPacket``s as bytes; a packet that cannot be encoded fails its write.
-struct MQTTEncoder: MessageToByteEncoder {
-    typealias OutboundIn = MQTTPacket
+package struct MQTTEncoder: MessageToByteEncoder {
+    package typealias OutboundIn = MQTTPacket
 
-    func encode(data: MQTTPacket, out: inout ByteBuffer) throws {
+    package init() {}
+
+    package func encode(data: MQTTPacket, out: inout ByteBuffer) throws {
         try data.write(to: &out)
     }
 }

@@ -1,24 +1,38 @@
 import NIOCore
 
 /// A topic filter and the highest QoS wanted on it: one entry of a SUBSCRIBE.
-struct MQTTSubscription: Equatable, Sendable {
-    var filter: String
-    var qos: MQTTQoS
+package struct MQTTSubscription: Equatable, Sendable {
+    package var filter: String
+    package var qos: MQTTQoS
+
+    package init(filter: String, qos: MQTTQoS) {
+        self.filter = filter
+        self.qos = qos
+    }
 }
 
 /// What a CONNECT carries besides the protocol name and level.
-struct MQTTConnect: Equatable, Sendable {
-    var clientID: String
-    var cleanSession: Bool
-    var keepAliveSeconds: UInt16
-    var username: String?
+package struct MQTTConnect: Equatable, Sendable {
+    package var clientID: String
+    package var cleanSession: Bool
+    package var keepAliveSeconds: UInt16
+    package var username: String?
     /// Binary on the wire; MQTT 3.1.1 allows it only together with a username.
-    var password: [UInt8]?
-    var will: MQTTMessage?
+    package var password: [UInt8]?
+    package var will: MQTTMessage?
+
+    package init(clientID: String, cleanSession: Bool, keepAliveSeconds: UInt16, username: String? = nil, password: [UInt8]? = nil, will: MQTTMessage? = nil) {
+        self.clientID = clientID
+        self.cleanSession = cleanSession
+        self.keepAliveSeconds = keepAliveSeconds
+        self.username = username
+        self.password = password
+        self.will = will
+    }
 }
 
 /// An MQTT 3.1.1 control packet: every type but the QoS 2 flow (PUBREC, PUBREL, PUBCOMP).
-enum MQTTPacket: Equatable, Sendable {
+package enum MQTTPacket: Equatable, Sendable {
     case connect(MQTTConnect)
     /// `returnCode` 0 accepts the connection; 1...5 refuse it (see ``connectReturnCodeDescription(_:)``).
     case connack(sessionPresent: Bool, returnCode: UInt8)
@@ -35,16 +49,16 @@ enum MQTTPacket: Equatable, Sendable {
     case disconnect
 
     /// Packet type numbers: the high nibble of the fixed header's first byte.
-    enum Kind: UInt8 {
+    package enum Kind: UInt8 {
         case connect = 1, connack, publish, puback, pubrec, pubrel, pubcomp
         case subscribe, suback, unsubscribe, unsuback, pingreq, pingresp, disconnect
     }
 
     /// The largest remaining length that the 4-byte variable-length encoding can express.
-    static let maximumRemainingLength = 268_435_455
+    package static let maximumRemainingLength = 268_435_455
 
     /// A readable text for a CONNACK return code, as the specification names it.
-    static func connectReturnCodeDescription(_ code: UInt8) -> String {
+    package static func connectReturnCodeDescription(_ code: UInt8) -> String {
         switch code {
         case 0: "accepted"
         case 1: "unacceptable protocol version"
@@ -56,7 +70,7 @@ enum MQTTPacket: Equatable, Sendable {
         }
     }
 
-    var kind: Kind {
+    package var kind: Kind {
         switch self {
         case .connect: .connect
         case .connack: .connack
@@ -73,7 +87,7 @@ enum MQTTPacket: Equatable, Sendable {
     }
 
     /// The low nibble of the fixed header: DUP, QoS and RETAIN for PUBLISH, fixed otherwise.
-    var flags: UInt8 {
+    package var flags: UInt8 {
         switch self {
         case .publish(let message, _, let dup): (dup ? 0b1000 : 0) | message.qos.rawValue << 1 | (message.retain ? 1 : 0)
         case .subscribe, .unsubscribe: 0b0010
@@ -86,7 +100,7 @@ enum MQTTPacket: Equatable, Sendable {
 
 extension MQTTPacket {
     /// Writes the whole packet, fixed header included; throws if a field cannot be encoded.
-    func write(to buffer: inout ByteBuffer) throws {
+    package func write(to buffer: inout ByteBuffer) throws {
         let length = try remainingLength()
         guard length <= Self.maximumRemainingLength else {
             throw MQTTProtocolError.packetTooLarge(size: 5 + length, maximum: 5 + Self.maximumRemainingLength)
@@ -206,7 +220,7 @@ extension MQTTConnect {
 extension MQTTPacket {
     /// The packet type of a fixed header's first byte, once its flags are checked; lets the
     /// decoder reject a bad packet before waiting for its body.
-    static func kind(ofFixedHeader byte: UInt8) throws -> Kind {
+    package static func kind(ofFixedHeader byte: UInt8) throws -> Kind {
         let type = byte >> 4
         let flags = byte & 0x0F
         guard let kind = Kind(rawValue: type) else { throw MQTTProtocolError.unknownPacketType(type) }
@@ -226,7 +240,7 @@ extension MQTTPacket {
     }
 
     /// Decodes a packet from its fixed header's first byte and exactly its remaining bytes.
-    static func read(fixedHeader byte: UInt8, body: inout ByteBuffer) throws -> MQTTPacket {
+    package static func read(fixedHeader byte: UInt8, body: inout ByteBuffer) throws -> MQTTPacket {
         let packet: MQTTPacket
         switch try kind(ofFixedHeader: byte) {
         case .connect:

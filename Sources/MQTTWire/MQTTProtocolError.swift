@@ -1,6 +1,6 @@
 /// Why bytes could not be decoded as, or a packet could not be encoded to, MQTT 3.1.1.
 /// Every decoding error is fatal to the connection, as the specification requires.
-enum MQTTProtocolError: Error, Hashable, CustomStringConvertible {
+package enum MQTTProtocolError: Error, Hashable, CustomStringConvertible {
     /// The remaining length still had its continuation bit set on the 4th byte.
     case malformedRemainingLength
     /// A packet (fixed header included) is larger than the configured maximum.
@@ -26,7 +26,7 @@ enum MQTTProtocolError: Error, Hashable, CustomStringConvertible {
     /// A string or binary field longer than the 65,535 bytes its length prefix can express.
     case fieldTooLong(Int)
 
-    var description: String {
+    package var description: String {
         switch self {
         case .malformedRemainingLength: "malformed remaining length (more than 4 bytes)"
         case .packetTooLarge(let size, let maximum): "packet of \(size) bytes exceeds the maximum of \(maximum)"
