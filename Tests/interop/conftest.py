@@ -43,6 +43,11 @@ def _stop(proc):
         proc.wait()
 
 
+def check_config(path, binary=BINARY):
+    """`meshbus check --config path` with this (or the given) binary: its exit code and output."""
+    return subprocess.run([str(binary), "check", "--config", str(path)], capture_output=True, text=True, timeout=30)
+
+
 def free_port():
     """A loopback port that is free now (the OS picks it)."""
     with socket.socket() as s:

@@ -3,7 +3,7 @@ dbus-daemon, backed by the radio simulator: MeshBus speaks D-Bus to it as to Blu
 import time
 
 
-from conftest import collect, command, subscriber, wait_until
+from conftest import check_config, collect, command, subscriber, wait_until
 
 # Short timings so that losses and strikes show within seconds.
 FAST = ("timing: {healthCheckInterval: 1s, probeTimeout: 1s, maxStrikes: 2, reconnectCooldown: 0.2s,"
@@ -174,17 +174,14 @@ def test_the_ble_flag_makes_a_slot_without_a_file(fake_bluez, start_broker, cont
 
 
 def test_check_describes_ble_slots_and_refuses_a_bad_pin(tmp_path):
-    import subprocess
-
-    from conftest import BINARY
     good = tmp_path / "good.yaml"
     good.write_text("slots:\n  - {name: shed, ble: {device: Meshtastic_ee02, pin: 123456}}\n  - {name: window, ble: AA:BB:CC:DD:EE:01}\n")
-    result = subprocess.run([BINARY, "check", "--config", str(good)], capture_output=True, text=True, timeout=30)
+    result = check_config(good)
     assert result.returncode == 0, result.stderr
     assert "ble Meshtastic_ee02 on hci0, pairs with the configured pin" in result.stdout
     assert "ble AA:BB:CC:DD:EE:01 on hci0, no pin (paired beforehand, or none needed)" in result.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("slots:\n  - name: shed\n    ble: {device: Meshtastic_ee02, pin: 1234567}\n")
-    result = subprocess.run([BINARY, "check", "--config", str(bad)], capture_output=True, text=True, timeout=30)
+    result = check_config(bad)
     assert result.returncode == 1
     assert "bad.yaml:3: slots[0].ble.pin: must be from 0 to 999999, got 1234567" in result.stderr

@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import BINARY
+from conftest import BINARY, check_config
 
 READ = "read-token-0123456789abcdef"
 SEND = "send-token-0123456789abcdef"
@@ -116,18 +116,14 @@ def test_a_browser_shows_its_token_in_the_query(token_broker):
     asyncio.run(run())
 
 
-def check(path):
-    return subprocess.run([BINARY, "check", "--config", str(path)], capture_output=True, text=True, timeout=30)
-
-
 def test_an_http_listener_beyond_loopback_needs_tokens_or_insecure(tmp_path):
     path = tmp_path / "meshbus.yaml"
     path.write_text("http: 192.0.2.1:7712\nslots: []\n")
-    assert check(path).stderr.strip() == (
+    assert check_config(path).stderr.strip() == (
         f"{path}:1: http: 192.0.2.1:7712 is reachable from other machines; use a loopback address, "
         "configure security.tokens, or set security.insecure: true")
     path.write_text(f"http: 192.0.2.1:7712\nslots: []\nsecurity: {{tokens: {{read: [{READ}]}}}}\n")
-    result = check(path)
+    result = check_config(path)
     assert result.returncode == 0 and "http tokens: 1 read, 0 send" in result.stdout
     refused = subprocess.run([BINARY, "run", "--http", "192.0.2.1:7712"], capture_output=True, text=True, timeout=30)
     assert refused.returncode != 0 and "reachable from other machines" in refused.stderr
@@ -136,18 +132,18 @@ def test_an_http_listener_beyond_loopback_needs_tokens_or_insecure(tmp_path):
 def test_weak_tokens_and_bad_token_files_are_refused_by_line(tmp_path):
     path = tmp_path / "meshbus.yaml"
     path.write_text("slots: []\nsecurity:\n  tokens:\n    send: [short]\n")
-    assert "security.tokens.send[0]: a token needs at least 16 characters" in check(path).stderr
+    assert "security.tokens.send[0]: a token needs at least 16 characters" in check_config(path).stderr
     tokens = tmp_path / "tokens"
     tokens.write_text(f"# who may do what\nread {READ}\n\nwrite {SEND}\nsend {SEND} extra\n")
     path.write_text("slots: []\nsecurity: {tokenFile: tokens}\n")
-    problems = check(path).stderr
+    problems = check_config(path).stderr
     assert f"{tokens.name} line 4: expected 'read TOKEN' or 'send TOKEN'" in problems
     assert f"{tokens.name} line 5: expected 'read TOKEN' or 'send TOKEN'" in problems
     tokens.write_text(f"read {READ}\nsend {SEND}\n")
-    result = check(path)
+    result = check_config(path)
     assert result.returncode == 0 and "http tokens: 1 read, 1 send" in result.stdout
     path.write_text(f"slots: []\nsecurity: {{tokenFile: tokens, tokens: {{read: [{READ}]}}}}\n")
-    assert "give tokens or tokenFile, not both" in check(path).stderr
+    assert "give tokens or tokenFile, not both" in check_config(path).stderr
 
 
 def test_keygen_prints_a_token_the_configuration_takes(tmp_path):
@@ -155,4 +151,4 @@ def test_keygen_prints_a_token_the_configuration_takes(tmp_path):
     token = re.fullmatch(r"token: ([0-9a-f]{48})\n", printed).group(1)
     path = tmp_path / "meshbus.yaml"
     path.write_text(f"slots: []\nsecurity: {{tokens: {{send: [{token}]}}}}\n")
-    assert check(path).returncode == 0
+    assert check_config(path).returncode == 0

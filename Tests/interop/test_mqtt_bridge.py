@@ -20,7 +20,7 @@ import pytest
 import zmq
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from conftest import BINARY, command, free_port, subscriber, wait_until
+from conftest import BINARY, check_config, command, free_port, subscriber, wait_until
 
 SLOT = "sim"
 PREFIX = "meshbus"
@@ -945,11 +945,11 @@ def test_plain_mqtt_to_another_machine_is_refused_unless_insecure(tmp_path):
     assert "192.0.2.7:1883 is on another machine and plain MQTT sends the password and every packet in clear" in refused.stderr
     path = tmp_path / "meshbus.yaml"
     path.write_text("slots: []\nmqtt:\n  broker: 192.0.2.7\n")
-    checked = subprocess.run([BINARY, "check", "--config", str(path)], capture_output=True, text=True, timeout=30)
+    checked = check_config(path)
     assert checked.returncode == 1
     assert "meshbus.yaml:3: mqtt.broker: 192.0.2.7 is on another machine" in checked.stderr
     path.write_text("slots: []\nmqtt: {broker: 192.0.2.7, insecure: true, site: far}\n")
-    checked = subprocess.run([BINARY, "check", "--config", str(path)], capture_output=True, text=True, timeout=30)
+    checked = check_config(path)
     assert checked.returncode == 0, checked.stderr
     assert "mqtt (meshbus mqtt --config): 192.0.2.7:1883, topics meshbus/far/…, discovery homeassistant" in checked.stdout
 
@@ -977,7 +977,7 @@ mqtt:
 """)
         return path
 
-    refused = subprocess.run([BINARY, "check", "--config", str(config("stranger.key"))], capture_output=True, text=True, timeout=30)
+    refused = check_config(config("stranger.key"))
     assert refused.returncode == 1 and "mqtt.curveSecretKeyFile: its public key is not in security.curve.clients with role send" in refused.stderr
     path = config("bridge.key")
     endpoints = start_broker("--config", str(path))

@@ -13,7 +13,7 @@ import pytest
 import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import BINARY, ROOT, collect, command, control, subscriber
+from conftest import BINARY, ROOT, check_config, collect, command, control, subscriber
 
 
 def write(path, text):
@@ -22,10 +22,6 @@ def write(path, text):
     with open(temporary, "w") as f:
         f.write(textwrap.dedent(text))
     os.replace(temporary, path)
-
-
-def check(path):
-    return subprocess.run([BINARY, "check", "--config", str(path)], capture_output=True, text=True, timeout=30)
 
 
 def wait_until(condition, timeout=30.0, what="condition"):
@@ -65,7 +61,7 @@ def test_check_names_file_line_and_key_of_every_problem(tmp_path):
             timing: {probeTimeout: 8}
         timing: {healthCheckInterval: 2m, maxBackoff: 1s}
         """))
-    result = check(path)
+    result = check_config(path)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"{path}:4: slots[0].tcp: expected host:port (port 4403 if left out), got 'meshtastic.local:notaport'",
@@ -77,7 +73,7 @@ def test_check_names_file_line_and_key_of_every_problem(tmp_path):
 def test_check_accepts_a_good_file_and_summarises_it(tmp_path):
     path = tmp_path / "meshbus.yaml"
     path.write_text("slots:\n  - {name: roof, tcp: radio.lan}\n  - {name: sim, simulator: {nodes: 2}}\n")
-    result = check(path)
+    result = check_config(path)
     assert result.returncode == 0, result.stderr
     assert "slot roof: tcp radio.lan:4403" in result.stdout
     assert "slot sim: simulator, 2 nodes" in result.stdout
@@ -354,11 +350,11 @@ def test_non_loopback_endpoint_without_curve_is_refused_at_start(tmp_path):
     assert "tcp://0.0.0.0:0 is reachable from other machines: configure security.curve" in result.stderr
     path = tmp_path / "meshbus.yaml"
     path.write_text("commands: [tcp://192.0.2.1:7711]\nslots: []\n")
-    assert check(path).stderr.strip() == (
+    assert check_config(path).stderr.strip() == (
         f"{path}:1: commands[0]: tcp://192.0.2.1:7711 is reachable from other machines; "
         "configure security.curve or set security.insecure: true")
     path.write_text("commands: [tcp://192.0.2.1:7711]\nslots: []\nsecurity: {insecure: true}\n")
-    assert check(path).returncode == 0
+    assert check_config(path).returncode == 0
 
 
 # MARK: systemd and logs

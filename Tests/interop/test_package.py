@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, _stop, command, free_port, subscriber, collect, wait_until
+from conftest import ROOT, _stop, check_config, collect, command, free_port, subscriber, wait_until
 
 DEB = os.environ.get("MESHBUS_DEB")
 pytestmark = pytest.mark.skipif(not DEB, reason="no package given: scripts/test runs this file after scripts/package --debug, with MESHBUS_DEB set")
@@ -62,8 +62,7 @@ def test_the_package_holds_units_config_docs_and_a_conffile(unpacked):
 
 
 def test_the_shipped_config_checks_clean(unpacked):
-    result = subprocess.run([str(unpacked / "usr/bin/meshbus"), "check", "--config", str(unpacked / "etc/meshbus/meshbus.yaml")],
-                            capture_output=True, text=True, timeout=30)
+    result = check_config(unpacked / "etc/meshbus/meshbus.yaml", binary=unpacked / "usr/bin/meshbus")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
