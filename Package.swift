@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "DBus", targets: ["DBus"]),
         .library(name: "MQTTWire", targets: ["MQTTWire"]),
         .library(name: "VirtualRadio", targets: ["VirtualRadio"]),
+        .library(name: "SendJournal", targets: ["SendJournal"]),
         .library(name: "MeshBusClient", targets: ["MeshBusClient"]),
     ],
     dependencies: [
@@ -103,6 +104,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        .target(name: "SendJournal"),
         .target(
             name: "SlotCore",
             dependencies: ["MeshBusModel", "MeshtasticProtocol", "RadioLink"]
@@ -111,6 +113,7 @@ let package = Package(
             name: "Broker",
             dependencies: [
                 "SlotCore",
+                "SendJournal",
                 .product(name: "NIOCore", package: "swift-nio"),
                 "MeshBusModel",
                 "ZeroMQ",
@@ -246,6 +249,7 @@ let package = Package(
             dependencies: ["SlotCore", "MeshBusModel", "MeshtasticProtocol", "RadioLink", "MeshBusTestSupport"]
         ),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+        .testTarget(name: "SendJournalTests", dependencies: ["SendJournal"]),
         .testTarget(name: "DBusTests", dependencies: ["DBus", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "WebSerialTests",

@@ -44,6 +44,10 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "JournalFuzzer",
+            dependencies: ["FuzzSupport", .product(name: "SendJournal", package: "MeshBus")]
+        ),
+        .executableTarget(
             name: "MQTTFuzzer",
             dependencies: ["FuzzSupport", .product(name: "MQTTWire", package: "MeshBus")]
         ),

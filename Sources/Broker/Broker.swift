@@ -4,6 +4,7 @@ import MeshBusModel
 import MeshtasticProtocol
 import RadioLink
 import ServiceLifecycle
+import SendJournal
 import SlotCore
 import Synchronization
 import WebSerial
@@ -85,6 +86,7 @@ public final class Broker: Service, Sendable {
         commands = try CommandServer(context: context, endpoints: configuration.commands, security: configuration.security)
         eventEndpoints = publisher.endpoints
         commandEndpoints = commands.endpoints
+        if let stateDirectory = configuration.stateDirectory { try SendJournal.prepare(directory: stateDirectory) }
         sink = EventSink(brokerID: brokerID, publisher: publisher, hub: eventHub)
         (slotStream, slotStarts) = AsyncStream<BrokerSlot>.makeStream()
         var slots: [String: BrokerSlot] = [:]
@@ -93,6 +95,7 @@ public final class Broker: Service, Sendable {
                 configuration: slotConfiguration,
                 outboxCapacity: configuration.outboxCapacity,
                 replayCapacity: configuration.replayCapacity,
+                stateDirectory: configuration.stateDirectory,
                 sink: sink,
                 clock: ContinuousClock(),
                 logger: logger
@@ -217,6 +220,7 @@ public final class Broker: Service, Sendable {
         if new.outboxCapacity != old.outboxCapacity { report.needRestart.append("outboxCapacity") }
         if new.replayCapacity != old.replayCapacity { report.needRestart.append("replayCapacity") }
         if new.subscriberQueue != old.subscriberQueue { report.needRestart.append("subscriberQueue") }
+        if new.stateDirectory != old.stateDirectory { report.needRestart.append("stateDirectory") }
         // Ports that close (removed slots, moved or changed virtual radios) close before any
         // opens, so a port can pass from one slot to another in one reload.
         let newSlots = Dictionary(new.slots.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
@@ -251,7 +255,7 @@ public final class Broker: Service, Sendable {
             do {
                 let slot = try await BrokerSlot(
                     configuration: slotConfiguration, outboxCapacity: old.outboxCapacity, replayCapacity: old.replayCapacity,
-                    sink: sink, clock: ContinuousClock(), logger: logger
+                    stateDirectory: old.stateDirectory, sink: sink, clock: ContinuousClock(), logger: logger
                 )
                 registry.withLock { $0.slots[name] = slot }
                 slotStarts.yield(slot)
@@ -264,6 +268,7 @@ public final class Broker: Service, Sendable {
             var applied = new
             (applied.events, applied.commands, applied.security) = (old.events, old.commands, old.security)
             (applied.outboxCapacity, applied.replayCapacity) = (old.outboxCapacity, old.replayCapacity)
+            (applied.subscriberQueue, applied.stateDirectory) = (old.subscriberQueue, old.stateDirectory)
             applied.slots = new.slots.filter { registry.slots[$0.name] != nil }
             registry.configuration = applied
             registry.order = applied.slots.map(\.name)

@@ -38,6 +38,9 @@ public struct CommandError: Error, Equatable, Sendable {
     public static func queueFull(_ slot: String, capacity: Int) -> CommandError {
         CommandError(code: "queue_full", message: "the outbox of slot '\(slot)' is full (\(capacity) packets)")
     }
+    public static func journalFailed(_ slot: String, reason: String) -> CommandError {
+        CommandError(code: "journal_failed", message: "slot '\(slot)' could not record the send in its journal (\(reason)); it was not accepted")
+    }
 }
 
 /// What a client asked for, parsed and checked.

@@ -68,6 +68,9 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public var security: SecurityConfiguration
     /// How long shutdown waits for the outboxes to drain before closing the radios.
     public var flushTimeout: Duration
+    /// Where each slot journals its accepted sends until they are settled, so that a crash
+    /// loses none (`<slot>.sends`); nil keeps them in memory only.
+    public var stateDirectory: String?
 
     public init(
         events: [String] = [defaultEventEndpoint],
@@ -77,7 +80,8 @@ public struct BrokerConfiguration: Sendable, Equatable {
         replayCapacity: Int = 10_000,
         subscriberQueue: Int = 100_000,
         security: SecurityConfiguration = SecurityConfiguration(),
-        flushTimeout: Duration = .seconds(5)
+        flushTimeout: Duration = .seconds(5),
+        stateDirectory: String? = nil
     ) {
         self.events = events
         self.commands = commands
@@ -87,5 +91,6 @@ public struct BrokerConfiguration: Sendable, Equatable {
         self.subscriberQueue = subscriberQueue
         self.security = security
         self.flushTimeout = flushTimeout
+        self.stateDirectory = stateDirectory
     }
 }

@@ -4,6 +4,7 @@ import MeshBusModel
 import MeshtasticProtocol
 import RadioLink
 import RadioSimulator
+import SendJournal
 import SlotCore
 import Synchronization
 import VirtualRadio
@@ -42,6 +43,9 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
     /// Expiry deadlines the core asked for; each becomes a timer child of ``run()``.
     private let timerRequests: AsyncStream<C.Instant>.Continuation
     private let timerStream: AsyncStream<C.Instant>
+    /// Where accepted sends are kept until settled, so that a crash does not lose them; nil
+    /// without a `stateDirectory`.
+    private let journal: SendJournal?
     /// Carries every link's events to ``handle(_:)``; a link is made while the slot is still
     /// being initialised (and again on a reload), before `self` can be handed out.
     private let relay = EventRelay<C>()
@@ -71,8 +75,11 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
         var listener: VirtualRadioListener?
     }
 
+    /// `stateDirectory`: where the slot's send journal is kept; sends a previous run left in
+    /// it go out again (or end `expired`) before anything else.
     init(
-        configuration: SlotConfiguration, outboxCapacity: Int, replayCapacity: Int, sink: EventSink, clock: C, logger: Logger
+        configuration: SlotConfiguration, outboxCapacity: Int, replayCapacity: Int, stateDirectory: String?, sink: EventSink, clock: C,
+        logger: Logger
     ) async throws {
         name = configuration.name
         self.clock = clock
@@ -84,6 +91,15 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
         virtualRadio = VirtualRadio(slot: configuration.name, logger: logger)
         (listenerStream, listenerStarts) = AsyncStream<VirtualRadioListener>.makeStream()
         (timerStream, timerRequests) = AsyncStream<C.Instant>.makeStream()
+        var recovery: SendJournal.Recovery?
+        if let stateDirectory {
+            let recovered = try SendJournal.recover(directory: stateDirectory, slot: configuration.name)
+            // Every recovered send stays journaled until it is settled again below.
+            journal = try SendJournal(directory: stateDirectory, slot: configuration.name, keeping: recovered.sends)
+            recovery = recovered
+        } else {
+            journal = nil
+        }
         var bound: VirtualRadioListener?
         if let settings = configuration.virtualRadio { bound = try await VirtualRadio.bind(settings) }
         let generation: Generation
@@ -100,6 +116,50 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
         state = Mutex(Locked(core: Core(settings: settings), current: generation, listener: bound))
         if let bound { listenerStarts.yield(bound) }
         relay.attach(self)
+        if let recovery { resume(recovery) }
+    }
+
+    /// Puts the sends a previous run accepted and never settled back in the outbox with their
+    /// packet and request ids; those whose `ttlSeconds` ran out meanwhile end `expired`.
+    private func resume(_ recovery: SendJournal.Recovery) {
+        if let problem = recovery.problem {
+            logger.warning(
+                "send journal: \(problem); the rest was cut off by the crash and is ignored",
+                metadata: ["slot": "\(name)", "path": "\(journal?.path ?? "")", "discardedBytes": "\(recovery.discardedBytes)"]
+            )
+        }
+        guard !recovery.sends.isEmpty else { return }
+        let wallNow = SendJournal.wallClockMilliseconds()
+        var resumed = 0
+        var expired = 0
+        for send in recovery.sends {
+            let remaining = send.deadline - wallNow
+            guard remaining > 0 else {
+                expired += 1
+                settleRecovered(send, status: .expired)
+                continue
+            }
+            guard let packet = try? Meshtastic_MeshPacket(serializedBytes: send.packet), packet.id == send.packetID else {
+                settleRecovered(send, status: .failed, error: "journal_unreadable")
+                continue
+            }
+            switch enqueue(packet, requestID: send.requestID, ttl: .milliseconds(remaining), keepingID: true, journaled: true) {
+            case .queued: resumed += 1
+            case .full: settleRecovered(send, status: .failed, error: "queue_full")
+            case .unjournaled: break
+            }
+        }
+        logger.notice(
+            "send journal: \(recovery.sends.count) sends were open when the broker stopped: \(resumed) queued again, \(expired) expired",
+            metadata: ["slot": "\(name)"]
+        )
+    }
+
+    private func settleRecovered(_ send: JournaledSend, status: MeshBus.SendState, error: String? = nil) {
+        let now = moment()
+        withCore { core, actions in
+            core.settleRecovered(packetID: send.packetID, requestID: send.requestID, status: status, error: error, at: now, into: &actions)
+        }
     }
 
     private static func makeGeneration(
@@ -314,6 +374,18 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
             virtualRadio.outboxDrained(room: outboxRoom)
         case .virtualRadio(.sendFailed(let packetID, let error)):
             virtualRadio.sendFailed(radioPacketID: packetID, error: error)
+        case .settled(let packetID):
+            forget(packetID)
+        }
+    }
+
+    /// Marks a send settled in the journal. A failure costs at most one more transmission of
+    /// it after a crash, so it is logged and the send goes on.
+    private func forget(_ packetID: UInt32) {
+        do {
+            try journal?.settled(packetID)
+        } catch {
+            logger.error("send journal: \(error); after a crash this send may go out again", metadata: ["slot": "\(name)", "packetId": "\(packetID)"])
         }
     }
 
@@ -332,15 +404,39 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
         withCore { core, actions in core.handle(.link(event), at: now, into: &actions) }
     }
 
+    /// How an offered send ended.
+    private enum Admission {
+        case queued(packetID: UInt32)
+        case full
+        /// The journal could not record it, so it was not accepted.
+        case unjournaled(reason: String)
+    }
+
     /// Offers a packet to the outbox under an id the core reserves: `queued` if it took it.
-    private func enqueue(_ packet: Meshtastic_MeshPacket, requestID: String?, ttl: Duration, keepingID: Bool) -> UInt32? {
+    /// With a journal, the send is recorded on disk first (unless `journaled` already, after a
+    /// restart), so the radio can never have a send the journal lacks.
+    private func enqueue(
+        _ packet: Meshtastic_MeshPacket, requestID: String?, ttl: Duration, keepingID: Bool, journaled: Bool = false
+    ) -> Admission {
         let now = moment()
         let reserved = withCore { core, _ in core.reserve(packet, requestID: requestID, ttl: ttl, keepingID: keepingID, at: now.instant) }
+        if let journal, !journaled {
+            do {
+                let bytes: [UInt8] = try reserved.serializedBytes()
+                let deadline = SendJournal.wallClockMilliseconds() + Int64(ttl.inSeconds * 1000)
+                try journal.accepted(JournaledSend(packetID: reserved.id, requestID: requestID, deadline: deadline, packet: bytes))
+            } catch {
+                withCore { core, actions in core.handle(.refused(packetID: reserved.id), at: now, into: &actions) }
+                logger.error("send journal: \(error); the send was refused", metadata: ["slot": "\(name)"])
+                return .unjournaled(reason: "\(error)")
+            }
+        }
         let accepted = outbox.enqueue(OutgoingPacket(packet: reserved, requestID: requestID))
+        if !accepted, journal != nil { forget(reserved.id) }
         withCore { core, actions in
             core.handle(accepted ? .accepted(packetID: reserved.id) : .refused(packetID: reserved.id), at: now, into: &actions)
         }
-        return accepted ? reserved.id : nil
+        return accepted ? .queued(packetID: reserved.id) : .full
     }
 
     // MARK: Commands
@@ -456,10 +552,11 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
         packet.decoded.payload = Data(request.payload)
         packet.decoded.replyID = request.replyID
         let ttl = Duration.milliseconds(Int64((request.ttlSeconds * 1000).rounded()))
-        guard let packetID = enqueue(packet, requestID: requestID, ttl: ttl, keepingID: false) else {
-            throw .queueFull(name, capacity: outbox.capacity)
+        switch enqueue(packet, requestID: requestID, ttl: ttl, keepingID: false) {
+        case .queued(let packetID): return packetID
+        case .full: throw .queueFull(name, capacity: outbox.capacity)
+        case .unjournaled(let reason): throw .journalFailed(name, reason: reason)
         }
-        return packetID
     }
 }
 
@@ -469,10 +566,11 @@ extension Slot: VirtualRadioHost {
     func submit(_ packet: Meshtastic_MeshPacket, client: String, ttl: Duration) -> VirtualRadioSubmission {
         var packet = packet
         packet.from = 0
-        guard let packetID = enqueue(packet, requestID: Core.virtualRequestPrefix + client, ttl: ttl, keepingID: true) else {
-            return .full(room: outboxRoom)
+        switch enqueue(packet, requestID: Core.virtualRequestPrefix + client, ttl: ttl, keepingID: true) {
+        case .queued(let packetID): return .queued(radioPacketID: packetID, room: outboxRoom)
+        // A send the journal cannot keep is refused like one the outbox has no room for.
+        case .full, .unjournaled: return .full(room: outboxRoom)
         }
-        return .queued(radioPacketID: packetID, room: outboxRoom)
     }
 
     var outboxRoom: OutboxRoom {

@@ -213,8 +213,8 @@ private struct Reader {
     // MARK: Sections
 
     static let topKeys = [
-        "events", "commands", "slots", "timing", "outboxCapacity", "replayCapacity", "subscriberQueue", "flushTimeout", "metrics", "http", "log",
-        "security", "mqtt",
+        "events", "commands", "slots", "timing", "outboxCapacity", "replayCapacity", "subscriberQueue", "flushTimeout", "stateDirectory", "metrics", "http",
+        "log", "security", "mqtt",
     ]
 
     mutating func daemon(_ root: Node?) -> DaemonConfiguration {
@@ -232,6 +232,7 @@ private struct Reader {
         if let node = top["replayCapacity"], let value = integer(node, "replayCapacity", in: 1...10_000_000) { broker.replayCapacity = value }
         if let node = top["subscriberQueue"], let value = integer(node, "subscriberQueue", in: 1...10_000_000) { broker.subscriberQueue = value }
         if let node = top["flushTimeout"], let value = duration(node, "flushTimeout", allowZero: true) { broker.flushTimeout = value }
+        if let node = top["stateDirectory"], let path = string(node, "stateDirectory") { broker.stateDirectory = resolve(path) }
         let defaults = top["timing"].map { timing($0, "timing", base: LinkTiming()) } ?? LinkTiming()
         if let node = top["slots"] {
             broker.slots = slots(node, timing: defaults, security: broker.security)

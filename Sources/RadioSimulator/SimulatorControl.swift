@@ -20,8 +20,9 @@ import MeshtasticProtocol
 /// {"load": 100000, "rate": 10000}        benchmark load: texts `bench <seq> <unix ns>` (rate 0: flat out)
 /// {"loadStatus": true}                   only report (every reply carries `load` progress)
 /// ```
-/// The reply is `{"ok": true, "faults": {...}, "texts": [...]}` with the standing faults and
-/// the last texts a client sent to the radio, or `{"ok": false, "error": "..."}` naming what
+/// The reply is `{"ok": true, "faults": {...}, "texts": [...], "packetIds": [...]}` with the
+/// standing faults, the last texts a client sent to the radio and the ids of the last 64
+/// packets (of any port) it sent, or `{"ok": false, "error": "..."}` naming what
 /// was wrong.
 extension RadioSimulator {
     public func control(_ request: JSONValue) -> JSONValue {
@@ -42,6 +43,7 @@ extension RadioSimulator {
                     "ignoreHeartbeats": .bool(faults.ignoreHeartbeats),
                 ]),
                 "texts": .array(receivedTexts.map(JSONValue.string)),
+                "packetIds": .array(receivedPackets.suffix(64).map { .int(Int64($0.id)) }),
             ])
         } catch {
             return .object(["ok": .bool(false), "error": .string(error.message)])

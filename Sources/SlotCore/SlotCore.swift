@@ -102,6 +102,9 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
         case removeFromOutbox([UInt32])
         /// Tell the slot's virtual radio port.
         case virtualRadio(VirtualRadioNotice)
+        /// The send reached its terminal status (published just before): the send journal
+        /// may forget it.
+        case settled(packetID: UInt32)
     }
 
     /// What the virtual radio port must hear of, in the order it happened.
@@ -185,6 +188,14 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
             for update in ledger.failAll(error: error) { publishStatus(update, at: now, into: &actions) }
         }
         scheduleExpiry(into: &actions)
+    }
+
+    /// Ends a send accepted before a restart that will not go out again (its `ttlSeconds`
+    /// ran out while the broker was down: `expired`; or it cannot be queued: `failed`).
+    public mutating func settleRecovered(
+        packetID: UInt32, requestID: String?, status: MeshBus.SendState, error: String? = nil, at now: Moment, into actions: inout [Action]
+    ) {
+        publishStatus(.init(packetID: packetID, requestID: requestID, status: status, error: error), at: now, into: &actions)
     }
 
     /// Takes an id for a send about to be offered to the outbox: a fresh one, or the packet's
@@ -363,6 +374,7 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
             }
         }
         publish(MeshBus.Topic.sendStatus, status, at: now, into: &actions)
+        if update.isTerminal { actions.append(.settled(packetID: status.packetId)) }
     }
 
     // MARK: Reads

@@ -63,6 +63,10 @@ extension Array where Element == SlotCore<MockClock.Instant>.Action {
         compactMap { if case .scheduleExpiry(let at) = $0 { at } else { nil } }
     }
 
+    var settled: [UInt32] {
+        compactMap { if case .settled(let packetID) = $0 { packetID } else { nil } }
+    }
+
     var virtualRadio: [SlotCore<MockClock.Instant>.VirtualRadioNotice] {
         compactMap { if case .virtualRadio(let notice) = $0 { notice } else { nil } }
     }
@@ -237,6 +241,36 @@ func routingReply(to packetID: UInt32, error: Meshtastic_Routing.Error = .none) 
         #expect(harness.radio(routingReply(to: packetID)).sendStatuses.isEmpty, "one terminal status only")
         #expect(harness.core.counters.sends == ["acked": 1])
         #expect(harness.core.pendingSends == 0)
+    }
+
+    /// Should let the journal forget a send only after its terminal status, never after `queued`
+    /// or the `sent` of a send that waits for its ACK.
+    @Test func aSendIsSettledRightAfterItsTerminalStatusOnly() {
+        var harness = CoreHarness()
+        let (packetID, queued) = harness.send()
+        #expect(queued.settled.isEmpty)
+        #expect(harness.link(.sent(OutgoingPacket(packet: .with { $0.id = packetID; $0.wantAck = true }, requestID: "r1"))).settled.isEmpty)
+        let acked = harness.radio(routingReply(to: packetID))
+        #expect(acked.settled == [packetID])
+        let statusIndex = acked.firstIndex { if case .publish(let event) = $0 { event.topic.starts(with: Array(MeshBus.Topic.sendStatus.utf8)) } else { false } }
+        let settledIndex = acked.firstIndex { if case .settled = $0 { true } else { false } }
+        #expect(statusIndex! < settledIndex!, "published before the journal forgets it")
+        let (noAck, _) = harness.send(wantAck: false, requestID: "r2")
+        #expect(harness.link(.sent(OutgoingPacket(packet: .with { $0.id = noAck }, requestID: "r2"))).settled == [noAck])
+    }
+
+    /// Should end a send recovered from before a restart with the given status, its ids kept.
+    @Test func aRecoveredSendEndsWithItsOriginalIDs() {
+        var harness = CoreHarness()
+        var actions: [CoreHarness.Core.Action] = []
+        harness.core.settleRecovered(
+            packetID: 0xBEEF, requestID: "before-crash", status: .expired, at: .init(instant: harness.now, time: "2026-11-29T12:00:00.000Z"),
+            into: &actions
+        )
+        let status = actions.published.first { $0.topic == MeshBus.Topic.sendStatus }
+        #expect(status?["packetId"] == .int(0xBEEF) && status?["requestId"] == .string("before-crash") && status?["status"] == .string("expired"))
+        #expect(actions.settled == [0xBEEF])
+        #expect(harness.core.counters.sends == ["expired": 1])
     }
 
     /// Should name the routing error of a NAK.

@@ -59,6 +59,7 @@ def test_the_package_holds_units_config_docs_and_a_conffile(unpacked):
                                ("meshbus-mqtt.service", "/usr/bin/meshbus mqtt --config /etc/meshbus/meshbus.yaml")):
         text = (unpacked / "usr/lib/systemd/system" / unit).read_text()
         assert f"ExecStart={command_line}\n" in text and "User=meshbus\n" in text
+    assert "StateDirectory=meshbus\n" in (unpacked / "usr/lib/systemd/system/meshbus.service").read_text()
 
 
 def test_the_shipped_config_checks_clean(unpacked):
@@ -80,7 +81,9 @@ def start_unpacked(unpacked, *args, until):
 
 def test_the_unpacked_binary_runs_the_shipped_config_then_serves_a_radio_added_to_it(unpacked, context, tmp_path):
     config = tmp_path / "meshbus.yaml"
-    config.write_text((unpacked / "etc/meshbus/meshbus.yaml").read_text())
+    shipped_text = (unpacked / "etc/meshbus/meshbus.yaml").read_text()
+    assert "\nstateDirectory: /var/lib/meshbus\n" in shipped_text
+    config.write_text(shipped_text.replace("stateDirectory: /var/lib/meshbus", f"stateDirectory: {tmp_path / 'state'}"))
     sim, sim_lines = start_unpacked(unpacked, "sim", "--port", "0", "--nodes", "3", "--traffic", "600", until="simulator listening")
     broker = None
     try:
@@ -116,9 +119,9 @@ def test_the_unpacked_binary_runs_the_shipped_config_then_serves_a_radio_added_t
 
 def run_script(tmp_path, script, *args, bluetooth=False, overridden=False, enabled=False):
     stubs = tmp_path / "bin"
-    stubs.mkdir(exist_ok=True)
+    stubs.mkdir(parents=True, exist_ok=True)
     log = tmp_path / "calls"
-    for name in ("adduser", "getent", "dpkg-statoverride", "deb-systemd-helper", "deb-systemd-invoke", "systemctl"):
+    for name in ("adduser", "getent", "dpkg-statoverride", "deb-systemd-helper", "deb-systemd-invoke", "systemctl", "rm"):
         body = f'echo "{name} $*" >> {log}\n'
         if name == "dpkg-statoverride":
             body += f'[ "$1" = --list ] && exit {0 if overridden else 1}\n'
@@ -151,7 +154,9 @@ def test_postinst_joins_bluetooth_when_bluez_made_the_group_and_keeps_an_admins_
     assert "deb-systemd-helper enable meshbus.service" in calls
 
 
-def test_postrm_purge_forgets_units_and_the_override_but_keeps_the_user(tmp_path):
+def test_postrm_purge_forgets_units_the_override_and_the_journal_but_keeps_the_user(tmp_path):
     calls = run_script(tmp_path, "postrm", "purge", overridden=True)
     assert "dpkg-statoverride --remove /etc/meshbus" in calls
+    assert "rm -rf /var/lib/meshbus" in calls
+    assert "rm -rf /var/lib/meshbus" not in run_script(tmp_path / "remove", "postrm", "remove")
     assert not [c for c in calls if c.startswith(("deluser", "userdel"))]
