@@ -187,12 +187,13 @@ class Soak:
 
     # MARK: the load
 
-    def loop(self, name, body, interval):
+    def loop(self, name, body, interval, first_wait=0):
         """Runs `body(rng)` every `interval(rng)` seconds until the soak stops, with its own random
         generator seeded from the soak's seed and its name; an exception is a problem."""
         rng = random.Random(f"{self.seed}-{name}")
 
         def run():
+            self.stop.wait(first_wait)
             while not self.stop.is_set():
                 try:
                     body(rng)
@@ -336,7 +337,7 @@ class Soak:
             cycles = dict(self.cycles)
         row = {"t": elapsed, "rss": rss, "fds": fds, "threads": threads, "fill": held / (REPLAY_CAPACITY * SLOTS),
                "ready": ready, "sends": sends, "faults": faults, "cycles": cycles}
-        log(f"| {elapsed / 60:5.1f} | {rss:7.1f} | {fds:4d} | {threads:3d} | {100 * row['fill']:5.1f}% | {ready}/{SLOTS} | "
+        log(f"| {elapsed / 60:5.1f} | {rss:7.1f} | {fds:4d} | {threads:3d} | {100 * row['fill']:5.1f}% |   {ready}/{SLOTS} | "
             f"{sends['acked']:5d} | {sends['sent']:5d} | {sends['nak']:4d} | {sends['expired']:5d} | {sends['failed']:4d} | "
             f"{faults:5d} | {cycles.get('consumers', 0):5d} | {cycles.get('virtual radio', 0):4d} | {cycles.get('reloads', 0):3d} |")
         return row
@@ -366,7 +367,7 @@ class Soak:
             self.loop("sender", self.send_one, lambda rng: rng.uniform(0.3, 1.2)),
             self.loop("faults", self.inject_fault, lambda rng: rng.uniform(2, 5)),
             self.loop("consumers", self.consumer_cycle, lambda rng: rng.uniform(0.1, 1)),
-            self.loop("reload", self.reload, lambda rng: 60),
+            self.loop("reload", self.reload, lambda rng: 60, first_wait=60),
         ]
         threads += [self.loop(f"virtual{index}", lambda rng, index=index: self.virtual_client_cycle(index, rng),
                               lambda rng: rng.uniform(0.5, 2)) for index in range(2)]
