@@ -363,11 +363,13 @@ class Soak:
         log("|------:|--------:|-----:|----:|-------:|------:|------:|------:|-----:|------:|-----:|------:|------:|-----:|----:|")
         started = time.monotonic()
         samples = [self.sample(0)]
+        reload_every = min(60, self.seconds / 3)
         threads = [
             self.loop("sender", self.send_one, lambda rng: rng.uniform(0.3, 1.2)),
             self.loop("faults", self.inject_fault, lambda rng: rng.uniform(2, 5)),
             self.loop("consumers", self.consumer_cycle, lambda rng: rng.uniform(0.1, 1)),
-            self.loop("reload", self.reload, lambda rng: 60, first_wait=60),
+            # Every minute; a run shorter than three minutes reloads three times.
+            self.loop("reload", self.reload, lambda rng: reload_every, first_wait=reload_every),
         ]
         threads += [self.loop(f"virtual{index}", lambda rng, index=index: self.virtual_client_cycle(index, rng),
                               lambda rng: rng.uniform(0.5, 2)) for index in range(2)]
