@@ -98,6 +98,7 @@ let package = Package(
             name: "VirtualRadio",
             dependencies: [
                 "MeshtasticProtocol",
+                "DescriptorBudget",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -105,6 +106,7 @@ let package = Package(
             ]
         ),
         .target(name: "SendJournal"),
+        .target(name: "DescriptorBudget"),
         .target(
             name: "SlotCore",
             dependencies: ["MeshBusModel", "MeshtasticProtocol", "RadioLink"]
@@ -114,6 +116,7 @@ let package = Package(
             dependencies: [
                 "SlotCore",
                 "SendJournal",
+                "DescriptorBudget",
                 .product(name: "NIOCore", package: "swift-nio"),
                 "MeshBusModel",
                 "ZeroMQ",
@@ -206,6 +209,7 @@ let package = Package(
             name: "meshbus",
             dependencies: [
                 "HTTPGateway",
+                "DescriptorBudget",
                 "MeshBusModel",
                 "SlotCore",
                 "MQTT",
@@ -250,6 +254,7 @@ let package = Package(
         ),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "SendJournalTests", dependencies: ["SendJournal"]),
+        .testTarget(name: "DescriptorBudgetTests", dependencies: ["DescriptorBudget"]),
         .testTarget(name: "DBusTests", dependencies: ["DBus", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "WebSerialTests",

@@ -1,4 +1,5 @@
 import CoreMetrics
+import DescriptorBudget
 import Logging
 import MeshBusModel
 import MeshtasticProtocol
@@ -40,7 +41,9 @@ public final class Broker: Service, Sendable {
     public let eventHub = EventHub()
     public let commandEndpoints: [String]
     private let context: ZMQContext
-    private let authenticator: ZMQAuthenticator?
+    private let authenticator: ZMQAuthenticator
+    /// Refuses new ZeroMQ peers while the process is low on file descriptors.
+    private let peerGate = DescriptorGate()
     private let publisher: EventPublisher
     private let commands: CommandServer
     private let sink: EventSink
@@ -70,15 +73,21 @@ public final class Broker: Service, Sendable {
         self.logger = logger
         brokerID = Envelope.makeBrokerID()
         context = try ZMQContext()
-        if let curve = configuration.security.curve {
-            let security = configuration.security
-            authenticator = try ZMQAuthenticator(context: context) { domain, key in
-                guard domain == SecurityConfiguration.zapDomain else { return nil }
-                return security.role(ofKey: key)?.rawValue
+        let security = configuration.security
+        authenticator = try ZMQAuthenticator(context: context) { [peerGate] request in
+            if let refusal = peerGate.check() {
+                if refusal.shouldLog {
+                    logger.warning(
+                        "ZeroMQ peer refused: \(refusal) (logged once a minute; ping counts them in peersRefused)",
+                        metadata: ["peer": "\(request.address)", "refused": "\(refusal.total)"]
+                    )
+                }
+                return .refuse("the broker is \(refusal)")
             }
+            return security.verdict(on: request)
+        }
+        if let curve = configuration.security.curve {
             logger.info("CURVE on every endpoint", metadata: ["clients": "\(curve.clients.count)"])
-        } else {
-            authenticator = nil
         }
         publisher = try EventPublisher(
             context: context, endpoints: configuration.events, subscriberQueue: configuration.subscriberQueue, security: configuration.security
@@ -151,7 +160,7 @@ public final class Broker: Service, Sendable {
         }
         await commands.stop()
         await publisher.stop()
-        await authenticator?.stop()
+        await authenticator.stop()
         context.terminate()
         logger.info("broker stopped")
     }
@@ -361,7 +370,8 @@ public final class Broker: Service, Sendable {
                     ["applied": .int(registry.reloadsApplied), "rejected": .int(registry.reloadsRejected), "last": registry.lastReload]
                 }
                 var ping = MeshBus.Ping(
-                    broker: brokerID, version: Self.version, uptimeSeconds: (ContinuousClock.now - started).inSeconds, subscribers: publisher.subscribers
+                    broker: brokerID, version: Self.version, uptimeSeconds: (ContinuousClock.now - started).inSeconds,
+                    subscribers: publisher.subscribers, peersRefused: peerGate.refused
                 ).jsonMembers
                 ping["reloads"] = .object(reloads)
                 return ping

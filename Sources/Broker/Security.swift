@@ -97,11 +97,21 @@ extension SecurityConfiguration {
     /// The ZAP domain the broker's sockets authenticate in.
     static let zapDomain = "meshbus"
 
-    /// Makes `socket` a CURVE server when CURVE is configured.
+    /// Puts `socket` in the broker's ZAP domain (every new peer is asked about, see
+    /// ``Broker``'s admission), and makes it a CURVE server when CURVE is configured.
     func apply(to socket: ZMQSocket) throws {
-        guard let curve else { return }
         try socket.setZAPDomain(Self.zapDomain)
+        guard let curve else { return }
         try socket.setCurveServer(secretKey: Array(curve.secretKey.utf8))
+    }
+
+    /// The ZAP verdict on a new peer that the descriptor budget lets in: under CURVE, its key
+    /// must be listed (its role becomes the user id); without CURVE, every peer is admitted.
+    func verdict(on request: ZMQAuthenticator.Request) -> ZMQAuthenticator.Verdict {
+        guard request.domain == Self.zapDomain else { return .refuse("unknown ZAP domain") }
+        guard curve != nil else { return .admit(userID: "") }
+        guard let key = request.publicKey, let role = role(ofKey: key) else { return .refuse("client key not admitted") }
+        return .admit(userID: role.rawValue)
     }
 
     /// The role of an admitted key, as the ZAP handler reports it in `User-Id`.

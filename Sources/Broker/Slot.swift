@@ -491,7 +491,8 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
         let counters = virtualRadio.counters
         return MeshBus.VirtualRadioStatus(
             address: listener.address, allowAdmin: listener.configuration.allowAdmin, clients: virtualRadio.clientCount,
-            connections: counters.connections, turnedAway: counters.turnedAway, handshakes: counters.handshakes, packets: counters.packets,
+            connections: counters.connections, turnedAway: counters.turnedAway, lowOnDescriptors: counters.lowOnDescriptors,
+            handshakes: counters.handshakes, packets: counters.packets,
             outboxFull: counters.outboxFull, adminRefused: counters.adminRefused, framesDropped: counters.framesDropped,
             undecodable: counters.undecodable, ignored: counters.ignored, failedSends: counters.failedSends
         )

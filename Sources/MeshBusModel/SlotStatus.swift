@@ -98,6 +98,9 @@ extension MeshBus {
         public var clients: Int
         public var connections: Int
         public var turnedAway: Int
+        /// Clients turned away because the broker was low on file descriptors; nil from an
+        /// older broker.
+        public var lowOnDescriptors: Int?
         public var handshakes: Int
         public var packets: Int
         public var outboxFull: Int
@@ -108,14 +111,15 @@ extension MeshBus {
         public var failedSends: Int
 
         public init(
-            address: String, allowAdmin: Bool, clients: Int, connections: Int, turnedAway: Int, handshakes: Int, packets: Int,
-            outboxFull: Int, adminRefused: Int, framesDropped: Int, undecodable: Int, ignored: Int, failedSends: Int
+            address: String, allowAdmin: Bool, clients: Int, connections: Int, turnedAway: Int, lowOnDescriptors: Int?, handshakes: Int,
+            packets: Int, outboxFull: Int, adminRefused: Int, framesDropped: Int, undecodable: Int, ignored: Int, failedSends: Int
         ) {
             self.address = address
             self.allowAdmin = allowAdmin
             self.clients = clients
             self.connections = connections
             self.turnedAway = turnedAway
+            self.lowOnDescriptors = lowOnDescriptors
             self.handshakes = handshakes
             self.packets = packets
             self.outboxFull = outboxFull
@@ -129,7 +133,7 @@ extension MeshBus {
         public var jsonValue: JSONValue {
             .object([
                 "address": .string(address), "allowAdmin": .bool(allowAdmin), "clients": .int(clients), "connections": .int(connections),
-                "turnedAway": .int(turnedAway), "handshakes": .int(handshakes), "packets": .int(packets), "outboxFull": .int(outboxFull),
+                "turnedAway": .int(turnedAway), "lowOnDescriptors": lowOnDescriptors.map { .int($0) } ?? .null, "handshakes": .int(handshakes), "packets": .int(packets), "outboxFull": .int(outboxFull),
                 "adminRefused": .int(adminRefused), "framesDropped": .int(framesDropped), "undecodable": .int(undecodable),
                 "ignored": .int(ignored), "failedSends": .int(failedSends),
             ])
@@ -145,17 +149,21 @@ extension MeshBus {
         public var uptimeSeconds: Double
         /// Subscribers connected to the PUB socket now; nil from a broker that does not say.
         public var subscribers: Int?
+        /// ZeroMQ peers refused so far because the broker was low on file descriptors.
+        public var peersRefused: Int?
 
-        public init(broker: String, version: String, uptimeSeconds: Double, subscribers: Int? = nil) {
+        public init(broker: String, version: String, uptimeSeconds: Double, subscribers: Int? = nil, peersRefused: Int? = nil) {
             self.broker = broker
             self.version = version
             self.uptimeSeconds = uptimeSeconds
             self.subscribers = subscribers
+            self.peersRefused = peersRefused
         }
 
         public var jsonValue: JSONValue {
             var object: JSONObject = ["broker": .string(broker), "version": .string(version), "uptimeSeconds": .double(uptimeSeconds)]
             if let subscribers { object["subscribers"] = .int(subscribers) }
+            if let peersRefused { object["peersRefused"] = .int(peersRefused) }
             return .object(object)
         }
     }

@@ -1,4 +1,5 @@
 import CoreMetrics
+import DescriptorBudget
 import Logging
 import MeshtasticProtocol
 import NIOCore
@@ -83,6 +84,8 @@ public final class VirtualRadio: Sendable {
     private let hub: Mutex<Hub>
     private let metrics: Metrics
     private let logger: Logger
+    /// Turns clients away while the process is low on file descriptors.
+    private let descriptors = DescriptorGate()
 
     /// What the virtual radio has done, for `status` and tests.
     public struct Counters: Sendable, Equatable {
@@ -90,6 +93,8 @@ public final class VirtualRadio: Sendable {
         public var connections = 0
         /// Connections closed at once because `maxClients` were connected.
         public var turnedAway = 0
+        /// Connections closed at once because the process was low on file descriptors.
+        public var lowOnDescriptors = 0
         /// Handshakes answered.
         public var handshakes = 0
         /// Packets from clients accepted into the slot's outbox.
@@ -349,6 +354,16 @@ public final class VirtualRadio: Sendable {
     }
 
     private func admit(_ client: Client) -> Int? {
+        if let refusal = descriptors.check() {
+            hub.withLock { $0.counters.lowOnDescriptors += 1 }
+            if refusal.shouldLog {
+                logger.warning(
+                    "virtual radio client turned away: \(refusal) (logged once a minute; counted in lowOnDescriptors)",
+                    metadata: ["slot": "\(slot)", "peer": "\(client.peer)", "refused": "\(refusal.total)"]
+                )
+            }
+            return nil
+        }
         let admitted: Int? = hub.withLock { hub in
             guard hub.clients.count < client.policy.maxClients else {
                 hub.counters.turnedAway += 1

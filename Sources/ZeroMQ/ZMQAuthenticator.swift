@@ -1,18 +1,39 @@
 import CZeroMQ
 
-/// A ZAP handler (ZeroMQ RFC 27): decides which CURVE clients a context's sockets admit.
+/// A ZAP handler (ZeroMQ RFC 27): decides which peers a context's sockets admit.
 ///
 /// libzmq asks the handler bound at `inproc://zeromq.zap.01` about every new connection to a
-/// CURVE server socket. Without a handler any client that knows the server key would get in;
-/// with this one, only public keys for which `admit` returns a user id. The user id comes
-/// back on every message from that peer as the `User-Id` property
-/// (``ZMQSocket/receiveMultipart(dontWait:property:)``). Runs on its own thread.
+/// socket with a ZAP domain, under any mechanism: for a CURVE server, which public keys get
+/// in (without a handler, any client that knows the server key would); under NULL, whether
+/// the broker takes another peer at all. The user id of an admitted peer comes back on every
+/// message from it as the `User-Id` property (``ZMQSocket/receiveMultipart(dontWait:property:)``).
+/// Runs on its own thread.
 public final class ZMQAuthenticator: Sendable {
+    /// One ZAP request, as the handler is asked it.
+    public struct Request: Sendable, Equatable {
+        public var domain: String
+        /// The peer's IP address.
+        public var address: String
+        /// `NULL`, `PLAIN` or `CURVE`.
+        public var mechanism: String
+        /// The client's public key in Z85, under CURVE.
+        public var publicKey: String?
+    }
+
+    /// The handler's answer to one request.
+    public enum Verdict: Sendable, Equatable {
+        /// Admitted; `userID` reaches the socket's messages as the `User-Id` property.
+        case admit(userID: String)
+        /// Refused (status 400), with the reason. The connection is closed, and libzmq does not
+        /// reconnect a peer refused so (status 300 would keep the connection, and its descriptor).
+        case refuse(String)
+    }
+
     private let thread: ZMQSocketThread
 
-    /// Binds the handler in `context`; it must exist before CURVE sockets accept peers.
-    /// `admit` gets the domain and the client's Z85 public key.
-    public init(context: ZMQContext, admit: @escaping @Sendable (_ domain: String, _ publicKey: String) -> String?) throws {
+    /// Binds the handler in `context`; it must exist before sockets with a ZAP domain accept
+    /// peers. `admit` answers each request on the handler's thread.
+    public init(context: ZMQContext, admit: @escaping @Sendable (Request) -> Verdict) throws {
         (thread, _) = try ZMQSocketThread.start(name: "meshbus-zap", wakeup: try ZMQWakeup()) { thread, ready in
             let socket = try ZMQSocket(context: context, type: .rep)
             defer { socket.close() }
@@ -29,21 +50,30 @@ public final class ZMQAuthenticator: Sendable {
         }
     }
 
-    /// The reply to one ZAP request: version, request id, status code and text, user id, metadata.
-    static func answer(_ request: [[UInt8]], admit: (String, String) -> String?) -> [[UInt8]] {
+    /// The reply to one ZAP request (RFC 27): version, request id, status code and text, user
+    /// id, metadata.
+    static func answer(_ request: [[UInt8]], admit: (Request) -> Verdict) -> [[UInt8]] {
         guard request.count >= 6, request[0] == Array("1.0".utf8) else {
-            return [Array("1.0".utf8), request.count > 1 ? request[1] : [], Array("500".utf8), Array("malformed ZAP request".utf8), [], []]
+            return reply(request.count > 1 ? request[1] : [], "500", "malformed ZAP request")
         }
-        let domain = String(decoding: request[2], as: UTF8.self)
         let mechanism = String(decoding: request[5], as: UTF8.self)
-        var userID: String?
-        if mechanism == "CURVE", request.count >= 7, let key = Z85.encode(request[6]) {
-            userID = admit(domain, key)
+        var publicKey: String?
+        if mechanism == "CURVE" {
+            guard request.count >= 7, let key = Z85.encode(request[6]) else { return reply(request[1], "500", "malformed CURVE credentials") }
+            publicKey = key
         }
-        guard let userID else {
-            return [Array("1.0".utf8), request[1], Array("400".utf8), Array("client key not admitted".utf8), [], []]
+        let asked = Request(
+            domain: String(decoding: request[2], as: UTF8.self), address: String(decoding: request[3], as: UTF8.self), mechanism: mechanism,
+            publicKey: publicKey
+        )
+        switch admit(asked) {
+        case .admit(let userID): return reply(request[1], "200", "OK", userID: userID)
+        case .refuse(let reason): return reply(request[1], "400", reason)
         }
-        return [Array("1.0".utf8), request[1], Array("200".utf8), Array("OK".utf8), Array(userID.utf8), []]
+    }
+
+    private static func reply(_ requestID: [UInt8], _ status: String, _ text: String, userID: String = "") -> [[UInt8]] {
+        [Array("1.0".utf8), requestID, Array(status.utf8), Array(text.utf8), Array(userID.utf8), []]
     }
 
     /// Unbinds the handler.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BluetoothLE
 import Broker
+import DescriptorBudget
 import Foundation
 import HTTPGateway
 import Logging
@@ -110,6 +111,9 @@ struct RunCommand: AsyncParsableCommand {
         // SIGHUP asks for a reload; trap it before anything says the daemon is up.
         let hangups = config == nil ? nil : await UnixSignalsSequence(trapping: .sighup)
 
+        if let raised = DescriptorBudget.raiseSoftLimit() {
+            logger.info("file descriptor limit raised to the hard limit", metadata: ["from": "\(raised.from)", "to": "\(raised.to)"])
+        }
         let broker: Broker
         do {
             broker = try await Broker(configuration: daemon.broker, logger: logger)

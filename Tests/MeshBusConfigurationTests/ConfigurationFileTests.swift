@@ -25,8 +25,8 @@ import VirtualRadio
         ("", ["meshbus.yaml:1: slots: the file is empty; list at least the slots"]),
         ("events: [tcp://127.0.0.1:7710]\n", ["meshbus.yaml:1: slots: missing; list the radios, each with a name and one of tcp, serial, ble, simulator or webserial"]),
         ("slots: [\n", ["meshbus.yaml:2: YAML syntax: did not find expected node content"]),
-        ("- a\n- b\n", ["meshbus.yaml:1: expected a mapping of events, commands, slots, timing, outboxCapacity, replayCapacity, subscriberQueue, flushTimeout, metrics, http, log, security, mqtt"]),
-        ("slots: []\nslot: []\n", ["meshbus.yaml:2: slot: unknown key; expected one of events, commands, slots, timing, outboxCapacity, replayCapacity, subscriberQueue, flushTimeout, metrics, http, log, security, mqtt"]),
+        ("- a\n- b\n", ["meshbus.yaml:1: expected a mapping of events, commands, slots, timing, outboxCapacity, replayCapacity, subscriberQueue, flushTimeout, stateDirectory, metrics, http, log, security, mqtt"]),
+        ("slots: []\nslot: []\n", ["meshbus.yaml:2: slot: unknown key; expected one of events, commands, slots, timing, outboxCapacity, replayCapacity, subscriberQueue, flushTimeout, stateDirectory, metrics, http, log, security, mqtt"]),
         ("slots: []\nslots: []\n", ["meshbus.yaml:2: slots: given twice in one mapping"]),
         ("slots: {name: a}\n", ["meshbus.yaml:1: slots: expected a list"]),
         (
@@ -213,6 +213,14 @@ import VirtualRadio
         let slots = try ConfigurationFile.parse(text, file: "meshbus.yaml").broker.slots
         #expect(slots[0].source == .ble(BLEConfiguration(device: "AA:BB:CC:DD:EE:01")))
         #expect(slots[1].source == .ble(BLEConfiguration(device: "Meshtastic_ee02", pin: 123_456, adapter: "hci1")))
+    }
+
+    @Test func theStateDirectoryIsResolvedAgainstTheConfigFilesDirectory() throws {
+        let relative = try ConfigurationFile.parse("slots: []\nstateDirectory: state\n", file: "meshbus.yaml", directory: "/etc/meshbus")
+        #expect(relative.broker.stateDirectory == "/etc/meshbus/state")
+        let absolute = try ConfigurationFile.parse("slots: []\nstateDirectory: /var/lib/meshbus\n", file: "meshbus.yaml")
+        #expect(absolute.broker.stateDirectory == "/var/lib/meshbus")
+        #expect(try ConfigurationFile.parse("slots: []\n", file: "meshbus.yaml").broker.stateDirectory == nil, "off unless named")
     }
 
     @Test func theMQTTSectionIsReadForTheBridge() throws {

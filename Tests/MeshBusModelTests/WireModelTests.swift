@@ -10,7 +10,7 @@ import Testing
     }
 
     static let virtualRadio = MeshBus.VirtualRadioStatus(
-        address: "127.0.0.1:4403", allowAdmin: false, clients: 2, connections: 5, turnedAway: 1, handshakes: 4, packets: 9,
+        address: "127.0.0.1:4403", allowAdmin: false, clients: 2, connections: 5, turnedAway: 1, lowOnDescriptors: 6, handshakes: 4, packets: 9,
         outboxFull: 0, adminRefused: 1, framesDropped: 3, undecodable: 2, ignored: 1, failedSends: 1
     )
 

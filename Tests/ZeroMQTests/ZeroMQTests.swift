@@ -88,8 +88,8 @@ import Testing
         let server = try ZMQCurveKeyPair.generate()
         let admitted = try ZMQCurveKeyPair.generate()
         let stranger = try ZMQCurveKeyPair.generate()
-        let authenticator = try ZMQAuthenticator(context: context) { domain, key in
-            domain == "test" && key == admitted.publicKey ? "bot" : nil
+        let authenticator = try ZMQAuthenticator(context: context) { request in
+            request.domain == "test" && request.publicKey == admitted.publicKey ? .admit(userID: "bot") : .refuse("not listed")
         }
         let router = try ZMQSocket(context: context, type: .router)
         defer { router.close() }
@@ -123,10 +123,17 @@ import Testing
     @Test func zapAnswerFollowsRFC27() {
         let request: [[UInt8]] = [Array("1.0".utf8), [9], Array("d".utf8), Array("127.0.0.1".utf8), [], Array("CURVE".utf8), [UInt8](repeating: 1, count: 32)]
         let key = Z85.encode([UInt8](repeating: 1, count: 32))!
-        let yes = ZMQAuthenticator.answer(request) { _, seen in seen == key ? "u" : nil }
+        var asked: ZMQAuthenticator.Request?
+        let yes = ZMQAuthenticator.answer(request) { request in
+            asked = request
+            return .admit(userID: "u")
+        }
+        #expect(asked == .init(domain: "d", address: "127.0.0.1", mechanism: "CURVE", publicKey: key))
         #expect(yes == [Array("1.0".utf8), [9], Array("200".utf8), Array("OK".utf8), Array("u".utf8), []])
-        let no = ZMQAuthenticator.answer(request) { _, _ in nil }
-        #expect(no[2] == Array("400".utf8))
-        #expect(ZMQAuthenticator.answer([Array("2.0".utf8), [9]]) { _, _ in "u" }[2] == Array("500".utf8))
+        let no = ZMQAuthenticator.answer(request) { _ in .refuse("no") }
+        #expect(no[2] == Array("400".utf8) && no[3] == Array("no".utf8))
+        #expect(ZMQAuthenticator.answer([Array("2.0".utf8), [9]]) { _ in .admit(userID: "u") }[2] == Array("500".utf8))
+        let null: [[UInt8]] = [Array("1.0".utf8), [9], Array("d".utf8), Array("127.0.0.1".utf8), [], Array("NULL".utf8)]
+        #expect(ZMQAuthenticator.answer(null) { $0.publicKey == nil ? .admit(userID: "") : .refuse("key") }[2] == Array("200".utf8))
     }
 }

@@ -14,10 +14,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BINARY = os.environ.get("MESHBUS_BIN", os.path.join(ROOT, ".build", "debug", "meshbus"))
 
 
-def _start(args, pattern, timeout=30.0, env=None, stderr=subprocess.DEVNULL):
-    """Starts meshbus with args; waits for stdout lines matching pattern; returns (proc, matches)."""
+def _start(args, pattern, timeout=30.0, env=None, stderr=subprocess.DEVNULL, preexec_fn=None):
+    """Starts meshbus with args; waits for stdout lines matching pattern; returns (proc, matches).
+    `preexec_fn` runs in the child before meshbus (e.g. to lower its limits)."""
     environment = None if env is None else {**os.environ, **env}
-    proc = subprocess.Popen([BINARY, *args], stdout=subprocess.PIPE, stderr=stderr, text=True, env=environment)
+    proc = subprocess.Popen([BINARY, *args], stdout=subprocess.PIPE, stderr=stderr, text=True, env=environment,
+                            preexec_fn=preexec_fn)
     found = {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and len(found) < len(pattern):

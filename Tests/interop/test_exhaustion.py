@@ -1,6 +1,7 @@
 """Limits under churn: subscribers that come and go leave no descriptor or memory behind, and
 many clients replaying the whole ring at once stay within a stated memory bound."""
 import os
+import time
 import re
 import threading
 
@@ -114,3 +115,95 @@ def test_fifty_clients_replaying_the_whole_ring_at_once_stay_within_a_memory_bou
     peak = status_kib(pid, "VmHWM")
     print(f"50 clients replaying 2,000+ events each: RSS {before} KiB before, peak {peak} KiB")
     assert peak - before < 32 * 1024, f"peak RSS {peak} KiB is {peak - before} KiB over the {before} KiB before the replays"
+
+
+def test_a_low_descriptor_limit_refuses_new_peers_with_a_reason_while_existing_clients_and_the_radio_keep_working(
+        tmp_path, context):
+    from meshtastic.tcp_interface import TCPInterface
+    import resource
+    import signal
+    import socket as sockets
+    from conftest import _start
+
+    limit = 128
+
+    def lower_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    config = tmp_path / "meshbus.yaml"
+    config.write_text("events: [tcp://127.0.0.1:*]\ncommands: [tcp://127.0.0.1:*]\n"
+                      "slots:\n  - {name: sim, simulator: {nodes: 4, trafficPerMinute: 600}, virtualRadio: '127.0.0.1:0'}\n")
+    log_path = tmp_path / "broker.log"
+    with open(log_path, "w") as log:
+        proc, found = _start(["run", "--config", str(config)],
+                             {"events": r"events: (\S+)", "commands": r"commands: (\S+)", "virtual": r"virtual radio sim: \S+:(\d+)"},
+                             stderr=log, preexec_fn=lower_limit)
+    flood, raw = [], []
+    existing = None
+    try:
+        # Connected before the flood: a consumer, a command client and an official client.
+        keep = subscriber(context, found["events"], b"meshtastic.send.status")
+        commands = context.socket(zmq.REQ)
+        commands.setsockopt(zmq.RCVTIMEO, 10000)
+        commands.connect(found["commands"])
+
+        def ask(request):
+            commands.send_json(request)
+            reply = commands.recv_json()
+            assert reply["ok"], reply
+            return reply["result"]
+
+        wait_until(lambda: ask({"cmd": "status", "slot": "sim"})["slots"]["sim"]["ready"], "the slot to be ready")
+        existing = TCPInterface(hostname="127.0.0.1", portNumber=int(found["virtual"]), timeout=30)
+        time.sleep(0.5)  # the subscription reaches the broker before the flood
+
+        # The flood: more ZeroMQ peers and virtual radio clients than the limit leaves room for.
+        for _ in range(150):
+            sub = context.socket(zmq.SUB)
+            sub.setsockopt(zmq.LINGER, 0)
+            sub.connect(found["events"])
+            sub.subscribe(b"")
+            flood.append(sub)
+            time.sleep(0.005)
+        for _ in range(60):
+            raw.append(sockets.create_connection(("127.0.0.1", int(found["virtual"])), timeout=10))
+
+        ping = wait_until(lambda: (lambda p: p if p["peersRefused"] > 0 else None)(ask({"cmd": "ping"})),
+                          "ZeroMQ peers refused for want of descriptors")
+        virtual = wait_until(
+            lambda: (lambda v: v if v["lowOnDescriptors"] > 0 else None)(ask({"cmd": "status", "slot": "sim"})["slots"]["sim"]["virtualRadio"]),
+            "virtual radio clients turned away for want of descriptors")
+        assert ping["subscribers"] < 150
+        assert open_fds(proc.pid) < limit, "the broker never reaches its limit: the reserve is kept for radios and replies"
+        # A turned-away virtual radio client sees its connection closed at once.
+        closed = 0
+        for connection in raw:
+            connection.settimeout(5)
+            try:
+                closed += connection.recv(1) == b""
+            except (ConnectionResetError, sockets.timeout):
+                pass
+        assert closed >= virtual["lowOnDescriptors"] > 0
+
+        # The clients from before the flood and the radio go on: a send from each is settled.
+        sent = ask({"cmd": "sendText", "slot": "sim", "text": "during the flood", "wantAck": True})
+        existing.sendText("official client during the flood")
+        statuses = collect(keep, lambda seen: any(e[1]["packetId"] == sent["packetId"] and e[1]["status"] == "acked" for e in seen)
+                           and any((e[1].get("requestId") or "").startswith("virtualRadio:") and e[1]["status"] == "sent" for e in seen))
+        assert statuses
+        assert ask({"cmd": "status", "slot": "sim"})["slots"]["sim"]["ready"]
+    finally:
+        for sub in flood:
+            sub.close()
+        for connection in raw:
+            connection.close()
+        if existing is not None:
+            existing.close()
+    # Room again: a new peer is admitted once the flood has gone.
+    wait_until(lambda: command(context, found["commands"], {"cmd": "ping"}).get("ok"), "a new command client to be admitted again")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=20)
+    text = log_path.read_text()
+    assert "ZeroMQ peer refused: low on file descriptors" in text
+    assert "virtual radio client turned away: low on file descriptors" in text
+    assert text.count("ZeroMQ peer refused") == 1, "logged once a minute, not once a peer"
