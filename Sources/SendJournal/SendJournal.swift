@@ -125,17 +125,24 @@ public final class SendJournal: Sendable {
     public func settled(_ packetID: UInt32) throws(Failure) {
         try state.withLock { state throws(Failure) in
             guard state.open.remove(packetID) else { return }
+            var compactionFailure: Failure?
             if state.size >= compactAfter {
-                let (descriptor, size) = try Self.rewrite(path: path, directory: directory, open: state.open)
-                _ = Glibc.close(state.descriptor)
-                state.descriptor = descriptor
-                state.size = size
-                state.compactions += 1
-                return
+                do throws(Failure) {
+                    let (descriptor, size) = try Self.rewrite(path: path, directory: directory, open: state.open)
+                    _ = Glibc.close(state.descriptor)
+                    state.descriptor = descriptor
+                    state.size = size
+                    state.compactions += 1
+                    return
+                } catch {
+                    // The file as it is still holds everything: settle the send in it, and report.
+                    compactionFailure = error
+                }
             }
             let record = JournalFormat.encode(.settled(packetID: packetID))
             try Self.write(record, to: state.descriptor, path: path)
             state.size += record.count
+            if let compactionFailure { throw compactionFailure }
         }
     }
 

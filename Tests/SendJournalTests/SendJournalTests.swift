@@ -112,6 +112,18 @@ private func send(_ packetID: UInt32, requestID: String? = "request", deadline: 
         #expect(try SendJournal.recover(directory: directory.path, slot: "a").sends.map(\.packetID) == [1998, 1999, 2000])
     }
 
+    @Test func aCompactionThatFailsStillSettlesTheSendInTheFileAsItIs() throws {
+        let directory = try ScratchDirectory()
+        let journal = try SendJournal(directory: directory.path, slot: "a", keeping: [], compactAfter: 1)
+        try journal.accepted(send(1))
+        try journal.accepted(send(2))
+        // A directory where the rewrite would go: the rewrite cannot be created.
+        try FileManager.default.createDirectory(atPath: directory.file("a") + ".new", withIntermediateDirectories: false)
+        #expect(throws: SendJournal.Failure.self) { try journal.settled(1) }
+        #expect(journal.compactions == 0)
+        #expect(try SendJournal.recover(directory: directory.path, slot: "a").sends.map(\.packetID) == [2])
+    }
+
     @Test func aTornTailIsReportedAndTheRestRecovered() throws {
         let directory = try ScratchDirectory()
         do {
