@@ -39,9 +39,11 @@ def watched_radio(start_broker, start_controlled_simulator, context, serial=None
         port = free_port()
         endpoints = start_broker("--tcp", f"radio=127.0.0.1:{port}")
     sub = subscriber(context, endpoints["events"], b"meshtastic.")
-    link_events(sub, count("meshtastic.connection.state/radio"))
+    # The subscriber may join after the first state change: whatever it saw before the radio
+    # appeared counts too (the serial test looks for the poll state among them).
+    before = link_events(sub, count("meshtastic.connection.state/radio"))
     sim = start_controlled_simulator(serial=serial) if serial else start_controlled_simulator(port=port)
-    events = link_events(sub, established(1))
+    events = before + link_events(sub, established(1))
     return endpoints, sim, sub, events
 
 
