@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -52,7 +53,6 @@ def free_port():
 
 def start(binary, args, pattern, stderr):
     """Starts `binary args`; returns (process, first group of each regex of `pattern` in its output)."""
-    import re
     proc = subprocess.Popen([binary, *args], stdout=subprocess.PIPE, stderr=stderr, text=True)
     found = {}
     deadline = time.monotonic() + 30
