@@ -2,8 +2,6 @@
 offline, the broker killed with SIGKILL, started again: each send reaches exactly one
 terminal status under its original packet id and request id, the radio gets each unexpired
 send once, and expired ones end `expired` without reaching it."""
-import json
-import os
 import signal
 import subprocess
 import time
