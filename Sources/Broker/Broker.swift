@@ -70,6 +70,8 @@ public final class Broker: Service, Sendable {
     /// endpoint cannot be bound or the security settings refuse one (``BrokerStartError``).
     public init(configuration: BrokerConfiguration, logger: Logger = Logger(label: "meshbus")) async throws {
         try configuration.security.check(endpoints: configuration.events + configuration.commands)
+        // Before anything is bound: a journal directory that cannot be used stops the start.
+        if let stateDirectory = configuration.stateDirectory { try SendJournal.prepare(directory: stateDirectory) }
         self.logger = logger
         brokerID = Envelope.makeBrokerID()
         context = try ZMQContext()
@@ -95,7 +97,6 @@ public final class Broker: Service, Sendable {
         commands = try CommandServer(context: context, endpoints: configuration.commands, security: configuration.security)
         eventEndpoints = publisher.endpoints
         commandEndpoints = commands.endpoints
-        if let stateDirectory = configuration.stateDirectory { try SendJournal.prepare(directory: stateDirectory) }
         sink = EventSink(brokerID: brokerID, publisher: publisher, hub: eventHub)
         (slotStream, slotStarts) = AsyncStream<BrokerSlot>.makeStream()
         var slots: [String: BrokerSlot] = [:]
