@@ -194,6 +194,13 @@ def command(ctx, endpoint, request):
         req.close()
 
 
+def slot_status(ctx, endpoint, slot):
+    """The `status` of one slot (checked to have succeeded)."""
+    reply = command(ctx, endpoint, {"cmd": "status", "slot": slot})
+    assert reply["ok"], reply
+    return reply["result"]["slots"][slot]
+
+
 def wait_until(check, what, timeout=10.0, interval=0.02):
     """Polls `check()` until it returns something truthy (returned); fails naming `what`."""
     deadline = time.monotonic() + timeout

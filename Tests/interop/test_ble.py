@@ -3,7 +3,7 @@ dbus-daemon, backed by the radio simulator: MeshBus speaks D-Bus to it as to Blu
 import time
 
 
-from conftest import check_config, collect, command, subscriber, wait_until
+from conftest import check_config, collect, command, slot_status, subscriber, wait_until
 
 # Short timings so that losses and strikes show within seconds.
 FAST = ("timing: {healthCheckInterval: 1s, probeTimeout: 1s, maxStrikes: 2, reconnectCooldown: 0.2s,"
@@ -17,7 +17,7 @@ def config(tmp_path, ble, timing=FAST):
 
 
 def link(context, endpoints):
-    return command(context, endpoints["commands"], {"cmd": "status", "slot": "window"})["result"]["slots"]["window"]
+    return slot_status(context, endpoints["commands"], "window")
 
 
 def established(events):

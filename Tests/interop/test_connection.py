@@ -1,6 +1,6 @@
 """The connection manager seen from outside: pyzmq clients watch a real radio link
 (`meshbus sim` over TCP or a pseudo-terminal) fail and recover, at design.md's default timings."""
-from conftest import collect, command, control, free_port, subscriber
+from conftest import collect, command, control, free_port, slot_status, subscriber
 
 STATE_FIELDS = {"state", "previous", "strikes", "attempt", "retryInSeconds"}
 
@@ -27,7 +27,7 @@ def of(events, topic):
 
 
 def status(ctx, endpoint):
-    return command(ctx, endpoint, {"cmd": "status", "slot": "radio"})["result"]["slots"]["radio"]
+    return slot_status(ctx, endpoint, "radio")
 
 
 def watched_radio(start_broker, start_controlled_simulator, context, serial=None):

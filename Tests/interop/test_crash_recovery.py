@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from conftest import BINARY, _start, command, control, wait_until
+from conftest import BINARY, _start, command, control, slot_status, wait_until
 
 
 def start_from(config):
@@ -27,9 +27,7 @@ def statuses(ctx, endpoint, slot="radio"):
 
 
 def slot_state(ctx, endpoint):
-    reply = command(ctx, endpoint, {"id": "s", "cmd": "status", "slot": "radio"})
-    assert reply["ok"], reply
-    return reply["result"]["slots"]["radio"]
+    return slot_status(ctx, endpoint, "radio")
 
 
 def test_sends_accepted_before_a_kill_go_out_once_after_restart(tmp_path, context, start_controlled_simulator):

@@ -10,7 +10,7 @@ from meshtastic.protobuf import mesh_pb2
 from meshtastic.tcp_interface import TCPInterface
 from pubsub import pub
 
-from conftest import collect, command, control, free_port, subscriber
+from conftest import collect, command, control, free_port, slot_status, subscriber
 from test_operations import all_ready, config_text, scrape, slots_status, value, wait_until, write
 
 
@@ -70,9 +70,7 @@ def connect(endpoints):
 
 
 def status(context, endpoints):
-    reply = command(context, endpoints["commands"], {"cmd": "status", "slot": "radio"})
-    assert reply["ok"], reply
-    return reply["result"]["slots"]["radio"]
+    return slot_status(context, endpoints["commands"], "radio")
 
 
 def test_two_official_clients_share_one_radio(shared_radio, context, listener):

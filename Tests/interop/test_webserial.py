@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import collect, command, subscriber
+from conftest import collect, command, slot_status, subscriber
 
 
 class Relay:
@@ -60,7 +60,7 @@ def config(tmp_path):
 
 
 def link(context, endpoints):
-    return command(context, endpoints["commands"], {"cmd": "status", "slot": "laptop"})["result"]["slots"]["laptop"]
+    return slot_status(context, endpoints["commands"], "laptop")
 
 
 async def events_until(sub, predicate, what, timeout=30):
