@@ -423,7 +423,7 @@ public final class Broker: Service, Sendable {
         let (held, lastSeq) = slot.heldEvents(after: seq)
         if seq > lastSeq { return .ahead(lastSeq: lastSeq) }
         switch held {
-        case .success(let events): return .events(events)
+        case .success(let window): return .events(window.events)
         case .failure(let gap): return .gap(oldest: gap.oldestSeq)
         }
     }

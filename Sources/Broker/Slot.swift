@@ -322,7 +322,7 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
     // MARK: The core and its actions
 
     private func moment() -> Core.Moment {
-        Core.Moment(instant: clock.now, time: Envelope.now())
+        Core.Moment(instant: clock.now, millisecondsSince1970: Envelope.nowMilliseconds())
     }
 
     /// Runs `body` on the core under the lock, then carries out the actions queued (this
@@ -511,7 +511,7 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
     }
 
     /// Every event after `seq` still held, oldest first, or the gap.
-    func heldEvents(after seq: UInt64) -> (Result<[SlotEvent], ReplayGapTooOld>, lastSeq: UInt64) {
+    func heldEvents(after seq: UInt64) -> (Result<ReplayWindow, ReplayGapTooOld>, lastSeq: UInt64) {
         state.withLock { state in (Result { () throws(ReplayGapTooOld) in try state.core.events(after: seq, limit: .max) }, state.core.seq) }
     }
 
@@ -523,7 +523,7 @@ final class Slot<C: Clock>: Sendable where C.Duration == Duration {
         }
         let entries: [SlotEvent]
         switch held {
-        case .success(let events): entries = events
+        case .success(let window): entries = window.events
         case .failure(let gap): throw .gapTooOld(name, sinceSeq: sinceSeq, oldest: gap.oldestSeq)
         }
         let events: [JSONValue] = entries.map { entry in

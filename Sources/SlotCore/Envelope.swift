@@ -17,17 +17,19 @@ public enum Envelope {
     }
 
     /// Writes one envelope: the slot's ``head(broker:slot:)``, `topic`, `seq` and `time`, then
-    /// the members `writeFields` appends (`,"key":value`), then `}`; returns what it returned.
+    /// the members `writeFields` appends (`,"key":value`), then `}`; returns what it returned,
+    /// and where its members begin.
     public static func write<Result>(
         head: [UInt8], topic: String, seq: UInt64, time: String, writeFields: (inout [UInt8]) -> Result
-    ) -> (bytes: [UInt8], result: Result) {
+    ) -> (bytes: [UInt8], fieldsStart: Int, result: Result) {
         var out: [UInt8] = []
         out.reserveCapacity(512)
         out.append(contentsOf: head)
         writeRest(topic: topic, seq: seq, time: time, to: &out)
+        let fieldsStart = out.count
         let result = writeFields(&out)
         out.append(UInt8(ascii: "}"))
-        return (out, result)
+        return (out, fieldsStart, result)
     }
 
     /// The envelope's own keys: an event's fields never replace them.
@@ -98,11 +100,16 @@ public enum Envelope {
         }
     }
 
-    /// The current time in envelope form.
-    public static func now() -> String {
+    /// The current wall-clock time in milliseconds since 1970.
+    public static func nowMilliseconds() -> Int64 {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
-        return timestamp(millisecondsSince1970: Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000)
+        return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+    }
+
+    /// The current time in envelope form.
+    public static func now() -> String {
+        timestamp(millisecondsSince1970: nowMilliseconds())
     }
 
     /// A random 64-bit broker id as 16 hex digits.

@@ -69,10 +69,20 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
     public struct Moment: Sendable {
         public var instant: Instant
         public var time: String
+        /// What `time` was written from, kept in 8 bytes by the replay ring.
+        var eventTime: EventTime
 
         public init(instant: Instant, time: String) {
             self.instant = instant
             self.time = time
+            eventTime = .text(time)
+        }
+
+        /// `time` written from milliseconds since 1970, as the broker does.
+        public init(instant: Instant, millisecondsSince1970: Int64) {
+            self.instant = instant
+            time = Envelope.timestamp(millisecondsSince1970: millisecondsSince1970)
+            eventTime = .milliseconds(millisecondsSince1970)
         }
     }
 
@@ -241,10 +251,8 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
             actions.append(.virtualRadio(.radio(message, raw: raw)))
         case .sent(let item):
             let raw = (try? item.packet.serializedBytes() as [UInt8]) ?? []
-            publish(MeshBus.Topic.sent, raw: raw, at: now, into: &actions) { out in
-                out.append(contentsOf: ",\"packet\":".utf8)
-                PacketJSON.write(item.packet, to: &out)
-                Envelope.writeMember("requestId", item.requestID.map(JSONValue.string) ?? .null, to: &out)
+            publish(MeshBus.Topic.sent, raw: raw, record: .sent(packet: raw, requestID: item.requestID), at: now, into: &actions) {
+                EventFields.sent(item.packet, requestID: item.requestID, to: &$0)
             }
             if let update = ledger.written(packetID: item.packet.id) { publishStatus(update, at: now, into: &actions) }
             actions.append(.virtualRadio(.outboxChanged))
@@ -267,12 +275,10 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
             // again is the fallback for a frame that carries it in parts.
             let packetBytes = ProtobufFields.lengthDelimited(ProtobufFields.fromRadioPacket, in: raw).map(Array.init)
                 ?? (try? packet.serializedBytes()) ?? []
-            let summary = publish(MeshBus.Topic.receive, port: PacketJSON.portName(packet), raw: packetBytes, at: now, into: &actions) { out in
-                out.append(contentsOf: ",\"packet\":".utf8)
-                let summary = PacketJSON.write(packet, to: &out)
-                out.append(contentsOf: (backlog ? ",\"backlog\":true" : ",\"backlog\":false").utf8)
-                return summary
-            }
+            let summary = publish(
+                MeshBus.Topic.receive, port: PacketJSON.portName(packet), raw: packetBytes,
+                record: .receive(packet: packetBytes, backlog: backlog), at: now, into: &actions
+            ) { EventFields.receive(packet, backlog: backlog, to: &$0) }
             settleSend(from: packet, summary: summary, at: now, into: &actions)
             if nodes.fold(packet) { publishNode(packet.from, at: now, into: &actions) }
         case .myInfo(let info):
@@ -333,17 +339,20 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
     // MARK: Publishing
 
     /// Gives the event the next `seq`, keeps it for replay and hands it on. `writeFields`
-    /// appends the event's fields as `,"key":value` members; its result is returned.
+    /// appends the event's fields as `,"key":value` members; its result is returned. The
+    /// ring keeps `record`, or without one the fields as written.
     @discardableResult
     private mutating func publish<Result>(
-        _ topic: String, port: String? = nil, raw: [UInt8]? = nil, at now: Moment, into actions: inout [Action],
-        writeFields: (inout [UInt8]) -> Result
+        _ topic: String, port: String? = nil, raw: [UInt8]? = nil, record: ReplayRecord? = nil, at now: Moment,
+        into actions: inout [Action], writeFields: (inout [UInt8]) -> Result
     ) -> Result {
         seq += 1
         counters.eventsPublished += 1
-        let (envelope, result) = Envelope.write(head: settings.envelopeHead, topic: topic, seq: seq, time: now.time, writeFields: writeFields)
-        let event = SlotEvent(seq: seq, topic: Array(MeshBus.Topic.frame(topic, slot: settings.name, port: port).utf8), envelope: envelope, raw: raw)
-        ring.append(event)
+        let (envelope, fieldsStart, result) = Envelope.write(
+            head: settings.envelopeHead, topic: topic, seq: seq, time: now.time, writeFields: writeFields
+        )
+        let event = SlotEvent(seq: seq, topic: EventFields.topicFrame(topic, slot: settings.name, port: port), envelope: envelope, raw: raw)
+        ring.append(seq: seq, time: now.eventTime, record: record ?? .other(topic: topic, fields: Array(envelope[fieldsStart..<envelope.count - 1])))
         actions.append(.publish(event))
         return result
     }
@@ -358,10 +367,8 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
 
     private mutating func publishNode(_ num: UInt32, at now: Moment, into actions: inout [Action]) {
         guard let node = nodes[num] else { return }
-        publish(MeshBus.Topic.nodeUpdated, at: now, into: &actions) { out in
-            out.append(contentsOf: ",\"node\":".utf8)
-            PacketJSON.writeNode(node, to: &out)
-        }
+        let record = (try? node.serializedBytes() as [UInt8]).map { ReplayRecord.nodeUpdated(node: $0) }
+        publish(MeshBus.Topic.nodeUpdated, record: record, at: now, into: &actions) { EventFields.nodeUpdated(node, to: &$0) }
     }
 
     private mutating func publishStatus(_ update: SendLedger<Instant>.Update, at now: Moment, into actions: inout [Action]) {
@@ -396,9 +403,10 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
         )
     }
 
-    /// The events after `seq` still held, oldest first, at most `limit`.
-    public func events(after seq: UInt64, limit: Int) throws(ReplayGapTooOld) -> [SlotEvent] {
-        try ring.events(after: seq, limit: limit)
+    /// The events after `seq` still held, oldest first, at most `limit`: taken in compact
+    /// form, to be written out (``ReplayWindow/events``) after the caller's lock is released.
+    public func events(after seq: UInt64, limit: Int) throws(ReplayGapTooOld) -> ReplayWindow {
+        try ring.events(after: seq, limit: limit, head: settings.envelopeHead, slot: settings.name)
     }
 }
 

@@ -11,36 +11,79 @@ extension MockClock.Instant {
 }
 
 @Suite struct ReplayRingTests {
+    static let head = Envelope.head(broker: "b0", slot: "roof")
+
     func ring(capacity: Int, events: ClosedRange<UInt64>) -> ReplayRing {
         var ring = ReplayRing(capacity: capacity)
-        for seq in events { ring.append(SlotEvent(seq: seq, topic: [], envelope: Array("\(seq)".utf8), raw: nil)) }
+        for seq in events { ring.append(seq: seq, time: .milliseconds(Int64(seq)), record: .other(topic: "t", fields: Array(",\"n\":\(seq)".utf8))) }
         return ring
+    }
+
+    func seqs(_ ring: ReplayRing, after seq: UInt64, limit: Int = 100) throws -> [UInt64] {
+        try ring.events(after: seq, limit: limit, head: Self.head, slot: "roof").events.map(\.seq)
     }
 
     @Test func returnsEverythingAfterTheGivenSeqInOrder() throws {
         let ring = ring(capacity: 10, events: 1...6)
-        #expect(try ring.events(after: 3, limit: 100).map(\.seq) == [4, 5, 6])
-        #expect(try ring.events(after: 0, limit: 100).map(\.seq) == [1, 2, 3, 4, 5, 6])
-        #expect(try ring.events(after: 6, limit: 100).isEmpty, "nothing newer")
-        #expect(try ring.events(after: 60, limit: 100).isEmpty)
+        #expect(try seqs(ring, after: 3) == [4, 5, 6])
+        #expect(try seqs(ring, after: 0) == [1, 2, 3, 4, 5, 6])
+        #expect(try seqs(ring, after: 6).isEmpty, "nothing newer")
+        #expect(try seqs(ring, after: 60).isEmpty)
     }
 
     @Test func keepsOnlyTheNewestCapacityEvents() throws {
         let ring = ring(capacity: 4, events: 1...10)
         #expect(ring.count == 4)
         #expect(ring.oldestSeq == 7)
-        #expect(try ring.events(after: 6, limit: 100).map(\.seq) == [7, 8, 9, 10])
-        #expect(try ring.events(after: 8, limit: 100).map(\.seq) == [9, 10])
+        #expect(try seqs(ring, after: 6) == [7, 8, 9, 10])
+        #expect(try seqs(ring, after: 8) == [9, 10])
     }
 
     @Test func askingBeyondTheRingIsAGapTooOld() {
         let ring = ring(capacity: 4, events: 1...10)
-        #expect(throws: ReplayRing.GapTooOld(oldestSeq: 7)) { try ring.events(after: 5, limit: 100) }
+        #expect(throws: ReplayRing.GapTooOld(oldestSeq: 7)) { try ring.events(after: 5, limit: 100, head: Self.head, slot: "roof") }
     }
 
     @Test func limitCutsFromTheOldestSide() throws {
         let ring = ring(capacity: 5, events: 1...12)
-        #expect(try ring.events(after: 8, limit: 2).map(\.seq) == [9, 10])
+        #expect(try seqs(ring, after: 8, limit: 2) == [9, 10])
+    }
+
+    /// Should write each event out again from its record, across chunk boundaries and after
+    /// the oldest chunks were let go.
+    @Test func eventsComeBackWithTheirFieldsAndTimesAcrossChunks() throws {
+        let ring = ring(capacity: 1000, events: 1...5_000)
+        #expect(ring.count == 1000)
+        let events = try ring.events(after: 4_000, limit: .max, head: Self.head, slot: "roof").events
+        #expect(events.map(\.seq) == Array(4_001...5_000))
+        let last = try #require(events.last)
+        let expected = Envelope.write(head: Self.head, topic: "t", seq: 5_000, time: Envelope.timestamp(millisecondsSince1970: 5_000)) {
+            $0.append(contentsOf: ",\"n\":5000".utf8)
+        }.bytes
+        #expect(last.envelope == expected)
+        #expect(last.topic == Array("t/roof".utf8))
+    }
+
+    /// Should cost a full ring of packets about their own bytes: no allocation per event,
+    /// and at most a chunk of events already let go.
+    @Test func aFullRingOfPacketsCostsAboutTheirBytes() {
+        var ring = ReplayRing(capacity: 10_000)
+        let packet = [UInt8](repeating: 0x2A, count: 60)
+        for seq in UInt64(1)...30_000 { ring.append(seq: seq, time: .milliseconds(1_800_000_000_000), record: .receive(packet: packet, backlog: false)) }
+        let perEvent = Double(ring.heldBytes) / Double(ring.count)
+        // 60 packet bytes, a kind byte, 8 of time and 4 of index: 73.
+        #expect(perEvent < 73 * 1.05, "\(perEvent) bytes per event")
+    }
+
+    /// Should keep a time that was not made from milliseconds as its text.
+    @Test func aTimeGivenAsTextComesBackAsThatText() throws {
+        var ring = ReplayRing(capacity: 4)
+        ring.append(seq: 1, time: .text("t"), record: .sent(packet: [], requestID: nil))
+        ring.append(seq: 2, time: .text("later"), record: .sent(packet: [], requestID: "r-\u{1F60A}"))
+        let events = try ring.events(after: 0, limit: 10, head: Self.head, slot: "roof").events
+        let envelopes = try events.map { try JSONValue(parsing: $0.envelope) }
+        #expect(envelopes.map { $0["time"]?.stringValue } == ["t", "later"])
+        #expect(envelopes.map { $0["requestId"] } == [.null, .string("r-\u{1F60A}")])
     }
 }
 

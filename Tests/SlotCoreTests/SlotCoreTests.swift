@@ -109,7 +109,7 @@ func routingReply(to packetID: UInt32, error: Meshtastic_Routing.Error = .none) 
         #expect(first.published.map(\.seq) == [1])
         #expect(second.published.map(\.seq) == [2])
         #expect(third.published.map(\.seq) == [3, 4], "the packet, then the node it created")
-        #expect(try harness.core.events(after: 1, limit: 100).map(\.seq) == [2, 3, 4])
+        #expect(try harness.core.events(after: 1, limit: 100).events.map(\.seq) == [2, 3, 4])
         #expect(third.published.first?.event.topic == Array("meshtastic.receive/roof/TEXT_MESSAGE_APP".utf8))
     }
 
@@ -118,7 +118,7 @@ func routingReply(to packetID: UInt32, error: Meshtastic_Routing.Error = .none) 
         var harness = CoreHarness()
         for index in 1...10 { harness.link(.logLine("line \(index)")) }
         #expect(throws: ReplayGapTooOld(oldestSeq: 3)) { try harness.core.events(after: 1, limit: 100) }
-        #expect(try harness.core.events(after: 2, limit: 100).map(\.seq) == Array(3...10))
+        #expect(try harness.core.events(after: 2, limit: 100).events.map(\.seq) == Array(3...10))
     }
 
     /// Should publish the envelope's own keys first and the event's fields after them.

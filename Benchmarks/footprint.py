@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""What MeshBus costs while it waits and once it has filled up: resident memory of one idle
+slot, of 8 slots × 2,000 nodes with every replay ring full (with the /proc smaps breakdown),
+and the CPU time and wakeups of 8 connected slots with no traffic.
+
+Used by bench.py (its Bench class starts the processes); alone:
+
+    Benchmarks/footprint.py --meshbus .build/release/meshbus [--quick]
+"""
+import argparse
+import collections
+import os
+import time
+
+RING = 10_000
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def smaps_breakdown(pid):
+    """Resident kB by what is mapped: each file by name, the heap, stacks, anonymous memory."""
+    groups = collections.Counter()
+    name = "?"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if not parts:
+                continue
+            if "-" in parts[0] and len(parts) >= 5 and not parts[0].endswith(":"):
+                path = parts[5] if len(parts) > 5 else ""
+                if path.startswith("/"):
+                    name = os.path.basename(path)
+                elif path:
+                    name = path
+                else:
+                    name = "anonymous (malloc arenas, thread stacks)"
+            elif parts[0] == "Rss:":
+                groups[name] += int(parts[1])
+    return groups
+
+
+def cpu_and_switches(pid):
+    """CPU ns (schedstat) and context switches summed over every thread of `pid`."""
+    cpu_ns, switches = 0, 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                cpu_ns += int(f.read().split()[0])
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        switches += int(line.split()[1])
+        except FileNotFoundError:
+            pass  # a thread that ended meanwhile
+    return cpu_ns, switches
+
+
+def wait_until(what, check, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+
+
+def slots_status(bench, commands):
+    return bench.command(commands, {"cmd": "status"})["result"]["slots"]
+
+
+def idle_one_slot(bench, quick):
+    """RSS of a broker with one ready slot and nothing flowing."""
+    port, _ = bench.simulator()
+    broker, _, _ = bench.meshbus_broker([("sim", port)])
+    time.sleep(2 if quick else 10)
+    kb = rss_kb(broker.proc.pid)
+    bench.stop_all()
+    return kb / 1024
+
+
+def full_rings(bench, quick, slots=8, nodes=2000):
+    """8 slots × 2,000 nodes, each ring filled past its 10,000 events by load texts."""
+    radios = [bench.simulator(nodes=nodes) for _ in range(slots)]
+    broker, _, commands = bench.meshbus_broker([(f"s{i}", port) for i, (port, _) in enumerate(radios)])
+    texts = RING + RING // 5
+    for _, control in radios:
+        bench.control(control, {"load": texts, "rate": 1500})
+
+    def full():
+        return all(s["replayHeld"] >= RING and s["lastSeq"] >= texts for s in slots_status(bench, commands).values())
+
+    wait_until("every replay ring full", full, 300)
+    for _, control in radios:
+        wait_until("the simulator's load sent", lambda: bench.control(control, {"loadStatus": True})["load"]["emitted"] >= texts, 120)
+    time.sleep(3 if quick else 15)
+    status = slots_status(bench, commands)
+    result = {
+        "rss_mb": rss_kb(broker.proc.pid) / 1024,
+        "smaps_kb": smaps_breakdown(broker.proc.pid),
+        "nodes": sum(s["nodeCount"] for s in status.values()),
+        "held": sum(s["replayHeld"] for s in status.values()),
+    }
+    bench.stop_all()
+    return result
+
+
+def idle_slots(bench, quick, slots=8):
+    """CPU share of one core and wakeups per second of `slots` connected slots with no traffic."""
+    radios = [bench.simulator() for _ in range(slots)]
+    broker, _, _ = bench.meshbus_broker([(f"s{i}", port) for i, (port, _) in enumerate(radios)])
+    time.sleep(2)  # the handshakes' last writes
+    seconds = 10 if quick else 60
+    cpu_before, switches_before = cpu_and_switches(broker.proc.pid)
+    time.sleep(seconds)
+    cpu_after, switches_after = cpu_and_switches(broker.proc.pid)
+    bench.stop_all()
+    return {
+        "seconds": seconds,
+        "cpu_percent": (cpu_after - cpu_before) / 1e9 / seconds * 100,
+        "wakeups_per_second": (switches_after - switches_before) / seconds,
+    }
+
+
+def print_breakdown(smaps_kb, top=12):
+    total = sum(smaps_kb.values())
+    print(f"smaps, resident kB by mapping (total {total:,} kB):")
+    for name, kb in smaps_kb.most_common(top):
+        print(f"  {kb:>8,}  {name}")
+    rest = sum(kb for _, kb in smaps_kb.most_common()[top:])
+    if rest:
+        print(f"  {rest:>8,}  (the rest)")
+
+
+def main():
+    from bench import Bench
+
+    parser = argparse.ArgumentParser(description="MeshBus footprint: idle and full-ring memory, idle CPU")
+    parser.add_argument("--meshbus", required=True)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    args.subscriber = args.floor = None
+    bench = Bench(args)
+    try:
+        print(f"one idle slot: {idle_one_slot(bench, args.quick):.1f} MB")
+        full = full_rings(bench, args.quick)
+        print(f"8 slots × 2,000 nodes, rings full: {full['rss_mb']:.1f} MB ({full['nodes']:,} nodes, "
+              f"{full['held']:,} events held for replay)")
+        print_breakdown(full["smaps_kb"])
+        idle = idle_slots(bench, args.quick)
+        print(f"8 idle slots: {idle['cpu_percent']:.4f}% of a core, {idle['wakeups_per_second']:.2f} wakeups/s")
+    finally:
+        bench.stop_all()
+
+
+if __name__ == "__main__":
+    main()
