@@ -22,6 +22,8 @@ import time
 
 import zmq
 
+import footprint
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # The size of MeshBus's envelope for one load text (measured: `meshbus tail --json`), so the
@@ -219,8 +221,9 @@ class Bench:
         return r["unique"] / r["seconds"] if r["seconds"] > 0 else float("nan")
 
     def sustained(self, runner, rates, seconds):
-        """The highest rate of the ladder delivered completely (no loss) at >= 95% of the rate asked."""
-        best, detail = 0, []
+        """The highest rate of the ladder delivered completely (no loss) at >= 95% of the rate
+        asked, the ladder, and the publisher's CPU µs per event at that rate (its saturation)."""
+        best, detail, cpu_per_event = 0, [], float("nan")
         for rate in rates:
             count = int(rate * seconds)
             run = runner(rate, count)
@@ -231,7 +234,8 @@ class Bench:
             if not ok:
                 break
             best = rate
-        return best, detail
+            cpu_per_event = run["cpu"] / max(1, r["unique"]) * 1e6
+        return best, detail, cpu_per_event
 
 
 def fmt(value, unit=""):
@@ -267,9 +271,9 @@ def main():
         # Steps of at most 1.5× where the relays top out, so neither side's figure is rounded down far.
         ladder = [1000, 5000, 10000, 20000, 50000, 100000] if quick else [1000, 2000, 5000, 10000, 15000, 20000, 25000, 30000, 35000, 50000, 75000, 100000, 150000, 200000]
         python_ladder = [100, 250, 500, 1000, 2000, 5000] if quick else [100, 250, 500, 750, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 4000, 5000]
-        mb_rate, mb_detail = bench.sustained(lambda r, c: bench.run_relay("meshbus", r, c), ladder, seconds)
-        py_rate, py_detail = bench.sustained(lambda r, c: bench.run_relay("python", r, c), python_ladder, seconds)
-        floor_rate, floor_detail = bench.sustained(lambda r, c: bench.run_floor(r, c), ladder, seconds)
+        mb_rate, mb_detail, mb_top_cpu = bench.sustained(lambda r, c: bench.run_relay("meshbus", r, c), ladder, seconds)
+        py_rate, py_detail, py_top_cpu = bench.sustained(lambda r, c: bench.run_relay("python", r, c), python_ladder, seconds)
+        floor_rate, floor_detail, floor_top_cpu = bench.sustained(lambda r, c: bench.run_floor(r, c), ladder, seconds)
         raw["sustained"] = {"meshbus": mb_detail, "python": py_detail, "floor": floor_detail}
         rows.append(("sustained events/s, 0 loss", fmt(mb_rate), fmt(py_rate), fmt(floor_rate),
                      f"{ratio(mb_rate, py_rate)} A, {ratio(mb_rate, floor_rate)} B"))
@@ -277,6 +281,10 @@ def main():
                         mb_rate >= 20 * py_rate if py_rate else None))
         targets.append(("within 3× of the libzmq floor's events/s", f"{ratio(floor_rate, mb_rate)} below",
                         mb_rate * 3 >= floor_rate if floor_rate else None))
+        rows.append(("CPU µs per event at the top rate (saturation)", fmt(mb_top_cpu), fmt(py_top_cpu), fmt(floor_top_cpu),
+                     f"{ratio(mb_top_cpu, py_top_cpu)} A, {ratio(mb_top_cpu, floor_top_cpu)} B"))
+        targets.append(("CPU per event at saturation ≤ 1/50 of the Python republisher's", f"{ratio(mb_top_cpu, py_top_cpu)}",
+                        mb_top_cpu * 50 <= py_top_cpu))
 
         # 2. Latency and CPU at a rate every system sustains.
         rate = max(100, min(py_rate or 100, 500))
@@ -290,6 +298,8 @@ def main():
             rows.append((f"latency {label} at {rate}/s (µs)", fmt(a), fmt(b), fmt(c), f"{ratio(a, b)} A, {ratio(a, c)} B"))
         targets.append(("p99 latency ≤ 1/10 of the Python republisher's", f"{ratio(mb['results'][0]['p99_us'], py['results'][0]['p99_us'])}",
                         mb["results"][0]["p99_us"] * 10 <= py["results"][0]["p99_us"]))
+        targets.append(("p99 latency ≤ 1.5× the libzmq floor's", f"{ratio(mb['results'][0]['p99_us'], fl['results'][0]['p99_us'])}",
+                        mb["results"][0]["p99_us"] <= 1.5 * fl["results"][0]["p99_us"]))
         per = lambda run: run["cpu"] / max(1, run["results"][0]["unique"]) * 100_000
         rows.append((f"CPU s per 100k events (at {rate}/s)", fmt(per(mb)), fmt(per(py)), fmt(per(fl)),
                      f"{ratio(per(mb), per(py))} A, {ratio(per(mb), per(fl))} B"))
@@ -308,20 +318,25 @@ def main():
         targets.append(("fan-out to 32 costs < 2× the CPU per event of 1", f"{cpu_per_event[32] / cpu_per_event[1]:.2f}×",
                         cpu_per_event[32] < 2 * cpu_per_event[1]))
 
-        # 4. Memory: 8 slots × 2,000 nodes after a minute (10 s with --quick).
-        ports = [bench.simulator(nodes=2000)[0] for _ in range(8)]
-        broker, _, commands = bench.meshbus_broker([(f"s{i}", port) for i, port in enumerate(ports)])
-        time.sleep(10 if quick else 60)
-        rss = broker.rss_mb()
-        nodes = sum(slot["nodeCount"] for slot in bench.command(commands, {"cmd": "status"})["result"]["slots"].values())
-        bench.stop_all()
+        # 4. Footprint: memory idle and with every replay ring full, CPU and wakeups when idle.
+        idle_rss = footprint.idle_one_slot(bench, quick)
+        full = footprint.full_rings(bench, quick)
         port, _ = bench.simulator(nodes=2000)
         republisher, _ = bench.republisher(port)
         time.sleep(10 if quick else 60)
         py_rss = republisher.rss_mb()
         bench.stop_all()
-        rows.append((f"RSS MB, 8 slots × 2,000 nodes ({nodes:,} in the node DBs)", fmt(rss), f"{py_rss:.1f} (1 radio)", "–", ""))
-        targets.append(("RSS < 40 MB for 8 slots × 2,000 nodes", f"{rss:.1f} MB", rss < 40))
+        rows.append(("RSS MB, one idle slot", fmt(idle_rss), "–", "–", ""))
+        targets.append(("RSS < 20 MB with one idle slot", f"{idle_rss:.1f} MB", idle_rss < 20))
+        rows.append((f"RSS MB, 8 slots × 2,000 nodes, every ring full ({full['held']:,} events)", fmt(full["rss_mb"]),
+                     f"{py_rss:.1f} (1 radio)", "–", ""))
+        targets.append(("RSS < 40 MB for 8 slots × 2,000 nodes with full replay rings", f"{full['rss_mb']:.1f} MB", full["rss_mb"] < 40))
+        raw["smaps_full_rings_kb"] = dict(full["smaps_kb"])
+        idle = footprint.idle_slots(bench, quick)
+        rows.append((f"8 idle slots: % of a core / wakeups per s ({idle['seconds']} s)",
+                     f"{idle['cpu_percent']:.3f} / {idle['wakeups_per_second']:.1f}", "–", "–", ""))
+        targets.append(("8 idle slots < 0.05% of a core", f"{idle['cpu_percent']:.3f}%", idle["cpu_percent"] < 0.05))
+        targets.append(("8 idle slots < 5 wakeups/s", f"{idle['wakeups_per_second']:.1f}/s", idle["wakeups_per_second"] < 5))
 
         # 5. Command round trip: sendText → reply with 8 concurrent REQ clients.
         port, _ = bench.simulator()
@@ -365,6 +380,8 @@ def main():
     print("sustained ladder (rate asked, delivered/s, lost):")
     for system, detail in raw["sustained"].items():
         print(f"  {system}: {detail}")
+    print()
+    footprint.print_breakdown(full["smaps_kb"])
     print()
     print("targets")
     for name, value, passed in targets:

@@ -46,19 +46,21 @@ def smaps_breakdown(pid):
 
 
 def cpu_and_switches(pid):
-    """CPU ns (schedstat) and context switches summed over every thread of `pid`."""
-    cpu_ns, switches = 0, 0
+    """CPU seconds of the whole process (/proc/<pid>/stat: threads that ended count too) and
+    the context switches of its live threads (/proc/<pid>/task/*/status)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    switches = 0
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
-                cpu_ns += int(f.read().split()[0])
             with open(f"/proc/{pid}/task/{task}/status") as f:
                 for line in f:
                     if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
                         switches += int(line.split()[1])
         except FileNotFoundError:
             pass  # a thread that ended meanwhile
-    return cpu_ns, switches
+    return cpu, switches
 
 
 def wait_until(what, check, timeout):
@@ -122,7 +124,8 @@ def idle_slots(bench, quick, slots=8):
     bench.stop_all()
     return {
         "seconds": seconds,
-        "cpu_percent": (cpu_after - cpu_before) / 1e9 / seconds * 100,
+        "cpu_percent": (cpu_after - cpu_before) / seconds * 100,
+        "cpu_ms": (cpu_after - cpu_before) * 1000,
         "wakeups_per_second": (switches_after - switches_before) / seconds,
     }
 
@@ -153,7 +156,8 @@ def main():
               f"{full['held']:,} events held for replay)")
         print_breakdown(full["smaps_kb"])
         idle = idle_slots(bench, args.quick)
-        print(f"8 idle slots: {idle['cpu_percent']:.4f}% of a core, {idle['wakeups_per_second']:.2f} wakeups/s")
+        print(f"8 idle slots: {idle['cpu_percent']:.3f}% of a core ({idle['cpu_ms']:.0f} ms in {idle['seconds']} s), "
+              f"{idle['wakeups_per_second']:.2f} wakeups/s")
     finally:
         bench.stop_all()
 

@@ -22,6 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASELINE = os.path.join(ROOT, "Benchmarks", "instructions-baseline.json")
 SMALL, LARGE = 2_000, 12_000
 TOLERANCE = 0.05
+# The second performance round's target for MeshBus's share.
+TARGET = 30_000
 
 
 def prepare(workload, directory):
@@ -78,6 +80,8 @@ def main():
     print(f"  whole path (simulator → TCP → slot → JSON → PUB → SUB): {measured['whole']:,}")
     print(f"  simulator and a bare reader alone:                      {measured['radio_only']:,}")
     print(f"  MeshBus's share (the difference):                       {measured['meshbus']:,}")
+    verdict = "PASS" if measured["meshbus"] <= TARGET else "MISS"
+    print(f"  {verdict}  MeshBus's share ≤ {TARGET:,} instructions per event")
 
     if args.update or not os.path.exists(BASELINE):
         with open(BASELINE, "w") as f:

@@ -180,4 +180,18 @@ public enum NodeID {
         let hex = String(number, radix: 16)
         return "!" + String(repeating: "0", count: 8 - hex.count) + hex
     }
+
+    /// Appends ``format(_:)``'s text as a JSON string, without making the `String`.
+    public static func writeJSON(_ number: UInt32, to out: inout [UInt8]) {
+        if number == broadcast {
+            out.append(contentsOf: "\"^all\"".utf8)
+            return
+        }
+        out.append(contentsOf: "\"!".utf8)
+        for shift in stride(from: 28, through: 0, by: -4) {
+            let digit = UInt8(truncatingIfNeeded: number >> UInt32(shift) & 0xF)
+            out.append(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10)
+        }
+        out.append(UInt8(ascii: "\""))
+    }
 }

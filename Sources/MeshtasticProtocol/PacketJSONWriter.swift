@@ -52,8 +52,8 @@ extension PacketJSON {
         if packet.transportMechanism.rawValue != 0 {
             object.enumValue("transportMechanism", packet.transportMechanism.rawValue, names: EnumNames.transport)
         }
-        object.string("fromId", NodeNumber.id(packet.from))
-        object.string("toId", NodeNumber.id(packet.to))
+        object.nodeID("fromId", packet.from)
+        object.nodeID("toId", packet.to)
         object.close(into: &out)
         return summary
     }
@@ -136,7 +136,8 @@ struct ObjectWriter {
         empty = false
         out.append(UInt8(ascii: "\""))
         out.append(contentsOf: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
-        out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+        out.append(UInt8(ascii: "\""))
+        out.append(UInt8(ascii: ":"))
     }
 
     mutating func key(_ key: String) {
@@ -169,8 +170,14 @@ struct ObjectWriter {
     mutating func bytes(_ key: StaticString, _ value: Data) {
         self.key(key)
         out.append(UInt8(ascii: "\""))
-        out.append(contentsOf: value.base64EncodedString().utf8)
+        value.withUnsafeBytes { JSONValue.writeBase64($0, to: &out) }
         out.append(UInt8(ascii: "\""))
+    }
+
+    /// A node number as its id text (`!a1b2c3d4`, `^all`).
+    mutating func nodeID(_ key: StaticString, _ value: UInt32) {
+        self.key(key)
+        NodeID.writeJSON(value, to: &out)
     }
 
     /// An enum by its proto name, or by number for a value this build does not know.

@@ -4,16 +4,13 @@
 /// A pure value: time comes in with each call. Bounded by `capacity` keys; past that the
 /// oldest are forgotten early (at LoRa rates this takes far more than 10 minutes of traffic).
 struct DuplicateWindow<Instant: InstantProtocol>: Sendable where Instant.Duration == Duration {
-    private struct Key: Hashable, Sendable {
-        var from: UInt32
-        var id: UInt32
-    }
-
     let window: Duration
     let capacity: Int
-    private var lastHeard: [Key: Instant] = [:]
-    /// Keys in the order first heard, for expiry; may hold keys already refreshed.
-    private var order: [(key: Key, at: Instant)] = []
+    /// `from` and `id` of every packet heard within the window, as one number each.
+    private var heard: Set<UInt64> = []
+    /// The same keys in the order heard, for expiry: each key held once, as it is added
+    /// only when new and leaves `heard` only from here.
+    private var order: [(key: UInt64, at: Instant)] = []
     private var orderStart = 0
 
     init(window: Duration = .seconds(600), capacity: Int = 100_000) {
@@ -21,18 +18,17 @@ struct DuplicateWindow<Instant: InstantProtocol>: Sendable where Instant.Duratio
         self.capacity = max(1, capacity)
     }
 
-    var count: Int { lastHeard.count }
+    var count: Int { heard.count }
 
     /// Records the packet; true if it was heard within the window before. Packets without
     /// an id (0) are never duplicates.
     mutating func isDuplicate(from: UInt32, id: UInt32, now: Instant) -> Bool {
         guard id != 0 else { return false }
         expire(now: now)
-        let key = Key(from: from, id: id)
-        if lastHeard[key] != nil { return true }
-        lastHeard[key] = now
+        let key = UInt64(from) << 32 | UInt64(id)
+        guard heard.insert(key).inserted else { return true }
         order.append((key, now))
-        if lastHeard.count > capacity { forgetOldest() }
+        if heard.count > capacity { forgetOldest() }
         return false
     }
 
@@ -48,8 +44,7 @@ struct DuplicateWindow<Instant: InstantProtocol>: Sendable where Instant.Duratio
 
     private mutating func forgetOldest() {
         guard orderStart < order.count else { return }
-        let oldest = order[orderStart]
+        heard.remove(order[orderStart].key)
         orderStart += 1
-        if lastHeard[oldest.key] == oldest.at { lastHeard[oldest.key] = nil }
     }
 }

@@ -207,7 +207,7 @@ public final class VirtualRadio: Sendable {
     /// (a reply to one client's packet to that client only).
     public func radio(_ message: Meshtastic_FromRadio, raw: [UInt8]) {
         hub.withLock { hub in
-            guard hub.mirror.absorb(message) == .forward, hub.ready else { return }
+            guard hub.mirror.absorb(message) == .forward, hub.ready, !hub.clients.isEmpty else { return }
             if case .packet(let packet)? = message.payloadVariant, case .decoded(let data)? = packet.payloadVariant, data.requestID != 0,
                 let route = hub.routes.route(requestID: data.requestID, now: .now)
             {

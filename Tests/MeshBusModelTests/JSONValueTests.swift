@@ -1,3 +1,4 @@
+import Foundation
 import MeshBusModel
 import Testing
 
@@ -31,5 +32,38 @@ import Testing
         object["a"] = .int(2)
         object["z"] = .int(3)
         #expect(JSONValue.object(object).jsonString == #"{"z":3,"a":2}"#)
+    }
+}
+
+@Suite struct JSONWritersTests {
+    func written(_ body: (inout [UInt8]) -> Void) -> String {
+        var out: [UInt8] = []
+        body(&out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    @Test func integersAreWrittenAsTheirDescription() {
+        let signed: [Int64] = [0, 7, -7, 10, -10, 1_800_000_000, Int64.max, Int64.min]
+        for value in signed { #expect(written { JSONValue.writeInteger(value, to: &$0) } == value.description) }
+        let unsigned: [UInt64] = [0, 9, 100, UInt64(UInt32.max), UInt64.max]
+        for value in unsigned { #expect(written { JSONValue.writeInteger(value, to: &$0) } == value.description) }
+        #expect(written { JSONValue.writeInteger(Int32.min, to: &$0) } == Int32.min.description)
+        #expect(written { JSONValue.writeInteger(UInt8(255), to: &$0) } == "255")
+    }
+
+    /// Should write every length's padding as Foundation's `base64EncodedString()` does.
+    @Test func base64MatchesFoundation() {
+        var generator = SystemRandomNumberGenerator()
+        for length in 0...40 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let ours = written { out in bytes.withUnsafeBytes { JSONValue.writeBase64($0, to: &out) } }
+            #expect(ours == Data(bytes).base64EncodedString(), "length \(length)")
+        }
+    }
+
+    @Test func nodeIDsAreWrittenAsTheirTextInQuotes() {
+        for number: UInt32 in [0, 1, 0xA1B2_C3D4, 0x0000_BEEF, 0xFFFF_FFFE, NodeID.broadcast] {
+            #expect(written { NodeID.writeJSON(number, to: &$0) } == "\"\(NodeID.format(number))\"")
+        }
     }
 }
