@@ -5,27 +5,44 @@ import MeshtasticProtocol
 /// radio's handshake and from what every packet says about its sender. Its other forms are
 /// rendered on demand: the JSON of `nodes`, `snapshot` and `meshtastic.node.updated`
 /// (``PacketJSON/writeNode(_:to:)``) and the node list of a virtual client's handshake.
+///
+/// Compact: the nodes changed last (``hotCapacity``) are kept decoded, so a node heard often
+/// is folded in place; every other node is kept as its encoded bytes, a tenth of the memory
+/// of a decoded one (a radio's DB holds thousands of nodes, most of them quiet).
 public struct NodeStore: Sendable {
-    private var nodes: [UInt32: Meshtastic_NodeInfo] = [:]
+    private struct HotNode: Sendable {
+        var info: Meshtastic_NodeInfo
+        /// When it was last changed, by the store's count of changes.
+        var lastUse: UInt64
+    }
+
+    /// How many nodes are kept decoded.
+    static let hotCapacity = 32
+
+    private var hot: [UInt32: HotNode] = [:]
+    private var cold: [UInt32: [UInt8]] = [:]
     /// Node numbers in the order they were first heard of.
     private var order: [UInt32] = []
+    private var uses: UInt64 = 0
 
     public init() {}
 
-    public var count: Int { nodes.count }
+    public var count: Int { order.count }
 
-    public subscript(num: UInt32) -> Meshtastic_NodeInfo? { nodes[num] }
+    public subscript(num: UInt32) -> Meshtastic_NodeInfo? {
+        if let node = hot[num] { return node.info }
+        return cold[num].map { Self.decode($0, num: num) }
+    }
 
     /// Every node, in the order first heard of (the order a radio's handshake keeps).
-    public var all: [Meshtastic_NodeInfo] { order.compactMap { nodes[$0] } }
+    public var all: [Meshtastic_NodeInfo] { order.compactMap { self[$0] } }
 
     /// Takes in a `NodeInfo` from the radio's handshake: its flags and hops are the radio's
     /// word and replace those held; every other field it carries replaces the one held (those
     /// it leaves out, such as what packets told since, stay). True if that created or changed
     /// the node.
     public mutating func merge(_ info: Meshtastic_NodeInfo) -> Bool {
-        let created = create(info.num)
-        return Self.merge(info, into: &nodes[info.num]!) || created
+        change(info.num) { Self.merge(info, into: &$0) }
     }
 
     /// Folds what a packet says about its sender into the sender's entry, as the firmware's
@@ -33,10 +50,43 @@ public struct NodeStore: Sendable {
     /// metrics where the packet carries them. True if that created or changed the node.
     public mutating func fold(_ packet: Meshtastic_MeshPacket) -> Bool {
         guard packet.from != 0, packet.from != NodeNumber.broadcast else { return false }
-        let created = create(packet.from)
-        // Changed in place: a node copied out of the dictionary and stored back would copy
-        // its protobuf storage on every packet.
-        return Self.fold(packet, into: &nodes[packet.from]!) || created
+        return change(packet.from) { Self.fold(packet, into: &$0) }
+    }
+
+    /// Runs `body` on node `num` decoded (created if new), which stays decoded while it is
+    /// among the last changed. True if the node was created or `body` changed it.
+    private mutating func change(_ num: UInt32, _ body: (inout Meshtastic_NodeInfo) -> Bool) -> Bool {
+        uses += 1
+        if hot[num] != nil {
+            hot[num]!.lastUse = uses
+            // Changed in place: a node copied out of the dictionary and stored back would copy
+            // its protobuf storage on every packet.
+            return body(&hot[num]!.info)
+        }
+        var info: Meshtastic_NodeInfo
+        var created = false
+        if let bytes = cold.removeValue(forKey: num) {
+            info = Self.decode(bytes, num: num)
+        } else {
+            info = .with { $0.num = num }
+            order.append(num)
+            created = true
+        }
+        let changed = body(&info)
+        if hot.count >= Self.hotCapacity { coolLeastRecent() }
+        hot[num] = HotNode(info: info, lastUse: uses)
+        return changed || created
+    }
+
+    private mutating func coolLeastRecent() {
+        guard let (num, node) = hot.min(by: { $0.value.lastUse < $1.value.lastUse }) else { return }
+        hot[num] = nil
+        cold[num] = (try? node.info.serializedBytes()) ?? []
+    }
+
+    /// The bytes were encoded by this store; a failure would leave the node its number only.
+    private static func decode(_ bytes: [UInt8], num: UInt32) -> Meshtastic_NodeInfo {
+        (try? Meshtastic_NodeInfo(serializedBytes: bytes)) ?? .with { $0.num = num }
     }
 
     private static func merge(_ info: Meshtastic_NodeInfo, into node: inout Meshtastic_NodeInfo) -> Bool {
@@ -104,13 +154,6 @@ public struct NodeStore: Sendable {
 
     /// The node DB keyed by node id (`!%08x`), like the Python library's `nodes`.
     public var table: JSONValue {
-        .object(JSONObject(uniqueKeysWithValues: nodes.keys.sorted().map { (NodeNumber.id($0), PacketJSON.node(nodes[$0]!)) }))
-    }
-
-    private mutating func create(_ num: UInt32) -> Bool {
-        guard nodes[num] == nil else { return false }
-        nodes[num] = .with { $0.num = num }
-        order.append(num)
-        return true
+        .object(JSONObject(uniqueKeysWithValues: order.sorted().compactMap { num in self[num].map { (NodeNumber.id(num), PacketJSON.node($0)) } }))
     }
 }
