@@ -15,12 +15,20 @@ import time
 RING = 10_000
 
 
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
+def memory_kb(pid):
+    """RSS, PSS (shared pages divided among the processes mapping them) and private memory
+    (what the process alone holds: its anonymous memory and the file pages it changed)."""
+    totals = collections.Counter()
+    with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
+                totals[parts[0][:-1]] = int(parts[1])
+    return {"rss": totals["Rss"], "pss": totals["Pss"], "private": totals["Private_Clean"] + totals["Private_Dirty"]}
+
+
+def describe(kb):
+    return f"{kb['rss'] / 1024:.1f} MB (PSS {kb['pss'] / 1024:.1f}, private {kb['private'] / 1024:.1f})"
 
 
 def smaps_breakdown(pid):
@@ -77,13 +85,13 @@ def slots_status(bench, commands):
 
 
 def idle_one_slot(bench, quick):
-    """RSS of a broker with one ready slot and nothing flowing."""
+    """Memory (``memory_kb``) of a broker with one ready slot and nothing flowing."""
     port, _ = bench.simulator()
     broker, _, _ = bench.meshbus_broker([("sim", port)])
     time.sleep(2 if quick else 10)
-    kb = rss_kb(broker.proc.pid)
+    kb = memory_kb(broker.proc.pid)
     bench.stop_all()
-    return kb / 1024
+    return kb
 
 
 def full_rings(bench, quick, slots=8, nodes=2000):
@@ -103,7 +111,7 @@ def full_rings(bench, quick, slots=8, nodes=2000):
     time.sleep(3 if quick else 15)
     status = slots_status(bench, commands)
     result = {
-        "rss_mb": rss_kb(broker.proc.pid) / 1024,
+        "memory_kb": memory_kb(broker.proc.pid),
         "smaps_kb": smaps_breakdown(broker.proc.pid),
         "nodes": sum(s["nodeCount"] for s in status.values()),
         "held": sum(s["replayHeld"] for s in status.values()),
@@ -150,9 +158,9 @@ def main():
     args.subscriber = args.floor = None
     bench = Bench(args)
     try:
-        print(f"one idle slot: {idle_one_slot(bench, args.quick):.1f} MB")
+        print(f"one idle slot: {describe(idle_one_slot(bench, args.quick))}")
         full = full_rings(bench, args.quick)
-        print(f"8 slots × 2,000 nodes, rings full: {full['rss_mb']:.1f} MB ({full['nodes']:,} nodes, "
+        print(f"8 slots × 2,000 nodes, rings full: {describe(full['memory_kb'])} ({full['nodes']:,} nodes, "
               f"{full['held']:,} events held for replay)")
         print_breakdown(full["smaps_kb"])
         idle = idle_slots(bench, args.quick)

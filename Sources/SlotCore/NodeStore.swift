@@ -57,11 +57,11 @@ public struct NodeStore: Sendable {
     /// among the last changed. True if the node was created or `body` changed it.
     private mutating func change(_ num: UInt32, _ body: (inout Meshtastic_NodeInfo) -> Bool) -> Bool {
         uses += 1
-        if hot[num] != nil {
-            hot[num]!.lastUse = uses
+        if let index = hot.index(forKey: num) {
+            hot.values[index].lastUse = uses
             // Changed in place: a node copied out of the dictionary and stored back would copy
             // its protobuf storage on every packet.
-            return body(&hot[num]!.info)
+            return body(&hot.values[index].info)
         }
         var info: Meshtastic_NodeInfo
         var created = false

@@ -2024,26 +2024,26 @@ nonisolated extension Meshtastic_Config.LoRaConfig: SwiftProtobuf.Message, Swift
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}use_preset\0\u{3}modem_preset\0\u{1}bandwidth\0\u{3}spread_factor\0\u{3}coding_rate\0\u{3}frequency_offset\0\u{1}region\0\u{3}hop_limit\0\u{3}tx_enabled\0\u{3}tx_power\0\u{3}channel_num\0\u{3}override_duty_cycle\0\u{3}sx126x_rx_boosted_gain\0\u{3}override_frequency\0\u{3}pa_fan_disabled\0\u{4}X\u{1}ignore_incoming\0\u{3}ignore_mqtt\0\u{3}config_ok_to_mqtt\0\u{3}fem_lna_mode\0\u{3}serial_hal_only\0")
 
   fileprivate class _StorageClass {
-    var _usePreset: Bool = false
-    var _modemPreset: Meshtastic_Config.LoRaConfig.ModemPreset = .longFast
-    var _bandwidth: UInt32 = 0
-    var _spreadFactor: UInt32 = 0
-    var _codingRate: UInt32 = 0
-    var _frequencyOffset: Float = 0
-    var _region: Meshtastic_Config.LoRaConfig.RegionCode = .unset
-    var _hopLimit: UInt32 = 0
-    var _txEnabled: Bool = false
-    var _txPower: Int32 = 0
-    var _channelNum: UInt32 = 0
-    var _overrideDutyCycle: Bool = false
-    var _sx126XRxBoostedGain: Bool = false
-    var _overrideFrequency: Float = 0
-    var _paFanDisabled: Bool = false
-    var _ignoreIncoming: [UInt32] = []
-    var _ignoreMqtt: Bool = false
-    var _configOkToMqtt: Bool = false
-    var _femLnaMode: Meshtastic_Config.LoRaConfig.FEM_LNA_Mode = .disabled
-    var _serialHalOnly: Bool = false
+    @exclusivity(unchecked) var _usePreset: Bool = false
+    @exclusivity(unchecked) var _modemPreset: Meshtastic_Config.LoRaConfig.ModemPreset = .longFast
+    @exclusivity(unchecked) var _bandwidth: UInt32 = 0
+    @exclusivity(unchecked) var _spreadFactor: UInt32 = 0
+    @exclusivity(unchecked) var _codingRate: UInt32 = 0
+    @exclusivity(unchecked) var _frequencyOffset: Float = 0
+    @exclusivity(unchecked) var _region: Meshtastic_Config.LoRaConfig.RegionCode = .unset
+    @exclusivity(unchecked) var _hopLimit: UInt32 = 0
+    @exclusivity(unchecked) var _txEnabled: Bool = false
+    @exclusivity(unchecked) var _txPower: Int32 = 0
+    @exclusivity(unchecked) var _channelNum: UInt32 = 0
+    @exclusivity(unchecked) var _overrideDutyCycle: Bool = false
+    @exclusivity(unchecked) var _sx126XRxBoostedGain: Bool = false
+    @exclusivity(unchecked) var _overrideFrequency: Float = 0
+    @exclusivity(unchecked) var _paFanDisabled: Bool = false
+    @exclusivity(unchecked) var _ignoreIncoming: [UInt32] = []
+    @exclusivity(unchecked) var _ignoreMqtt: Bool = false
+    @exclusivity(unchecked) var _configOkToMqtt: Bool = false
+    @exclusivity(unchecked) var _femLnaMode: Meshtastic_Config.LoRaConfig.FEM_LNA_Mode = .disabled
+    @exclusivity(unchecked) var _serialHalOnly: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.

@@ -690,25 +690,25 @@ nonisolated extension Meshtastic_DeviceUIConfig: SwiftProtobuf.Message, SwiftPro
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{3}screen_brightness\0\u{3}screen_timeout\0\u{3}screen_lock\0\u{3}settings_lock\0\u{3}pin_code\0\u{1}theme\0\u{3}alert_enabled\0\u{3}banner_enabled\0\u{3}ring_tone_id\0\u{1}language\0\u{3}node_filter\0\u{3}node_highlight\0\u{3}calibration_data\0\u{3}map_data\0\u{3}compass_mode\0\u{3}screen_rgb_color\0\u{3}is_clockface_analog\0\u{3}gps_format\0")
 
   fileprivate class _StorageClass {
-    var _version: UInt32 = 0
-    var _screenBrightness: UInt32 = 0
-    var _screenTimeout: UInt32 = 0
-    var _screenLock: Bool = false
-    var _settingsLock: Bool = false
-    var _pinCode: UInt32 = 0
-    var _theme: Meshtastic_Theme = .dark
-    var _alertEnabled: Bool = false
-    var _bannerEnabled: Bool = false
-    var _ringToneID: UInt32 = 0
-    var _language: Meshtastic_Language = .english
-    var _nodeFilter: Meshtastic_NodeFilter? = nil
-    var _nodeHighlight: Meshtastic_NodeHighlight? = nil
-    var _calibrationData: Data = Data()
-    var _mapData: Meshtastic_Map? = nil
-    var _compassMode: Meshtastic_CompassMode = .dynamic
-    var _screenRgbColor: UInt32 = 0
-    var _isClockfaceAnalog: Bool = false
-    var _gpsFormat: Meshtastic_DeviceUIConfig.GpsCoordinateFormat = .dec
+    @exclusivity(unchecked) var _version: UInt32 = 0
+    @exclusivity(unchecked) var _screenBrightness: UInt32 = 0
+    @exclusivity(unchecked) var _screenTimeout: UInt32 = 0
+    @exclusivity(unchecked) var _screenLock: Bool = false
+    @exclusivity(unchecked) var _settingsLock: Bool = false
+    @exclusivity(unchecked) var _pinCode: UInt32 = 0
+    @exclusivity(unchecked) var _theme: Meshtastic_Theme = .dark
+    @exclusivity(unchecked) var _alertEnabled: Bool = false
+    @exclusivity(unchecked) var _bannerEnabled: Bool = false
+    @exclusivity(unchecked) var _ringToneID: UInt32 = 0
+    @exclusivity(unchecked) var _language: Meshtastic_Language = .english
+    @exclusivity(unchecked) var _nodeFilter: Meshtastic_NodeFilter? = nil
+    @exclusivity(unchecked) var _nodeHighlight: Meshtastic_NodeHighlight? = nil
+    @exclusivity(unchecked) var _calibrationData: Data = Data()
+    @exclusivity(unchecked) var _mapData: Meshtastic_Map? = nil
+    @exclusivity(unchecked) var _compassMode: Meshtastic_CompassMode = .dynamic
+    @exclusivity(unchecked) var _screenRgbColor: UInt32 = 0
+    @exclusivity(unchecked) var _isClockfaceAnalog: Bool = false
+    @exclusivity(unchecked) var _gpsFormat: Meshtastic_DeviceUIConfig.GpsCoordinateFormat = .dec
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.

@@ -2350,29 +2350,29 @@ nonisolated extension Meshtastic_Position: SwiftProtobuf.Message, SwiftProtobuf.
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}latitude_i\0\u{3}longitude_i\0\u{1}altitude\0\u{1}time\0\u{3}location_source\0\u{3}altitude_source\0\u{1}timestamp\0\u{3}timestamp_millis_adjust\0\u{3}altitude_hae\0\u{3}altitude_geoidal_separation\0\u{1}PDOP\0\u{1}HDOP\0\u{1}VDOP\0\u{3}gps_accuracy\0\u{3}ground_speed\0\u{3}ground_track\0\u{3}fix_quality\0\u{3}fix_type\0\u{3}sats_in_view\0\u{3}sensor_id\0\u{3}next_update\0\u{3}seq_number\0\u{3}precision_bits\0")
 
   fileprivate class _StorageClass {
-    var _latitudeI: Int32? = nil
-    var _longitudeI: Int32? = nil
-    var _altitude: Int32? = nil
-    var _time: UInt32 = 0
-    var _locationSource: Meshtastic_Position.LocSource = .locUnset
-    var _altitudeSource: Meshtastic_Position.AltSource = .altUnset
-    var _timestamp: UInt32 = 0
-    var _timestampMillisAdjust: Int32 = 0
-    var _altitudeHae: Int32? = nil
-    var _altitudeGeoidalSeparation: Int32? = nil
-    var _pdop: UInt32 = 0
-    var _hdop: UInt32 = 0
-    var _vdop: UInt32 = 0
-    var _gpsAccuracy: UInt32 = 0
-    var _groundSpeed: UInt32? = nil
-    var _groundTrack: UInt32? = nil
-    var _fixQuality: UInt32 = 0
-    var _fixType: UInt32 = 0
-    var _satsInView: UInt32 = 0
-    var _sensorID: UInt32 = 0
-    var _nextUpdate: UInt32 = 0
-    var _seqNumber: UInt32 = 0
-    var _precisionBits: UInt32 = 0
+    @exclusivity(unchecked) var _latitudeI: Int32? = nil
+    @exclusivity(unchecked) var _longitudeI: Int32? = nil
+    @exclusivity(unchecked) var _altitude: Int32? = nil
+    @exclusivity(unchecked) var _time: UInt32 = 0
+    @exclusivity(unchecked) var _locationSource: Meshtastic_Position.LocSource = .locUnset
+    @exclusivity(unchecked) var _altitudeSource: Meshtastic_Position.AltSource = .altUnset
+    @exclusivity(unchecked) var _timestamp: UInt32 = 0
+    @exclusivity(unchecked) var _timestampMillisAdjust: Int32 = 0
+    @exclusivity(unchecked) var _altitudeHae: Int32? = nil
+    @exclusivity(unchecked) var _altitudeGeoidalSeparation: Int32? = nil
+    @exclusivity(unchecked) var _pdop: UInt32 = 0
+    @exclusivity(unchecked) var _hdop: UInt32 = 0
+    @exclusivity(unchecked) var _vdop: UInt32 = 0
+    @exclusivity(unchecked) var _gpsAccuracy: UInt32 = 0
+    @exclusivity(unchecked) var _groundSpeed: UInt32? = nil
+    @exclusivity(unchecked) var _groundTrack: UInt32? = nil
+    @exclusivity(unchecked) var _fixQuality: UInt32 = 0
+    @exclusivity(unchecked) var _fixType: UInt32 = 0
+    @exclusivity(unchecked) var _satsInView: UInt32 = 0
+    @exclusivity(unchecked) var _sensorID: UInt32 = 0
+    @exclusivity(unchecked) var _nextUpdate: UInt32 = 0
+    @exclusivity(unchecked) var _seqNumber: UInt32 = 0
+    @exclusivity(unchecked) var _precisionBits: UInt32 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2927,26 +2927,26 @@ nonisolated extension Meshtastic_MeshPacket: SwiftProtobuf.Message, SwiftProtobu
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{1}channel\0\u{1}decoded\0\u{1}encrypted\0\u{1}id\0\u{3}rx_time\0\u{3}rx_snr\0\u{3}hop_limit\0\u{3}want_ack\0\u{1}priority\0\u{3}rx_rssi\0\u{1}delayed\0\u{3}via_mqtt\0\u{3}hop_start\0\u{3}public_key\0\u{3}pki_encrypted\0\u{3}next_hop\0\u{3}relay_node\0\u{3}tx_after\0\u{3}transport_mechanism\0")
 
   fileprivate class _StorageClass {
-    var _from: UInt32 = 0
-    var _to: UInt32 = 0
-    var _channel: UInt32 = 0
-    var _payloadVariant: Meshtastic_MeshPacket.OneOf_PayloadVariant?
-    var _id: UInt32 = 0
-    var _rxTime: UInt32 = 0
-    var _rxSnr: Float = 0
-    var _hopLimit: UInt32 = 0
-    var _wantAck: Bool = false
-    var _priority: Meshtastic_MeshPacket.Priority = .unset
-    var _rxRssi: Int32 = 0
-    var _delayed: Meshtastic_MeshPacket.Delayed = .noDelay
-    var _viaMqtt: Bool = false
-    var _hopStart: UInt32 = 0
-    var _publicKey: Data = Data()
-    var _pkiEncrypted: Bool = false
-    var _nextHop: UInt32 = 0
-    var _relayNode: UInt32 = 0
-    var _txAfter: UInt32 = 0
-    var _transportMechanism: Meshtastic_MeshPacket.TransportMechanism = .transportInternal
+    @exclusivity(unchecked) var _from: UInt32 = 0
+    @exclusivity(unchecked) var _to: UInt32 = 0
+    @exclusivity(unchecked) var _channel: UInt32 = 0
+    @exclusivity(unchecked) var _payloadVariant: Meshtastic_MeshPacket.OneOf_PayloadVariant?
+    @exclusivity(unchecked) var _id: UInt32 = 0
+    @exclusivity(unchecked) var _rxTime: UInt32 = 0
+    @exclusivity(unchecked) var _rxSnr: Float = 0
+    @exclusivity(unchecked) var _hopLimit: UInt32 = 0
+    @exclusivity(unchecked) var _wantAck: Bool = false
+    @exclusivity(unchecked) var _priority: Meshtastic_MeshPacket.Priority = .unset
+    @exclusivity(unchecked) var _rxRssi: Int32 = 0
+    @exclusivity(unchecked) var _delayed: Meshtastic_MeshPacket.Delayed = .noDelay
+    @exclusivity(unchecked) var _viaMqtt: Bool = false
+    @exclusivity(unchecked) var _hopStart: UInt32 = 0
+    @exclusivity(unchecked) var _publicKey: Data = Data()
+    @exclusivity(unchecked) var _pkiEncrypted: Bool = false
+    @exclusivity(unchecked) var _nextHop: UInt32 = 0
+    @exclusivity(unchecked) var _relayNode: UInt32 = 0
+    @exclusivity(unchecked) var _txAfter: UInt32 = 0
+    @exclusivity(unchecked) var _transportMechanism: Meshtastic_MeshPacket.TransportMechanism = .transportInternal
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3170,19 +3170,19 @@ nonisolated extension Meshtastic_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf.
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}num\0\u{1}user\0\u{1}position\0\u{1}snr\0\u{3}last_heard\0\u{3}device_metrics\0\u{1}channel\0\u{3}via_mqtt\0\u{3}hops_away\0\u{3}is_favorite\0\u{3}is_ignored\0\u{3}is_key_manually_verified\0\u{3}is_muted\0")
 
   fileprivate class _StorageClass {
-    var _num: UInt32 = 0
-    var _user: Meshtastic_User? = nil
-    var _position: Meshtastic_Position? = nil
-    var _snr: Float = 0
-    var _lastHeard: UInt32 = 0
-    var _deviceMetrics: Meshtastic_DeviceMetrics? = nil
-    var _channel: UInt32 = 0
-    var _viaMqtt: Bool = false
-    var _hopsAway: UInt32? = nil
-    var _isFavorite: Bool = false
-    var _isIgnored: Bool = false
-    var _isKeyManuallyVerified: Bool = false
-    var _isMuted: Bool = false
+    @exclusivity(unchecked) var _num: UInt32 = 0
+    @exclusivity(unchecked) var _user: Meshtastic_User? = nil
+    @exclusivity(unchecked) var _position: Meshtastic_Position? = nil
+    @exclusivity(unchecked) var _snr: Float = 0
+    @exclusivity(unchecked) var _lastHeard: UInt32 = 0
+    @exclusivity(unchecked) var _deviceMetrics: Meshtastic_DeviceMetrics? = nil
+    @exclusivity(unchecked) var _channel: UInt32 = 0
+    @exclusivity(unchecked) var _viaMqtt: Bool = false
+    @exclusivity(unchecked) var _hopsAway: UInt32? = nil
+    @exclusivity(unchecked) var _isFavorite: Bool = false
+    @exclusivity(unchecked) var _isIgnored: Bool = false
+    @exclusivity(unchecked) var _isKeyManuallyVerified: Bool = false
+    @exclusivity(unchecked) var _isMuted: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.

@@ -1028,29 +1028,29 @@ nonisolated extension Meshtastic_EnvironmentMetrics: SwiftProtobuf.Message, Swif
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}temperature\0\u{3}relative_humidity\0\u{3}barometric_pressure\0\u{3}gas_resistance\0\u{1}voltage\0\u{1}current\0\u{1}iaq\0\u{1}distance\0\u{1}lux\0\u{3}white_lux\0\u{3}ir_lux\0\u{3}uv_lux\0\u{3}wind_direction\0\u{3}wind_speed\0\u{1}weight\0\u{3}wind_gust\0\u{3}wind_lull\0\u{1}radiation\0\u{3}rainfall_1h\0\u{3}rainfall_24h\0\u{3}soil_moisture\0\u{3}soil_temperature\0\u{3}one_wire_temperature\0")
 
   fileprivate class _StorageClass {
-    var _temperature: Float? = nil
-    var _relativeHumidity: Float? = nil
-    var _barometricPressure: Float? = nil
-    var _gasResistance: Float? = nil
-    var _voltage: Float? = nil
-    var _current: Float? = nil
-    var _iaq: UInt32? = nil
-    var _distance: Float? = nil
-    var _lux: Float? = nil
-    var _whiteLux: Float? = nil
-    var _irLux: Float? = nil
-    var _uvLux: Float? = nil
-    var _windDirection: UInt32? = nil
-    var _windSpeed: Float? = nil
-    var _weight: Float? = nil
-    var _windGust: Float? = nil
-    var _windLull: Float? = nil
-    var _radiation: Float? = nil
-    var _rainfall1H: Float? = nil
-    var _rainfall24H: Float? = nil
-    var _soilMoisture: UInt32? = nil
-    var _soilTemperature: Float? = nil
-    var _oneWireTemperature: [Float] = []
+    @exclusivity(unchecked) var _temperature: Float? = nil
+    @exclusivity(unchecked) var _relativeHumidity: Float? = nil
+    @exclusivity(unchecked) var _barometricPressure: Float? = nil
+    @exclusivity(unchecked) var _gasResistance: Float? = nil
+    @exclusivity(unchecked) var _voltage: Float? = nil
+    @exclusivity(unchecked) var _current: Float? = nil
+    @exclusivity(unchecked) var _iaq: UInt32? = nil
+    @exclusivity(unchecked) var _distance: Float? = nil
+    @exclusivity(unchecked) var _lux: Float? = nil
+    @exclusivity(unchecked) var _whiteLux: Float? = nil
+    @exclusivity(unchecked) var _irLux: Float? = nil
+    @exclusivity(unchecked) var _uvLux: Float? = nil
+    @exclusivity(unchecked) var _windDirection: UInt32? = nil
+    @exclusivity(unchecked) var _windSpeed: Float? = nil
+    @exclusivity(unchecked) var _weight: Float? = nil
+    @exclusivity(unchecked) var _windGust: Float? = nil
+    @exclusivity(unchecked) var _windLull: Float? = nil
+    @exclusivity(unchecked) var _radiation: Float? = nil
+    @exclusivity(unchecked) var _rainfall1H: Float? = nil
+    @exclusivity(unchecked) var _rainfall24H: Float? = nil
+    @exclusivity(unchecked) var _soilMoisture: UInt32? = nil
+    @exclusivity(unchecked) var _soilTemperature: Float? = nil
+    @exclusivity(unchecked) var _oneWireTemperature: [Float] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1461,31 +1461,31 @@ nonisolated extension Meshtastic_AirQualityMetrics: SwiftProtobuf.Message, Swift
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}pm10_standard\0\u{3}pm25_standard\0\u{3}pm100_standard\0\u{3}pm10_environmental\0\u{3}pm25_environmental\0\u{3}pm100_environmental\0\u{3}particles_03um\0\u{3}particles_05um\0\u{3}particles_10um\0\u{3}particles_25um\0\u{3}particles_50um\0\u{3}particles_100um\0\u{1}co2\0\u{3}co2_temperature\0\u{3}co2_humidity\0\u{3}form_formaldehyde\0\u{3}form_humidity\0\u{3}form_temperature\0\u{3}pm40_standard\0\u{3}particles_40um\0\u{3}pm_temperature\0\u{3}pm_humidity\0\u{3}pm_voc_idx\0\u{3}pm_nox_idx\0\u{3}particles_tps\0")
 
   fileprivate class _StorageClass {
-    var _pm10Standard: UInt32? = nil
-    var _pm25Standard: UInt32? = nil
-    var _pm100Standard: UInt32? = nil
-    var _pm10Environmental: UInt32? = nil
-    var _pm25Environmental: UInt32? = nil
-    var _pm100Environmental: UInt32? = nil
-    var _particles03Um: UInt32? = nil
-    var _particles05Um: UInt32? = nil
-    var _particles10Um: UInt32? = nil
-    var _particles25Um: UInt32? = nil
-    var _particles50Um: UInt32? = nil
-    var _particles100Um: UInt32? = nil
-    var _co2: UInt32? = nil
-    var _co2Temperature: Float? = nil
-    var _co2Humidity: Float? = nil
-    var _formFormaldehyde: Float? = nil
-    var _formHumidity: Float? = nil
-    var _formTemperature: Float? = nil
-    var _pm40Standard: UInt32? = nil
-    var _particles40Um: UInt32? = nil
-    var _pmTemperature: Float? = nil
-    var _pmHumidity: Float? = nil
-    var _pmVocIdx: Float? = nil
-    var _pmNoxIdx: Float? = nil
-    var _particlesTps: Float? = nil
+    @exclusivity(unchecked) var _pm10Standard: UInt32? = nil
+    @exclusivity(unchecked) var _pm25Standard: UInt32? = nil
+    @exclusivity(unchecked) var _pm100Standard: UInt32? = nil
+    @exclusivity(unchecked) var _pm10Environmental: UInt32? = nil
+    @exclusivity(unchecked) var _pm25Environmental: UInt32? = nil
+    @exclusivity(unchecked) var _pm100Environmental: UInt32? = nil
+    @exclusivity(unchecked) var _particles03Um: UInt32? = nil
+    @exclusivity(unchecked) var _particles05Um: UInt32? = nil
+    @exclusivity(unchecked) var _particles10Um: UInt32? = nil
+    @exclusivity(unchecked) var _particles25Um: UInt32? = nil
+    @exclusivity(unchecked) var _particles50Um: UInt32? = nil
+    @exclusivity(unchecked) var _particles100Um: UInt32? = nil
+    @exclusivity(unchecked) var _co2: UInt32? = nil
+    @exclusivity(unchecked) var _co2Temperature: Float? = nil
+    @exclusivity(unchecked) var _co2Humidity: Float? = nil
+    @exclusivity(unchecked) var _formFormaldehyde: Float? = nil
+    @exclusivity(unchecked) var _formHumidity: Float? = nil
+    @exclusivity(unchecked) var _formTemperature: Float? = nil
+    @exclusivity(unchecked) var _pm40Standard: UInt32? = nil
+    @exclusivity(unchecked) var _particles40Um: UInt32? = nil
+    @exclusivity(unchecked) var _pmTemperature: Float? = nil
+    @exclusivity(unchecked) var _pmHumidity: Float? = nil
+    @exclusivity(unchecked) var _pmVocIdx: Float? = nil
+    @exclusivity(unchecked) var _pmNoxIdx: Float? = nil
+    @exclusivity(unchecked) var _particlesTps: Float? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1877,8 +1877,8 @@ nonisolated extension Meshtastic_Telemetry: SwiftProtobuf.Message, SwiftProtobuf
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}time\0\u{3}device_metrics\0\u{3}environment_metrics\0\u{3}air_quality_metrics\0\u{3}power_metrics\0\u{3}local_stats\0\u{3}health_metrics\0\u{3}host_metrics\0\u{3}traffic_management_stats\0")
 
   fileprivate class _StorageClass {
-    var _time: UInt32 = 0
-    var _variant: Meshtastic_Telemetry.OneOf_Variant?
+    @exclusivity(unchecked) var _time: UInt32 = 0
+    @exclusivity(unchecked) var _variant: Meshtastic_Telemetry.OneOf_Variant?
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
