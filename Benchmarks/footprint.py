@@ -125,7 +125,7 @@ def idle_slots(bench, quick, slots=8):
     radios = [bench.simulator() for _ in range(slots)]
     broker, _, _ = bench.meshbus_broker([(f"s{i}", port) for i, (port, _) in enumerate(radios)])
     time.sleep(2)  # the handshakes' last writes
-    seconds = 10 if quick else 60
+    seconds = 10 if quick else 120
     cpu_before, switches_before = cpu_and_switches(broker.proc.pid)
     time.sleep(seconds)
     cpu_after, switches_after = cpu_and_switches(broker.proc.pid)

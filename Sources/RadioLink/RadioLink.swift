@@ -27,8 +27,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     /// Where events go, in order, called on the supervisor's task; and what ends them.
     private let emit: @Sendable (RadioLinkEvent) -> Void
     private let finishEvents: @Sendable () -> Void
-    private let inputs: AsyncStream<Input>
-    private let input: AsyncStream<Input>.Continuation
+    private let inputs = InputQueue<Input>()
     private let machine: Mutex<Machine>
     private let gate = SendGate()
     /// The radio said its TX queue is full (`queueStatus.free == 0`): writes wait.
@@ -114,7 +113,6 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
         self.finishEvents = finishEvents
         self.logger = logger
         self.machine = Mutex(Machine(timing: timing, seed: seed))
-        (inputs, input) = AsyncStream<Input>.makeStream()
     }
 
     /// The current state.
@@ -138,15 +136,15 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     public func enqueue(_ packet: OutgoingPacket) -> Bool { outbox.enqueue(packet) }
 
     /// Forces a reconnect cycle (or ends a `disconnectForRestart` hold).
-    public func reconnect() { input.yield(.reconnect) }
+    public func reconnect() { inputs.yield(.reconnect) }
 
     /// Closes the radio cleanly and holds it closed until ``reconnect()``, which waits out
     /// `settle` first.
-    public func disconnectForRestart(settle: Duration) { input.yield(.disconnectForRestart(settle: settle)) }
+    public func disconnectForRestart(settle: Duration) { inputs.yield(.disconnectForRestart(settle: settle)) }
 
     /// Closes the radio cleanly (telling it with `ToRadio.disconnect`); ``run()`` returns once
     /// the transport is closed. A ready link reports `reason` as its loss.
-    public func shutdown(reason: LossReason = .shutdown) { input.yield(.shutdown(reason)) }
+    public func shutdown(reason: LossReason = .shutdown) { inputs.yield(.shutdown(reason)) }
 
     /// Runs until ``shutdown()`` or cancellation. Never throws; ends with the state `stopped`.
     /// Pre-specialized for the wall clock the broker runs on, so the per-frame path does not
@@ -157,7 +155,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
             var session: Session?
             var info = LinkInfo(myNodeNum: 0, firmware: "", nodeCount: 0, attempt: 0)
             perform(transition { $0.handle(.start) }, now: clock.now, group: &group, session: &session, info: info)
-            for await input in inputs {
+            while let input = await inputs.next() {
                 let now = clock.now
                 let actions: [Machine.Action]
                 switch input {
@@ -315,7 +313,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
             case .awaitPeer:
                 group.addTask {
                     await self.transport.waitForPeer()
-                    if !Task.isCancelled { self.input.yield(.peerAvailable) }
+                    if !Task.isCancelled { self.inputs.yield(.peerAvailable) }
                 }
             }
         }
@@ -343,7 +341,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     private func fire(_ timer: Machine.Timer, at deadline: C.Instant) async {
         do {
             try await clock.sleep(until: deadline, tolerance: nil)
-            input.yield(.timer(timer))
+            inputs.yield(.timer(timer))
         } catch {
             // Cancelled with its scope: the timer is moot.
         }
@@ -367,13 +365,13 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
             group.cancelAll()
             return end
         }
-        input.yield(.ended(attempt: attempt, end))
+        inputs.yield(.ended(attempt: attempt, end))
     }
 
     private func openAndServe(attempt: Int, control: AsyncStream<Meshtastic_ToRadio>) async -> SessionEnd {
         do {
             return try await transport.withChannel { channel in
-                self.input.yield(.opened(attempt: attempt))
+                self.inputs.yield(.opened(attempt: attempt))
                 do {
                     return try await channel.executeThenClose { inbound, outbound in
                         await withTaskGroup(of: SessionEnd.self) { group in
@@ -409,13 +407,13 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
             for try await item in inbound {
                 switch item {
                 case .logLine(let line):
-                    input.yield(.logLine(attempt: attempt, line))
+                    inputs.yield(.logLine(attempt: attempt, line))
                 case .frame(let payload):
                     let raw = Array(payload.readableBytesView)
                     if let message = try? Meshtastic_FromRadio(serializedBytes: raw) {
-                        input.yield(.frame(attempt: attempt, message, raw: raw))
+                        inputs.yield(.frame(attempt: attempt, message, raw: raw))
                     } else {
-                        input.yield(.undecodable(attempt: attempt, length: raw.count))
+                        inputs.yield(.undecodable(attempt: attempt, length: raw.count))
                     }
                 }
             }
@@ -475,7 +473,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
                 try await outbound.write(.frame(ByteBuffer(bytes: try request.serializedBytes() as [UInt8])))
                 outbox.written()
                 lastWrite.withLock { $0[port] = clock.now }
-                input.yield(.sent(attempt: attempt, item))
+                inputs.yield(.sent(attempt: attempt, item))
             } catch {
                 outbox.requeueFront(item)
                 return .lost(Self.lossReason(forWriteError: error))
