@@ -74,33 +74,29 @@ extension JSONValue {
     private static let base64Alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
     /// Appends `bytes` as standard base64 with padding (what protobuf's JSON and the Python
-    /// client write for `bytes` fields), without the intermediate `String`.
+    /// client write for `bytes` fields), without the intermediate `String`: the text is made
+    /// in a temporary buffer and appended at once.
     public static func writeBase64(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
-        let alphabet = base64Alphabet
-        var index = 0
-        out.reserveCapacity(out.count + (bytes.count + 2) / 3 * 4)
-        while index + 3 <= bytes.count {
-            let chunk = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
-            out.append(alphabet[Int(chunk >> 18 & 63)])
-            out.append(alphabet[Int(chunk >> 12 & 63)])
-            out.append(alphabet[Int(chunk >> 6 & 63)])
-            out.append(alphabet[Int(chunk & 63)])
-            index += 3
-        }
-        switch bytes.count - index {
-        case 1:
-            let chunk = UInt32(bytes[index]) << 16
-            out.append(alphabet[Int(chunk >> 18 & 63)])
-            out.append(alphabet[Int(chunk >> 12 & 63)])
-            out.append(contentsOf: "==".utf8)
-        case 2:
-            let chunk = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8
-            out.append(alphabet[Int(chunk >> 18 & 63)])
-            out.append(alphabet[Int(chunk >> 12 & 63)])
-            out.append(alphabet[Int(chunk >> 6 & 63)])
-            out.append(UInt8(ascii: "="))
-        default:
-            break
+        let length = (bytes.count + 2) / 3 * 4
+        guard length > 0 else { return }
+        base64Alphabet.withUnsafeBufferPointer { alphabet in
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: length) { text in
+                var index = 0
+                var position = 0
+                while index < bytes.count {
+                    let remaining = bytes.count - index
+                    let chunk = UInt32(bytes[index]) << 16
+                        | (remaining > 1 ? UInt32(bytes[index + 1]) << 8 : 0)
+                        | (remaining > 2 ? UInt32(bytes[index + 2]) : 0)
+                    text[position] = alphabet[Int(chunk >> 18 & 63)]
+                    text[position + 1] = alphabet[Int(chunk >> 12 & 63)]
+                    text[position + 2] = remaining > 1 ? alphabet[Int(chunk >> 6 & 63)] : UInt8(ascii: "=")
+                    text[position + 3] = remaining > 2 ? alphabet[Int(chunk & 63)] : UInt8(ascii: "=")
+                    index += 3
+                    position += 4
+                }
+                out.append(contentsOf: UnsafeBufferPointer(text))
+            }
         }
     }
 

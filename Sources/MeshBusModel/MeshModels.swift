@@ -187,11 +187,15 @@ public enum NodeID {
             out.append(contentsOf: "\"^all\"".utf8)
             return
         }
-        out.append(contentsOf: "\"!".utf8)
-        for shift in stride(from: 28, through: 0, by: -4) {
-            let digit = UInt8(truncatingIfNeeded: number >> UInt32(shift) & 0xF)
-            out.append(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 11) { text in
+            text[0] = UInt8(ascii: "\"")
+            text[1] = UInt8(ascii: "!")
+            for position in 0..<8 {
+                let digit = UInt8(truncatingIfNeeded: number >> UInt32(28 - 4 * position) & 0xF)
+                text[2 + position] = digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10
+            }
+            text[10] = UInt8(ascii: "\"")
+            out.append(contentsOf: UnsafeBufferPointer(text))
         }
-        out.append(UInt8(ascii: "\""))
     }
 }

@@ -131,13 +131,20 @@ struct ObjectWriter {
         out.append(UInt8(ascii: "{"))
     }
 
+    /// `,"key":` (no comma first), made on the stack and appended at once: every packet
+    /// writes a dozen keys.
     mutating func key(_ key: StaticString) {
-        if !empty { out.append(UInt8(ascii: ",")) }
+        let count = key.utf8CodeUnitCount
+        let comma = empty ? 0 : 1
         empty = false
-        out.append(UInt8(ascii: "\""))
-        out.append(contentsOf: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
-        out.append(UInt8(ascii: "\""))
-        out.append(UInt8(ascii: ":"))
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: count + 4) { text in
+            text[0] = UInt8(ascii: ",")
+            text[comma] = UInt8(ascii: "\"")
+            UnsafeMutableBufferPointer(rebasing: text[(comma + 1)...]).baseAddress!.update(from: key.utf8Start, count: count)
+            text[comma + 1 + count] = UInt8(ascii: "\"")
+            text[comma + 2 + count] = UInt8(ascii: ":")
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: text[..<(comma + 3 + count)]))
+        }
     }
 
     mutating func key(_ key: String) {

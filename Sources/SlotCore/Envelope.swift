@@ -69,26 +69,27 @@ public enum Envelope {
 
     /// UTC time with milliseconds, e.g. `2026-11-22T18:00:00.123Z`.
     public static func timestamp(millisecondsSince1970 milliseconds: Int64) -> String {
-        var whole = time_t(milliseconds / 1000)
-        var parts = tm()
-        gmtime_r(&whole, &parts)
-        // Digits written straight into 24 bytes: string interpolation and padding were a
+        let (days, millisecondOfDay) = milliseconds.quotientAndRemainder(dividingBy: 86_400_000)
+        let (year, month, day) = civilDate(daysSince1970: millisecondOfDay < 0 ? days - 1 : days)
+        let time = millisecondOfDay < 0 ? millisecondOfDay + 86_400_000 : millisecondOfDay
+        // Digits written straight into 24 bytes, and the calendar worked out here: string
+        // interpolation and glibc's gmtime_r (which takes the time zone lock) were a
         // measurable share of every event.
         return String(unsafeUninitializedCapacity: 24) { buffer in
-            func put(_ value: Int, _ width: Int, at offset: Int) {
+            func put(_ value: Int64, _ width: Int, at offset: Int) {
                 var value = value
                 for position in stride(from: offset + width - 1, through: offset, by: -1) {
                     buffer[position] = UInt8(ascii: "0") + UInt8(value % 10)
                     value /= 10
                 }
             }
-            put(Int(parts.tm_year) + 1900, 4, at: 0)
-            put(Int(parts.tm_mon) + 1, 2, at: 5)
-            put(Int(parts.tm_mday), 2, at: 8)
-            put(Int(parts.tm_hour), 2, at: 11)
-            put(Int(parts.tm_min), 2, at: 14)
-            put(Int(parts.tm_sec), 2, at: 17)
-            put(Int(milliseconds % 1000), 3, at: 20)
+            put(year, 4, at: 0)
+            put(month, 2, at: 5)
+            put(day, 2, at: 8)
+            put(time / 3_600_000, 2, at: 11)
+            put(time / 60_000 % 60, 2, at: 14)
+            put(time / 1000 % 60, 2, at: 17)
+            put(time % 1000, 3, at: 20)
             buffer[4] = UInt8(ascii: "-")
             buffer[7] = UInt8(ascii: "-")
             buffer[10] = UInt8(ascii: "T")
@@ -98,6 +99,20 @@ public enum Envelope {
             buffer[23] = UInt8(ascii: "Z")
             return 24
         }
+    }
+
+    /// The proleptic Gregorian date of a day counted from 1970-01-01 (the well-known
+    /// era-based conversion: 400-year eras of 146,097 days, years starting in March).
+    static func civilDate(daysSince1970 days: Int64) -> (year: Int64, month: Int64, day: Int64) {
+        let shifted = days + 719_468
+        let era = (shifted >= 0 ? shifted : shifted - 146_096) / 146_097
+        let dayOfEra = shifted - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1_460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthFromMarch = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthFromMarch + 2) / 5 + 1
+        let month = monthFromMarch < 10 ? monthFromMarch + 3 : monthFromMarch - 9
+        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 
     /// The current wall-clock time in milliseconds since 1970.

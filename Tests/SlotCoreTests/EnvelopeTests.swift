@@ -1,3 +1,4 @@
+import Foundation
 import MeshBusModel
 import MeshtasticProtocol
 import SlotCore
@@ -33,6 +34,27 @@ import Testing
     @Test func timestampIsUTCWithMilliseconds() {
         #expect(Envelope.timestamp(millisecondsSince1970: 1_795_370_400_123) == "2026-11-22T18:00:00.123Z")
         #expect(Envelope.timestamp(millisecondsSince1970: 0) == "1970-01-01T00:00:00.000Z")
+    }
+
+    /// Should agree with the C library's calendar on every day from 1970 to 2200 (leap
+    /// years, centuries, 2000) and at random instants within them.
+    @Test func timestampAgreesWithGmtime() {
+        var generator = SeededGenerator(seed: 20_261_130)
+        let days = (0..<84_000).map { Int64($0) * 86_400_000 + 86_399_999 }
+        let random = (0..<20_000).map { _ in Int64.random(in: 0...7_258_118_400_000, using: &generator) }
+        for milliseconds in days + random {
+            var whole = time_t(milliseconds / 1000)
+            var parts = tm()
+            gmtime_r(&whole, &parts)
+            let expected = String(
+                format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+                parts.tm_hour, parts.tm_min, parts.tm_sec, Int32(milliseconds % 1000)
+            )
+            guard Envelope.timestamp(millisecondsSince1970: milliseconds) == expected else {
+                Issue.record("\(milliseconds): \(Envelope.timestamp(millisecondsSince1970: milliseconds)) ≠ \(expected)")
+                return
+            }
+        }
     }
 
     @Test func brokerIDIsSixteenHexDigitsAndFresh() {
