@@ -53,7 +53,8 @@ extension JSONValue {
     }
 
     /// Appends `-` if `negative`, then the decimal digits of `magnitude`.
-    public static func writeDigits(_ magnitude: UInt64, negative: Bool, to out: inout [UInt8]) {
+    @usableFromInline
+    static func writeDigits(_ magnitude: UInt64, negative: Bool, to out: inout [UInt8]) {
         // At most 20 digits, written backwards into a buffer on the stack and appended at once.
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 21) { buffer in
             var position = 21
