@@ -71,7 +71,8 @@ struct ReplayRing: Sendable {
     /// The events with a seq greater than `seq`, oldest first, at most `limit`, still in
     /// compact form. Throws ``GapTooOld`` if some of them are no longer held.
     func events(after seq: UInt64, limit: Int, head: [UInt8], slot: String) throws(GapTooOld) -> ReplayWindow {
-        guard count > 0 else { return ReplayWindow(head: head, slot: slot) }
+        // Nothing newer (this also keeps `seq + 1` from overflowing on a cursor of 2⁶⁴−1).
+        guard count > 0, seq < end - 1 else { return ReplayWindow(head: head, slot: slot) }
         guard seq + 1 >= oldest else { throw GapTooOld(oldestSeq: oldest) }
         let first = max(seq + 1, oldest)
         let last = min(end, first &+ UInt64(max(0, min(limit, count))))

@@ -44,6 +44,16 @@ extension MockClock.Instant {
         #expect(throws: ReplayRing.GapTooOld(oldestSeq: 7)) { try ring.events(after: 5, limit: 100, head: Self.head, slot: "roof") }
     }
 
+    /// Should answer a cursor at the very top of the seq range (a client's Last-Event-ID can
+    /// say anything) with nothing newer, not overflow.
+    @Test func aCursorBeyondEverySeqHasNothingNewer() throws {
+        let ring = ring(capacity: 4, events: 1...10)
+        #expect(try seqs(ring, after: UInt64.max).isEmpty)
+        #expect(try seqs(ring, after: UInt64.max - 1).isEmpty)
+        #expect(try seqs(ring, after: 9) == [10])
+        #expect(try seqs(ring, after: 10).isEmpty)
+    }
+
     @Test func limitCutsFromTheOldestSide() throws {
         let ring = ring(capacity: 5, events: 1...12)
         #expect(try seqs(ring, after: 8, limit: 2) == [9, 10])

@@ -114,6 +114,18 @@ def test_a_cursor_from_an_earlier_run_gets_a_gap_then_every_live_event(start_bro
     assert event_id == f"sim:{json.loads(data)['seq']}", "the cursor starts over for the slot"
 
 
+def test_a_cursor_at_the_top_of_the_seq_range_is_an_earlier_run_not_a_crash(start_broker, context):
+    # Any client can send any Last-Event-ID; 2**64 - 1 once made `seq + 1` overflow in the
+    # replay ring and stopped the daemon.
+    broker = start_broker(http=True)
+    stream = EventStream(broker["http"], prefixes=["meshtastic.receive/sim"], last_event_id=f"sim:{2**64 - 1}")
+    event, _, data = stream.take(1, "the gap event")[0]
+    stream.close()
+    assert event == "gap"
+    assert json.loads(data) == {"slot": "sim", "afterSeq": 2**64 - 1, "reason": "broker_restarted"}
+    assert command(context, broker["commands"], {"cmd": "ping"})["ok"], "the broker still answers"
+
+
 def test_a_reader_that_stops_reading_is_cut_off_and_nobody_else_loses_anything(start_controlled_simulator, start_broker, context):
     simulator = start_controlled_simulator()
     broker = start_broker("--tcp", f"radio=127.0.0.1:{simulator['port']}", http=True)
