@@ -8,7 +8,7 @@ import socket
 import time
 import urllib.parse
 
-from conftest import collect, command, control, free_port, subscriber
+from conftest import collect, command, control, subscriber
 
 
 class EventStream:
