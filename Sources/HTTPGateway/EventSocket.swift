@@ -150,7 +150,7 @@ enum EventSocket {
         out.append(contentsOf: event.envelope)
         if let raw = event.raw {
             out.append(contentsOf: ",\"raw\":\"".utf8)
-            out.append(contentsOf: Data(raw).base64EncodedString().utf8)
+            raw.withUnsafeBytes { JSONValue.writeBase64($0, to: &out) }
             out.append(UInt8(ascii: "\""))
         }
         out.append(UInt8(ascii: "}"))

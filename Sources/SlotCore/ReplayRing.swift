@@ -4,7 +4,7 @@ import MeshtasticProtocol
 /// What the replay ring keeps of one event: what its envelope is made from, not the envelope.
 /// A packet is its protobuf bytes (frame 3, which the event carries anyway); a node update is
 /// the node's `NodeInfo` bytes; any other event is its fields as they were written.
-enum ReplayRecord: Equatable {
+enum ReplayRecord {
     case receive(packet: [UInt8], backlog: Bool)
     case sent(packet: [UInt8], requestID: String?)
     case nodeUpdated(node: [UInt8])
@@ -88,7 +88,7 @@ struct ReplayRing: Sendable {
 
 /// The wall-clock time of an event: milliseconds since 1970 (8 bytes in the ring) where the
 /// envelope's text was made from them, the text itself otherwise.
-enum EventTime: Equatable {
+enum EventTime {
     case milliseconds(Int64)
     case text(String)
 
@@ -109,12 +109,6 @@ public struct ReplayWindow: Sendable {
     /// The seqs of the events, all held by `chunks`.
     var seqs: Range<UInt64> = 0..<0
     var chunkSize = 1
-
-    /// How many events the window holds.
-    public var count: Int { seqs.count }
-
-    /// The seq of the newest event, nil if none.
-    public var lastSeq: UInt64? { seqs.isEmpty ? nil : seqs.upperBound - 1 }
 
     /// The events, oldest first, exactly as they were published.
     public var events: [SlotEvent] {
