@@ -24,6 +24,8 @@ enum Workload {
     /// valgrind 3.19 cannot run Swift's async main (it dies where dispatch parks the main
     /// thread), so the main thread waits on a semaphore while the work runs on the pool.
     static func main() {
+        // As the daemon runs: tasks on NIO's event loops (see MeshBusCommand).
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         let finished = DispatchSemaphore(value: 0)
         let exitCode = Mutex<Int32>(1)
         Task.detached {
@@ -71,37 +73,51 @@ enum Workload {
         return try await withThrowingTaskGroup(of: Int?.self) { group in
             group.addTask { await broker.run(); return nil }
             defer { group.cancelAll() }
-            let context = try ZMQContext()
-            defer { context.terminate() }
-            let subscriber = try ZMQSocket(context: context, type: .sub)
-            defer { subscriber.close() }
-            try subscriber.setLinger(milliseconds: 0)
-            try subscriber.setReceiveHighWaterMark(0)
-            try subscriber.subscribe("meshtastic.")
-            try subscriber.connect(events)
-            try subscriber.setReceiveTimeout(milliseconds: 30_000)
-            // Ready means the link is up and this subscriber hears the slot.
-            let commands = try ZMQSocket(context: context, type: .req)
-            defer { commands.close() }
-            try commands.setLinger(milliseconds: 0)
-            try commands.connect(commandEndpoint)
-            while true {
-                _ = try commands.send(Array(#"{"cmd": "status", "slot": "bench"}"#.utf8))
-                guard let reply = try commands.receiveMultipart()?.last, let status = try? JSONValue(parsing: reply) else { continue }
-                let slot = status["result"]?["slots"]?["bench"] ?? status["result"]
-                if slot?["ready"]?.boolValue == true { break }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            _ = simulator.emit(.text)
-            while let frames = try subscriber.receiveMultipart(), !frames[0].starts(with: Array("meshtastic.receive".utf8)) {}
-            guard simulator.startLoad(count: count, rate: 0) else { return 0 }
-            // Every packet from here on is a load text.
-            var received = 0
-            let receive = Array("meshtastic.receive".utf8)
-            while received < count, let frames = try subscriber.receiveMultipart() {
-                if frames[0].starts(with: receive) { received += 1 }
-            }
-            return received
+            // The blocking ZeroMQ calls get a thread of their own: tasks run on the event loops.
+            return try await onThread { try receive(count, events: events, commands: commandEndpoint, from: simulator) }
+        }
+    }
+
+    /// Waits for the slot to be ready and this subscriber to hear it, starts the load and
+    /// counts the load's `receive` events. Blocks.
+    static func receive(_ count: Int, events: String, commands commandEndpoint: String, from simulator: RadioSimulator) throws -> Int {
+        let context = try ZMQContext()
+        defer { context.terminate() }
+        let subscriber = try ZMQSocket(context: context, type: .sub)
+        defer { subscriber.close() }
+        try subscriber.setLinger(milliseconds: 0)
+        try subscriber.setReceiveHighWaterMark(0)
+        try subscriber.subscribe("meshtastic.")
+        try subscriber.connect(events)
+        try subscriber.setReceiveTimeout(milliseconds: 30_000)
+        // Ready means the link is up and this subscriber hears the slot.
+        let commands = try ZMQSocket(context: context, type: .req)
+        defer { commands.close() }
+        try commands.setLinger(milliseconds: 0)
+        try commands.connect(commandEndpoint)
+        while true {
+            _ = try commands.send(Array(#"{"cmd": "status", "slot": "bench"}"#.utf8))
+            guard let reply = try commands.receiveMultipart()?.last, let status = try? JSONValue(parsing: reply) else { continue }
+            let slot = status["result"]?["slots"]?["bench"] ?? status["result"]
+            if slot?["ready"]?.boolValue == true { break }
+            usleep(20_000)
+        }
+        _ = simulator.emit(.text)
+        while let frames = try subscriber.receiveMultipart(), !frames[0].starts(with: Array("meshtastic.receive".utf8)) {}
+        guard simulator.startLoad(count: count, rate: 0) else { return 0 }
+        // Every packet from here on is a load text.
+        var received = 0
+        let receive = Array("meshtastic.receive".utf8)
+        while received < count, let frames = try subscriber.receiveMultipart() {
+            if frames[0].starts(with: receive) { received += 1 }
+        }
+        return received
+    }
+
+    /// Runs `body` on a new thread and returns what it returns.
+    static func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try body() }) }.start()
         }
     }
 

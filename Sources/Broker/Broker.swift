@@ -22,7 +22,7 @@ struct EventSink: Sendable {
 }
 
 /// The broker's slots run on the wall clock.
-typealias BrokerSlot = Slot<ContinuousClock>
+typealias BrokerSlot = Slot<EventLoopClock>
 
 /// The MeshBus broker: owns the slots, publishes their events, answers commands.
 ///
@@ -107,7 +107,7 @@ public final class Broker: Service, Sendable {
                 replayCapacity: configuration.replayCapacity,
                 stateDirectory: configuration.stateDirectory,
                 sink: sink,
-                clock: ContinuousClock(),
+                clock: EventLoopClock(),
                 logger: logger
             )
             slots[slotConfiguration.name] = slot
@@ -265,7 +265,7 @@ public final class Broker: Service, Sendable {
             do {
                 let slot = try await BrokerSlot(
                     configuration: slotConfiguration, outboxCapacity: old.outboxCapacity, replayCapacity: old.replayCapacity,
-                    stateDirectory: old.stateDirectory, sink: sink, clock: ContinuousClock(), logger: logger
+                    stateDirectory: old.stateDirectory, sink: sink, clock: EventLoopClock(), logger: logger
                 )
                 registry.withLock { $0.slots[name] = slot }
                 slotStarts.yield(slot)

@@ -149,7 +149,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     /// Runs until ``shutdown()`` or cancellation. Never throws; ends with the state `stopped`.
     /// Pre-specialized for the wall clock the broker runs on, so the per-frame path does not
     /// look up generic metadata (the state machine, its actions, the input stream) at run time.
-    @_specialize(exported: true, where C == ContinuousClock)
+    @_specialize(exported: true, where C == EventLoopClock)
     public func run() async {
         await withDiscardingTaskGroup { group in
             var session: Session?

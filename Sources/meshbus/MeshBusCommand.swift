@@ -1,5 +1,7 @@
 import ArgumentParser
 import Broker
+import NIOCore
+import NIOPosix
 
 #if canImport(Glibc)
 import Glibc
@@ -18,6 +20,10 @@ struct MeshBusCommand: AsyncParsableCommand {
     )
 
     static func main() async {
+        // Tasks run on NIO's event loops, where the sockets already are: a frame read by a loop
+        // goes on into the slot on that thread, and libdispatch's worker pool (with its
+        // once-a-second monitor and threads made and ended around each burst) is never started.
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {
