@@ -138,6 +138,16 @@ final class WindowBox {
         #expect(window.isDuplicate(from: 1, id: 1000, now: .at(1)), "the newest are kept")
     }
 
+    @Test func entriesStillExpireAfterYearsOfUptime() {
+        let window = WindowBox(DuplicateWindow<TestInstant>())
+        let years: Int64 = 3 * 365 * 86_400
+        #expect(!window.isDuplicate(from: 1, id: 42, now: .at(0)))
+        #expect(!window.isDuplicate(from: 1, id: 42, now: .at(years)))
+        #expect(window.isDuplicate(from: 1, id: 42, now: .at(years + 599)))
+        #expect(!window.isDuplicate(from: 1, id: 42, now: .at(years + 600)))
+        #expect(window.count == 1)
+    }
+
     @Test func expiredEntriesAreForgotten() {
         let window = WindowBox(DuplicateWindow<TestInstant>())
         for id in 1...50 { _ = window.isDuplicate(from: 9, id: UInt32(id), now: .at(Int64(id))) }
