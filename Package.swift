@@ -223,6 +223,7 @@ let package = Package(
                 "VirtualRadio",
                 "ZeroMQ",
                 "MeshtasticProtocol",
+                "RadioLink",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

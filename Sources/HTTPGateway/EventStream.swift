@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import MeshBusModel
 import NIOCore
+import RadioLink
 import ServiceLifecycle
 import SlotCore
 
@@ -116,7 +117,7 @@ extension HTTPGateway {
                 await subscription.waitForOverflow()
                 // The stream ends itself once it sees the overflow; a write still stuck
                 // after a grace second means the reader stopped reading: drop it.
-                guard (try? await Task.sleep(for: .seconds(1))) != nil else { return }
+                guard (try? await EventLoopClock(eventLoop: channel.eventLoop).sleep(for: .seconds(1))) != nil else { return }
                 channel.close(promise: nil)
             }
             defer { group.cancelAll() }
@@ -179,7 +180,7 @@ extension HTTPGateway {
                 return true
             }
             group.addTask {
-                (try? await Task.sleep(for: keepAliveInterval)) == nil
+                (try? await EventLoopClock().sleep(for: keepAliveInterval)) == nil
             }
             let woke = await group.next() ?? true
             group.cancelAll()

@@ -1,5 +1,6 @@
 import Broker
 import Logging
+import RadioLink
 import ServiceLifecycle
 import UnixSignals
 
@@ -49,9 +50,10 @@ public struct ConfigurationReloader: Service {
                     for await _ in signals { trigger.yield("SIGHUP") }
                 }
                 group.addTask {
+                    let clock = EventLoopClock()
                     var seen = FileFingerprint(path: path)
                     while !Task.isCancelled {
-                        do { try await Task.sleep(for: pollInterval) } catch { return }
+                        do { try await clock.sleep(for: pollInterval) } catch { return }
                         let now = FileFingerprint(path: path)
                         if now != seen, now != nil {
                             seen = now

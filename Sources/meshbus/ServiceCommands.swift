@@ -3,6 +3,7 @@ import BluetoothLE
 import Broker
 import MeshBusConfiguration
 import Observability
+import RadioLink
 import ServiceLifecycle
 import ZeroMQ
 
@@ -93,7 +94,8 @@ struct SystemdService: Service {
         notifier.notify("READY=1\nSTATUS=serving")
         if notifier.isActive, let watchdogInterval {
             await cancelWhenGracefulShutdown {
-                while (try? await Task.sleep(for: watchdogInterval)) != nil {
+                let clock = EventLoopClock()
+                while (try? await clock.sleep(for: watchdogInterval)) != nil {
                     notifier.notify("WATCHDOG=1")
                 }
             }
