@@ -118,6 +118,7 @@ let package = Package(
                 "SendJournal",
                 "DescriptorBudget",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 "MeshBusModel",
                 "ZeroMQ",
                 "MeshtasticProtocol",

@@ -3,6 +3,7 @@ import DescriptorBudget
 import Logging
 import MeshBusModel
 import MeshtasticProtocol
+import NIOPosix
 import RadioLink
 import ServiceLifecycle
 import SendJournal
@@ -142,7 +143,7 @@ public final class Broker: Service, Sendable {
             group.addTask {
                 await withDiscardingTaskGroup { requests in
                     for await request in self.commands.requests {
-                        requests.addTask { self.answer(request) }
+                        requests.addTask { await self.answer(request) }
                     }
                 }
                 return .commandsEnded
@@ -330,15 +331,25 @@ public final class Broker: Service, Sendable {
 
     // MARK: Commands
 
-    func answer(_ request: CommandRequest) {
-        commands.reply(to: request, with: respond(to: CommandEnvelope(parsing: request.body), role: request.role).reply)
+    func answer(_ request: CommandRequest) async {
+        let reply = await offTheEventLoopWhenJournaling { self.respond(to: CommandEnvelope(parsing: request.body), role: request.role).reply }
+        commands.reply(to: request, with: reply)
     }
 
     /// Answers one command request body as the command socket does (design.md §4), for the
     /// other ways in (HTTP): the reply object, and the error code when it is a refusal.
     /// `role` is the client's under CURVE or tokens; nil trusts it fully.
-    public func respond(toRequest body: [UInt8], role: ClientRole?) -> (reply: JSONValue, errorCode: String?) {
-        respond(to: CommandEnvelope(parsing: body), role: role)
+    public func respond(toRequest body: [UInt8], role: ClientRole?) async -> (reply: JSONValue, errorCode: String?) {
+        await offTheEventLoopWhenJournaling { self.respond(to: CommandEnvelope(parsing: body), role: role) }
+    }
+
+    /// With a send journal, a send is answered only once it is on the disk (`fdatasync`),
+    /// which on an SD card can take tens of milliseconds: commands are then answered on NIO's
+    /// blocking pool, so the event loop that carries radio traffic never waits for a disk.
+    private func offTheEventLoopWhenJournaling<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        guard registry.withLock({ $0.configuration.stateDirectory != nil }) else { return work() }
+        // It fails only without running `work` (the pool stopped, or the task was cancelled first).
+        return (try? await NIOThreadPool.singleton.runIfActive(work)) ?? work()
     }
 
     private func respond(to envelope: CommandEnvelope, role: ClientRole?) -> (reply: JSONValue, errorCode: String?) {

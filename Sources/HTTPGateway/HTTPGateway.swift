@@ -94,7 +94,7 @@ public struct HTTPGateway: Service {
         } catch let error as HTTPError where error.status == .contentTooLarge {
             return reply(status: .contentTooLarge, code: "bad_request", message: "the body is over \(maxBodyBytes) bytes")
         }
-        let answer = broker.respond(toRequest: Array(body.readableBytesView), role: role)
+        let answer = await broker.respond(toRequest: Array(body.readableBytesView), role: role)
         return Response(
             status: status(for: answer.errorCode), headers: [.contentType: "application/json"],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: answer.reply.jsonBytes))
