@@ -4,10 +4,11 @@ import Synchronization
 
 /// The continuous clock, with its sleeps kept as timers on a NIO event loop.
 ///
-/// On Linux, a pending `Task.sleep` (or `ContinuousClock.sleep`) keeps libdispatch's timer
-/// thread waking once a second for as long as it is pending, and a link always has a probe or
-/// heartbeat pending. An event loop arms one timer for its earliest deadline and otherwise sleeps,
-/// so idle slots cost only their own deadlines.
+/// On Linux, a `Task.sleep` (or `ContinuousClock.sleep`) runs on libdispatch's pool, whose
+/// timer thread, once the pool has been used, wakes every second for good. The daemon runs its
+/// tasks on NIO's loops instead (see `MeshBusCommand`), and this clock keeps its sleeps there
+/// too: a loop arms one timer for its earliest deadline and otherwise sleeps, so idle slots cost
+/// only their own probes and heartbeats.
 public struct EventLoopClock: Clock {
     public typealias Instant = ContinuousClock.Instant
 
