@@ -50,8 +50,16 @@ let package = Package(
             ]
         ),
         .target(
+            name: "EventLoopTime",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .target(
             name: "RadioLink",
             dependencies: [
+                "EventLoopTime",
                 "MeshBusModel",
                 "MeshtasticProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -70,6 +78,7 @@ let package = Package(
             name: "BluetoothLE",
             dependencies: [
                 "DBus",
+                "EventLoopTime",
                 "RadioLink",
                 "MeshtasticProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -114,6 +123,7 @@ let package = Package(
         .target(
             name: "Broker",
             dependencies: [
+                "EventLoopTime",
                 "SlotCore",
                 "SendJournal",
                 "DescriptorBudget",
@@ -136,6 +146,7 @@ let package = Package(
             name: "HTTPGateway",
             dependencies: [
                 "Broker",
+                "EventLoopTime",
                 "MeshBusModel",
                 "RadioLink",
                 "SlotCore",
@@ -159,6 +170,7 @@ let package = Package(
             name: "MeshBusConfiguration",
             dependencies: [
                 "Broker",
+                "EventLoopTime",
                 "BluetoothLE",
                 "MQTT",
                 "VirtualRadio",
@@ -189,6 +201,7 @@ let package = Package(
         .target(
             name: "MQTT",
             dependencies: [
+                "EventLoopTime",
                 "MQTTWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -199,6 +212,7 @@ let package = Package(
         .target(
             name: "MQTTBridge",
             dependencies: [
+                "EventLoopTime",
                 "MQTT",
                 "MQTTWire",
                 "MeshBusClient",
@@ -224,7 +238,7 @@ let package = Package(
                 "VirtualRadio",
                 "ZeroMQ",
                 "MeshtasticProtocol",
-                "RadioLink",
+                "EventLoopTime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -277,6 +291,7 @@ let package = Package(
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "EventLoopTimeTests", dependencies: ["EventLoopTime", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(
             name: "RadioLinkTests",
             dependencies: ["RadioLink", "RadioSimulator", "MeshtasticProtocol", "MeshBusTestSupport"]

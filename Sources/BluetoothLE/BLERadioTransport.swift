@@ -1,4 +1,5 @@
 import DBus
+import EventLoopTime
 import Logging
 import MeshtasticProtocol
 import RadioLink
@@ -238,7 +239,7 @@ func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable ()
     try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask { try await body() }
         group.addTask {
-            try await Task.sleep(for: limit)
+            try await EventLoopClock().sleep(for: limit)
             return nil
         }
         let first = try await group.next() ?? nil

@@ -1,5 +1,6 @@
 import CoreMetrics
 import DescriptorBudget
+import EventLoopTime
 import Logging
 import MeshBusModel
 import MeshtasticProtocol

@@ -1,9 +1,9 @@
 import Broker
+import EventLoopTime
 import HTTPTypes
 import Hummingbird
 import MeshBusModel
 import NIOCore
-import RadioLink
 import ServiceLifecycle
 import SlotCore
 

@@ -1,3 +1,4 @@
+import EventLoopTime
 import Logging
 import MQTTWire
 import NIOCore
@@ -116,7 +117,7 @@ public final class MQTTClient: Sendable {
                 return false
             }
             group.addTask {
-                try? await Task.sleep(for: timeout)
+                try? await EventLoopClock(eventLoop: self.group.any()).sleep(for: timeout)
                 return false
             }
             let flushed = await group.next() ?? false
@@ -129,7 +130,7 @@ public final class MQTTClient: Sendable {
     /// then sends DISCONNECT (if the broker acknowledged everything; see ``flush(within:)``) and
     /// returns. Nothing a connection does can end this loop. Call once.
     public func run() async {
-        await run(clock: ContinuousClock(), generator: SystemRandomNumberGenerator())
+        await run(clock: EventLoopClock(eventLoop: group.any()), generator: SystemRandomNumberGenerator())
     }
 
     /// ``run()`` with the waits between attempts on `clock` and their jitter from `generator`
@@ -277,7 +278,7 @@ public final class MQTTClient: Sendable {
     /// Ends the connection if the broker has not accepted it by `deadline`.
     private func awaitConnack(until deadline: ContinuousClock.Instant, connection: Int) async -> String? {
         do {
-            try await Task.sleep(until: deadline, clock: .continuous)
+            try await EventLoopClock(eventLoop: group.any()).sleep(until: deadline)
         } catch {
             return nil
         }
@@ -289,9 +290,10 @@ public final class MQTTClient: Sendable {
         let interval = configuration.keepAlive / 2
         guard interval > .zero else { return nil }
         let limit = configuration.keepAlive * 1.5
+        let clock = EventLoopClock(eventLoop: group.any())
         while true {
             do {
-                try await Task.sleep(for: interval)
+                try await clock.sleep(for: interval)
             } catch {
                 return nil
             }

@@ -1,3 +1,4 @@
+import EventLoopTime
 import Foundation
 import Logging
 import MQTT
@@ -145,6 +146,7 @@ public final class MQTTBridge: Sendable {
     /// on MQTT (its radios may be fine, but nothing reaches MQTT from them); the links come
     /// back as they are when it answers again.
     private func watchBroker() async {
+        let clock = EventLoopClock()
         while !Task.isCancelled {
             let reachable = (try? await meshbus.ping()) != nil
             // Published under the lock, so a concurrent link update cannot be overwritten by
@@ -165,7 +167,7 @@ public final class MQTTBridge: Sendable {
                 return true
             }
             if changed && !reachable { logger.warning("the MeshBus broker does not answer; links show as down") }
-            try? await Task.sleep(for: .seconds(5))
+            try? await clock.sleep(for: .seconds(5))
         }
     }
 

@@ -1,6 +1,6 @@
 import Broker
+import EventLoopTime
 import Logging
-import RadioLink
 import ServiceLifecycle
 import UnixSignals
 

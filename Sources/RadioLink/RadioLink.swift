@@ -1,3 +1,4 @@
+import EventLoopTime
 import Logging
 import MeshtasticProtocol
 import NIOCore
@@ -428,7 +429,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     private func writeControl(_ control: AsyncStream<Meshtastic_ToRadio>, to outbound: NIOAsyncChannelOutboundWriter<StreamOutbound>) async -> SessionEnd {
         do {
             try await outbound.write(.raw(ByteBuffer(bytes: StreamFraming.wakeSequence)))
-            if transport.wakeDelay > .zero { try await Task.sleep(for: transport.wakeDelay) }
+            if transport.wakeDelay > .zero { try await EventLoopClock().sleep(for: transport.wakeDelay) }
             for await message in control {
                 try await outbound.write(.frame(ByteBuffer(bytes: try message.serializedBytes() as [UInt8])))
             }

@@ -1,9 +1,9 @@
 import ArgumentParser
 import BluetoothLE
 import Broker
+import EventLoopTime
 import MeshBusConfiguration
 import Observability
-import RadioLink
 import ServiceLifecycle
 import ZeroMQ
 

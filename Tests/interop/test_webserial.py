@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import collect, command, slot_status, subscriber
+from conftest import collect, command, slot_status, subscriber, wait_until
 
 
 class Relay:
@@ -94,8 +94,9 @@ def test_a_relayed_radio_handshakes_sends_queued_texts_and_is_lost_when_the_brow
     endpoints = start_broker("--config", config(tmp_path), http=True)
     url = endpoints["http"].replace("http://", "ws://") + "/webserial/laptop/relay"
     sub = subscriber(context, endpoints["events"], b"meshtastic.")
-    before = link(context, endpoints)
-    assert before["state"] == "idle" and before["transport"] == "webserial"
+    # The slot starts `connecting`; with no browser, its first attempt ends in `idle` at once.
+    before = wait_until(lambda: (status := link(context, endpoints))["state"] == "idle" and status, "the slot idle without a browser")
+    assert before["transport"] == "webserial"
     assert before["lastError"] == "webserial://laptop: no browser holds the radio"
     queued = command(context, endpoints["commands"], {"cmd": "sendText", "slot": "laptop", "text": "waited for a browser", "wantAck": True})
     assert queued["ok"] and queued["result"]["status"] == "queued"

@@ -1,5 +1,5 @@
+import EventLoopTime
 import NIOPosix
-import RadioLink
 import Testing
 
 /// The broker's clock: sleeps are event-loop timers that end at or after their deadline, in
