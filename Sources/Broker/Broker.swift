@@ -23,7 +23,7 @@ struct EventSink: Sendable {
     func envelopeHead(slot: String) -> [UInt8] { Envelope.head(broker: brokerID, slot: slot) }
 }
 
-/// The broker's slots run on the wall clock.
+/// The broker's slots run on the continuous clock, their timers on the event loops.
 typealias BrokerSlot = Slot<EventLoopClock>
 
 /// The MeshBus broker: owns the slots, publishes their events, answers commands.

@@ -148,7 +148,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     public func shutdown(reason: LossReason = .shutdown) { inputs.yield(.shutdown(reason)) }
 
     /// Runs until ``shutdown()`` or cancellation. Never throws; ends with the state `stopped`.
-    /// Pre-specialized for the wall clock the broker runs on, so the per-frame path does not
+    /// Pre-specialized for the clock the broker runs on, so the per-frame path does not
     /// look up generic metadata (the state machine, its actions, the input stream) at run time.
     @_specialize(exported: true, where C == EventLoopClock)
     public func run() async {
