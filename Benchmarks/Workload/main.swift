@@ -73,8 +73,8 @@ enum Workload {
         return try await withThrowingTaskGroup(of: Int?.self) { group in
             group.addTask { await broker.run(); return nil }
             defer { group.cancelAll() }
-            // The blocking ZeroMQ calls get a thread of their own: tasks run on the event loops.
-            return try await onThread { try receive(count, events: events, commands: commandEndpoint, from: simulator) }
+            // The blocking ZeroMQ calls go to NIO's blocking pool: tasks run on the event loops.
+            return try await NIOThreadPool.singleton.runIfActive { try receive(count, events: events, commands: commandEndpoint, from: simulator) }
         }
     }
 
@@ -112,13 +112,6 @@ enum Workload {
             if frames[0].starts(with: receive) { received += 1 }
         }
         return received
-    }
-
-    /// Runs `body` on a new thread and returns what it returns.
-    static func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try body() }) }.start()
-        }
     }
 
     /// The simulator's own share: it sends the same load to a client that completes the
