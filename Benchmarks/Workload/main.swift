@@ -118,23 +118,30 @@ enum Workload {
     /// handshake and then only splits frames and counts them.
     static func readBare(_ simulator: RadioSimulator, count: Int) async throws -> Int {
         let channel = try await TCPRadioTransport(host: "127.0.0.1", port: simulator.port).open()
-        return try await channel.executeThenClose { inbound, outbound in
+        return try await channel.executeThenClose { _, outbound in
+            // Frames are taken on the event loop that read them, as a slot's link takes them.
+            let (outcome, report) = AsyncStream<Int>.makeStream()
+            let progress = Mutex((loading: false, received: 0))
+            _ = try await channel.divertInbound { item in
+                guard case .frame(let frame) = item else { return }
+                let (startLoad, finished) = progress.withLock { progress -> (Bool, Int?) in
+                    if progress.loading {
+                        progress.received += 1
+                        return (false, progress.received == count ? count : nil)
+                    }
+                    let complete = (try? Meshtastic_FromRadio(serializedBytes: Array(frame.readableBytesView)))?.configCompleteID == 42
+                    progress.loading = complete
+                    return (complete, nil)
+                }
+                if startLoad, !simulator.startLoad(count: count, rate: 0) { report.yield(0) }
+                if let finished { report.yield(finished) }
+            }
             var request = Meshtastic_ToRadio()
             request.wantConfigID = 42
             try await outbound.write(.frame(ByteBuffer(bytes: try request.serializedBytes() as [UInt8])))
-            var received = 0
-            var loading = false
-            for try await item in inbound {
-                guard case .frame(let frame) = item else { continue }
-                if loading {
-                    received += 1
-                    if received == count { break }
-                } else if (try? Meshtastic_FromRadio(serializedBytes: Array(frame.readableBytesView)))?.configCompleteID == 42 {
-                    guard simulator.startLoad(count: count, rate: 0) else { return 0 }
-                    loading = true
-                }
-            }
-            return received
+            // The connection closing first ends the count short.
+            channel.channel.closeFuture.whenComplete { _ in report.yield(progress.withLock { $0.received }) }
+            return await outcome.first { _ in true } ?? 0
         }
     }
 }

@@ -201,10 +201,12 @@ public struct MeshtasticFrameEncoder: MessageToByteEncoder {
 public typealias StreamChannel = NIOAsyncChannel<StreamItem, StreamOutbound>
 
 extension NIOAsyncChannel where Inbound == StreamItem, Outbound == StreamOutbound {
-    /// Adds the stream codec to a fresh channel and wraps it for async use.
+    /// Adds the stream codec to a fresh channel and wraps it for async use (with the point
+    /// ``divertInbound(to:)`` attaches to).
     public static func configure(_ channel: any Channel) -> EventLoopFuture<StreamChannel> {
         channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MeshtasticFrameDecoder(checksPayloads: true)))
+            try channel.pipeline.syncOperations.addHandler(StreamDiversion())
             try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(MeshtasticFrameEncoder()))
             return try StreamChannel(wrappingChannelSynchronously: channel)
         }

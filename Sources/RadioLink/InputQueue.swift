@@ -6,12 +6,17 @@ import Synchronization
 /// the concurrency runtime that no caller can specialize: about 7,000 instructions per item
 /// (callgrind), once for every frame a radio sends. Here an item already queued is taken
 /// without suspending, and the queue's code is specialized with the link.
+///
+/// A producer may also stand in for an idle consumer (``claimIfIdle()``): a frame read on
+/// an event loop is then handled right there, with no task woken at all.
 final class InputQueue<Element: Sendable>: Sendable {
     private struct State {
         var buffer = CircularBuffer<Element>()
         /// The consumer, suspended on an empty queue.
         var waiter: UnsafeContinuation<Element?, Never>?
         var cancelled = false
+        /// A producer stands in for the parked consumer: yields queue without waking it.
+        var claimed = false
     }
 
     private enum Taken {
@@ -29,7 +34,7 @@ final class InputQueue<Element: Sendable>: Sendable {
     func yield(_ element: Element) {
         let waiter = state.withLock { state -> UnsafeContinuation<Element?, Never>? in
             guard !state.cancelled else { return nil }
-            if let waiter = state.waiter {
+            if !state.claimed, let waiter = state.waiter {
                 state.waiter = nil
                 return waiter
             }
@@ -62,11 +67,42 @@ final class InputQueue<Element: Sendable>: Sendable {
         } onCancel: {
             let waiter = state.withLock { state -> UnsafeContinuation<Element?, Never>? in
                 state.cancelled = true
+                // A claim in progress keeps the consumer parked: it ends on the release.
+                guard !state.claimed else { return nil }
                 defer { state.waiter = nil }
                 return state.waiter
             }
             waiter?.resume(returning: nil)
         }
+    }
+
+    /// Takes the consumer's place if it is parked with nothing queued, so the caller can do
+    /// what the consumer would do with its item, on the caller's thread. True if claimed:
+    /// the consumer then stays parked, whatever is yielded, until ``release()``.
+    func claimIfIdle() -> Bool {
+        state.withLock { state in
+            guard !state.cancelled, !state.claimed, state.waiter != nil, state.buffer.isEmpty else { return false }
+            state.claimed = true
+            return true
+        }
+    }
+
+    /// Ends a claim: wakes the consumer for what was yielded meanwhile (or for its end, if it
+    /// was cancelled meanwhile).
+    func release() {
+        let wake = state.withLock { state -> (UnsafeContinuation<Element?, Never>, Element?)? in
+            precondition(state.claimed, "release() without a claim")
+            state.claimed = false
+            guard let waiter = state.waiter else { return nil }
+            if state.cancelled {
+                state.waiter = nil
+                return (waiter, nil)
+            }
+            guard let element = state.buffer.popFirst() else { return nil }
+            state.waiter = nil
+            return (waiter, element)
+        }
+        if let (waiter, element) = wake { waiter.resume(returning: element) }
     }
 
     private func take() -> Taken {

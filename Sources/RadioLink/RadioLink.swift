@@ -17,6 +17,12 @@ import Darwin
 /// writers, its timers) and the retry timers. Children never throw to it: whatever ends
 /// a child, an error included, comes back as an input value, so nothing a child does can
 /// end the loop. It ends only on ``shutdown()`` or cancellation.
+///
+/// What a session reads is handled on the event loop that read it while the supervisor is
+/// idle: the loop takes the supervisor's place for that frame (``InputQueue/claimIfIdle()``),
+/// applies it, and hands back whatever needs a child task. Otherwise it queues behind the
+/// supervisor's inputs. Either way one holder at a time drives the machine and emits, so
+/// events keep their order.
 public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     public typealias Machine = ConnectionStateMachine<C.Instant>
 
@@ -30,6 +36,9 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     private let finishEvents: @Sendable () -> Void
     private let inputs = InputQueue<Input>()
     private let machine: Mutex<Machine>
+    /// What the holder of the supervisor's place works on: the supervisor's task, or an event
+    /// loop handling a frame meanwhile.
+    private let held = Mutex(Held())
     private let gate = SendGate()
     /// The radio said its TX queue is full (`queueStatus.free == 0`): writes wait.
     private let radioQueueFull = Mutex(false)
@@ -46,6 +55,9 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
         case frame(attempt: Int, Meshtastic_FromRadio, raw: [UInt8])
         case logLine(attempt: Int, String)
         case undecodable(attempt: Int, length: Int)
+        /// A frame's actions from the first that starts a task, and the frame's republishing:
+        /// what an event loop that handled the frame left to the supervisor.
+        case deferred(ArraySlice<Machine.Action>, republish: RadioLinkEvent?, now: C.Instant)
         case sent(attempt: Int, OutgoingPacket)
         case ended(attempt: Int, SessionEnd)
         case timer(Machine.Timer)
@@ -60,6 +72,11 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
         let attempt: Int
         let control: AsyncStream<Meshtastic_ToRadio>.Continuation
         let timers: AsyncStream<(Machine.Timer, C.Instant)>.Continuation
+    }
+
+    private struct Held: Sendable {
+        var session: Session?
+        var info = LinkInfo(myNodeNum: 0, firmware: "", nodeCount: 0, attempt: 0)
     }
 
     /// A link and the stream of its events (tests consume links this way).
@@ -153,33 +170,29 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     @_specialize(exported: true, where C == EventLoopClock)
     public func run() async {
         await withDiscardingTaskGroup { group in
-            var session: Session?
-            var info = LinkInfo(myNodeNum: 0, firmware: "", nodeCount: 0, attempt: 0)
-            perform(transition { $0.handle(.start) }, now: clock.now, group: &group, session: &session, info: info)
+            perform(transition { $0.handle(.start) }, now: clock.now, group: &group)
             while let input = await inputs.next() {
                 let now = clock.now
                 let actions: [Machine.Action]
                 switch input {
                 case .opened(let attempt):
-                    info = LinkInfo(myNodeNum: 0, firmware: "", nodeCount: 0, attempt: attempt)
+                    held.withLock { $0.info = LinkInfo(myNodeNum: 0, firmware: "", nodeCount: 0, attempt: attempt) }
                     actions = transition { $0.handle(.transportOpened(attempt: attempt)) }
-                case .frame(let attempt, let message, let raw):
-                    guard attempt == session?.attempt else { continue }
-                    let (frameActions, republish) = received(message, raw: raw, attempt: attempt, info: &info, now: now)
-                    perform(frameActions, now: now, group: &group, session: &session, info: info)
+                case .frame, .logLine, .undecodable:
+                    if case .deferred(let rest, let republish, let now)? = handleRead(input, now: now) {
+                        perform(rest, now: now, group: &group)
+                        if let republish { emit(republish) }
+                    }
+                    continue
+                case .deferred(let rest, let republish, let deferredAt):
+                    perform(rest, now: deferredAt, group: &group)
                     if let republish { emit(republish) }
                     continue
-                case .logLine(let attempt, let line):
-                    if attempt == session?.attempt { emit(.logLine(line)) }
-                    continue
-                case .undecodable(let attempt, let length):
-                    if attempt == session?.attempt { emit(.undecodableFrame(length: length)) }
-                    continue
                 case .sent(let attempt, let item):
-                    if attempt == session?.attempt { emit(.sent(item)) }
+                    if attempt == currentAttempt { emit(.sent(item)) }
                     continue
                 case .ended(let attempt, let end):
-                    if attempt == session?.attempt { session = nil }
+                    held.withLock { if attempt == $0.session?.attempt { $0.session = nil } }
                     logger.debug("session ended", metadata: ["slot": "\(slot)", "attempt": "\(attempt)", "end": "\(end)"])
                     let failure: String? = if case .lost = end { "closed during the handshake" } else { nil }
                     actions = transition(failure: failure) { $0.handle(.sessionEnded(end, attempt: attempt, now: now)) }
@@ -196,12 +209,12 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
                 case .shutdown(let reason):
                     actions = transition { $0.handle(.shutdown(reason: reason)) }
                 }
-                perform(actions, now: now, group: &group, session: &session, info: info)
+                perform(actions, now: now, group: &group)
                 if machine.withLock({ $0.isFinished }) { break }
             }
             if !machine.withLock({ $0.isFinished }) {
                 // Cancelled: the children are cancelled with us; report the end all the same.
-                perform(transition { $0.handle(.shutdown(reason: .shutdown)) }, now: clock.now, group: &group, session: &session, info: info)
+                perform(transition { $0.handle(.shutdown(reason: .shutdown)) }, now: clock.now, group: &group)
             }
             group.cancelAll()
         }
@@ -243,18 +256,18 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     /// Applies a frame; returns the actions and the event that republishes the frame (after
     /// the actions, so `established` precedes the frame that completed the handshake).
     private func received(
-        _ message: Meshtastic_FromRadio, raw: [UInt8], attempt: Int, info: inout LinkInfo, now: C.Instant
+        _ message: Meshtastic_FromRadio, raw: [UInt8], attempt: Int, now: C.Instant
     ) -> ([Machine.Action], RadioLinkEvent?) {
         let frame: InboundFrame
         switch message.payloadVariant {
         case .myInfo(let myInfo):
-            info.myNodeNum = myInfo.myNodeNum
+            held.withLock { $0.info.myNodeNum = myInfo.myNodeNum }
             frame = .other
         case .metadata(let metadata):
-            info.firmware = metadata.firmwareVersion
+            held.withLock { $0.info.firmware = metadata.firmwareVersion }
             frame = .other
         case .nodeInfo:
-            if !state.isUp { info.nodeCount += 1 }
+            if !state.isUp { held.withLock { $0.info.nodeCount += 1 } }
             frame = .other
         case .configCompleteID(let id): frame = .configComplete(id: id)
         case .rebooted(true): frame = .rebooted
@@ -273,51 +286,90 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
         }
     }
 
-    private func perform(
-        _ actions: [Machine.Action], now: C.Instant, group: inout DiscardingTaskGroup, session: inout Session?, info: LinkInfo
-    ) {
-        for action in actions {
+    /// The attempt of the live session, if any.
+    private var currentAttempt: Int? { held.withLock { $0.session?.attempt } }
+
+    /// Handles what a session read (a frame, a log line, an undecodable frame) as the holder
+    /// of the supervisor's place. Returns what is left for the supervisor (``Input/deferred``)
+    /// when an action needs a child task.
+    private func handleRead(_ input: Input, now: C.Instant) -> Input? {
+        switch input {
+        case .frame(let attempt, let message, let raw):
+            guard attempt == currentAttempt else { return nil }
+            let (actions, republish) = received(message, raw: raw, attempt: attempt, now: now)
+            for index in actions.indices where !performInline(actions[index], now: now) {
+                return .deferred(actions[index...], republish: republish, now: now)
+            }
+            if let republish { emit(republish) }
+        case .logLine(let attempt, let line):
+            if attempt == currentAttempt { emit(.logLine(line)) }
+        case .undecodable(let attempt, let length):
+            if attempt == currentAttempt { emit(.undecodableFrame(length: length)) }
+        default:
+            preconditionFailure("Internal inconsistency: \(input) is no session read")
+        }
+        return nil
+    }
+
+    /// Carries out every action in order, starting child tasks in `group` where one needs it.
+    private func perform(_ actions: some Collection<Machine.Action>, now: C.Instant, group: inout DiscardingTaskGroup) {
+        for action in actions where !performInline(action, now: now) {
             switch action {
             case .connect(let attempt):
-                precondition(session == nil, "Internal inconsistency: a new session while one is open")
                 let (control, controlContinuation) = AsyncStream<Meshtastic_ToRadio>.makeStream()
                 let (timers, timersContinuation) = AsyncStream<(Machine.Timer, C.Instant)>.makeStream()
-                let next = Session(attempt: attempt, control: controlContinuation, timers: timersContinuation)
-                session = next
+                held.withLock { held in
+                    precondition(held.session == nil, "Internal inconsistency: a new session while one is open")
+                    held.session = Session(attempt: attempt, control: controlContinuation, timers: timersContinuation)
+                }
                 logger.debug("opening", metadata: ["slot": "\(slot)", "attempt": "\(attempt)", "transport": "\(transport)"])
                 group.addTask { await self.runSession(attempt: attempt, control: control, timers: timers) }
-            case .send(let request):
-                session?.control.yield(Self.message(for: request, myNodeNum: info.myNodeNum))
             case .schedule(let timer):
                 let deadline = now.advanced(by: timer.delay)
-                if timer.kind.isSessionScoped {
-                    session?.timers.yield((timer, deadline))
-                } else {
-                    group.addTask { await self.fire(timer, at: deadline) }
-                }
-            case .established(let attempt):
-                var established = info
-                established.attempt = attempt
-                lastError.withLock { $0 = nil }
-                emit(.established(established))
-                logger.info("link ready", metadata: ["slot": "\(slot)", "attempt": "\(attempt)", "nodes": "\(info.nodeCount)"])
-            case .probeAnswered(let roundTrip):
-                emit(.probeAnswered(roundTrip: roundTrip))
-            case .lost(let reason):
-                // A loss asked for (reconnect, disconnectForRestart, shutdown) is no error.
-                if ![.manual, .shutdown, .reload].contains(reason) { lastError.withLock { $0 = "link lost: \(reason.rawValue)" } }
-                emit(.lost(reason))
-                logger.warning("link lost", metadata: ["slot": "\(slot)", "reason": "\(reason.rawValue)"])
-            case .closeSession(let goodbye):
-                if goodbye { session?.control.yield(.with { $0.disconnect = true }) }
-                session?.control.finish()
+                group.addTask { await self.fire(timer, at: deadline) }
             case .awaitPeer:
                 group.addTask {
                     await self.transport.waitForPeer()
                     if !Task.isCancelled { self.inputs.yield(.peerAvailable) }
                 }
+            default:
+                preconditionFailure("Internal inconsistency: \(action) was not carried out")
             }
         }
+    }
+
+    /// Carries out an action that needs no child task; false (doing nothing) for one that
+    /// does: a connect, a timer that outlives sessions, waiting for a peer.
+    private func performInline(_ action: Machine.Action, now: C.Instant) -> Bool {
+        switch action {
+        case .connect, .awaitPeer:
+            return false
+        case .send(let request):
+            let (control, myNodeNum) = held.withLock { ($0.session?.control, $0.info.myNodeNum) }
+            control?.yield(Self.message(for: request, myNodeNum: myNodeNum))
+        case .schedule(let timer):
+            guard timer.kind.isSessionScoped else { return false }
+            let timers = held.withLock { $0.session?.timers }
+            timers?.yield((timer, now.advanced(by: timer.delay)))
+        case .established(let attempt):
+            var established = held.withLock { $0.info }
+            established.attempt = attempt
+            lastError.withLock { $0 = nil }
+            emit(.established(established))
+            logger.info("link ready", metadata: ["slot": "\(slot)", "attempt": "\(attempt)", "nodes": "\(established.nodeCount)"])
+        case .probeAnswered(let roundTrip):
+            emit(.probeAnswered(roundTrip: roundTrip))
+        case .lost(let reason):
+            // A loss asked for (reconnect, disconnectForRestart, shutdown) is no error.
+            if ![.manual, .shutdown, .reload].contains(reason) { lastError.withLock { $0 = "link lost: \(reason.rawValue)" } }
+            emit(.lost(reason))
+            logger.warning("link lost", metadata: ["slot": "\(slot)", "reason": "\(reason.rawValue)"])
+        case .closeSession(let goodbye):
+            let control = held.withLock { $0.session?.control }
+            if goodbye { control?.yield(.with { $0.disconnect = true }) }
+            control?.finish()
+        }
+        return true
     }
 
     static func message(for request: Machine.Request, myNodeNum: UInt32) -> Meshtastic_ToRadio {
@@ -373,10 +425,11 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
         do {
             return try await transport.withChannel { channel in
                 self.inputs.yield(.opened(attempt: attempt))
+                let handOver = await self.divertReads(of: channel, attempt: attempt)
                 do {
                     return try await channel.executeThenClose { inbound, outbound in
                         await withTaskGroup(of: SessionEnd.self) { group in
-                            group.addTask { await self.read(inbound, attempt: attempt) }
+                            group.addTask { await self.read(inbound, attempt: attempt, handOver: handOver) }
                             group.addTask { await self.writeControl(control, to: outbound) }
                             group.addTask { await self.writeOutbox(to: outbound, attempt: attempt) }
                             let first = await group.next() ?? .lost(.transportClosed)
@@ -403,24 +456,58 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
         }
     }
 
-    private func read(_ inbound: NIOAsyncChannelInboundStream<StreamItem>, attempt: Int) async -> SessionEnd {
+    /// Has the channel hand what it reads to this link on its event loop from now on; nil if
+    /// it cannot (the reader then takes everything from the stream).
+    private func divertReads(of channel: StreamChannel, attempt: Int) async -> StreamHandOver? {
+        let handOver = StreamHandOver()
+        do {
+            let earlier = try await channel.divertInbound { item in
+                if handOver.admit(item) { self.handleOnLoop(item, attempt: attempt) }
+            }
+            handOver.expect(streamItems: earlier) { self.inputs.yield(Self.input(for: $0, attempt: attempt)) }
+            return handOver
+        } catch {
+            logger.debug("reads stay on the stream", metadata: ["slot": "\(slot)", "error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// A session's read, on the event loop that read it: handled at once in the supervisor's
+    /// place if the supervisor is idle, else queued for it.
+    private func handleOnLoop(_ item: StreamItem, attempt: Int) {
+        let input = Self.input(for: item, attempt: attempt)
+        guard inputs.claimIfIdle() else {
+            inputs.yield(input)
+            return
+        }
+        if let rest = handleRead(input, now: clock.now) { inputs.yield(rest) }
+        inputs.release()
+    }
+
+    private static func input(for item: StreamItem, attempt: Int) -> Input {
+        switch item {
+        case .logLine(let line):
+            return .logLine(attempt: attempt, line)
+        case .frame(let payload):
+            let raw = Array(payload.readableBytesView)
+            guard let message = try? Meshtastic_FromRadio(serializedBytes: raw) else { return .undecodable(attempt: attempt, length: raw.count) }
+            return .frame(attempt: attempt, message, raw: raw)
+        }
+    }
+
+    /// Takes what the stream holds (everything, without a hand-over; else what came before
+    /// it) and returns when the channel closes.
+    private func read(_ inbound: NIOAsyncChannelInboundStream<StreamItem>, attempt: Int, handOver: StreamHandOver?) async -> SessionEnd {
+        let release: (StreamItem) -> Void = { self.inputs.yield(Self.input(for: $0, attempt: attempt)) }
         do {
             for try await item in inbound {
-                switch item {
-                case .logLine(let line):
-                    inputs.yield(.logLine(attempt: attempt, line))
-                case .frame(let payload):
-                    let raw = Array(payload.readableBytesView)
-                    if let message = try? Meshtastic_FromRadio(serializedBytes: raw) {
-                        inputs.yield(.frame(attempt: attempt, message, raw: raw))
-                    } else {
-                        inputs.yield(.undecodable(attempt: attempt, length: raw.count))
-                    }
-                }
+                inputs.yield(Self.input(for: item, attempt: attempt))
+                handOver?.takenFromStream(release: release)
             }
         } catch {
             logger.debug("read failed", metadata: ["slot": "\(slot)", "error": "\(error)"])
         }
+        handOver?.streamEnded(release: release)
         return .lost(.transportClosed)
     }
 

@@ -46,4 +46,54 @@ import Testing
         afterwards.cancel()
         #expect(await afterwards.value == nil, "nothing is read after the end")
     }
+
+    /// Starts a consumer taking `count` items and returns it with `queue` claimed, once the
+    /// consumer is parked on the empty queue (30 s at most, then the test fails naming that).
+    private func claimedWithParkedConsumer(_ queue: InputQueue<Int>, taking count: Int) async throws -> Task<[Int?], Never> {
+        let consumer = Task {
+            var taken: [Int?] = []
+            for _ in 0..<count { taken.append(await queue.next()) }
+            return taken
+        }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while !queue.claimIfIdle() {
+            try #require(ContinuousClock.now < deadline, "timed out waiting for the consumer to park")
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        return consumer
+    }
+
+    @Test func noClaimWhileAnItemIsQueuedOrAnotherClaimHolds() async throws {
+        let queue = InputQueue<Int>()
+        #expect(!queue.claimIfIdle(), "no consumer is parked yet")
+        queue.yield(1)
+        #expect(!queue.claimIfIdle(), "an item is queued")
+        #expect(await queue.next() == 1)
+        let consumer = try await claimedWithParkedConsumer(queue, taking: 1)
+        #expect(!queue.claimIfIdle(), "one claim at a time")
+        queue.release()
+        queue.yield(2)
+        #expect(await consumer.value == [2])
+    }
+
+    @Test func whatIsYieldedDuringAClaimReachesTheConsumerOnlyAfterTheReleaseInOrder() async throws {
+        let queue = InputQueue<Int>()
+        let consumer = try await claimedWithParkedConsumer(queue, taking: 2)
+        queue.yield(10)
+        queue.yield(11)
+        #expect(!queue.claimIfIdle(), "the claim holds")
+        queue.release()
+        #expect(queue.claimIfIdle() == false, "items are queued: a new claim would overtake them")
+        #expect(await consumer.value == [10, 11])
+    }
+
+    @Test func aConsumerCancelledDuringAClaimGetsItsEndOnTheReleaseNotWhatWasYielded() async throws {
+        let queue = InputQueue<Int>()
+        let consumer = try await claimedWithParkedConsumer(queue, taking: 1)
+        consumer.cancel()
+        queue.yield(5)
+        queue.release()
+        #expect(await consumer.value == [nil])
+        #expect(!queue.claimIfIdle(), "a cancelled queue is never claimed")
+    }
 }
