@@ -170,8 +170,18 @@ enum EventFields {
         PacketJSON.writeNode(node, to: &out)
     }
 
+    /// `MeshBus.Topic.frame`'s bytes, put together without a `String` in between (one per event).
     static func topicFrame(_ topic: String, slot: String, port: String? = nil) -> [UInt8] {
-        Array(MeshBus.Topic.frame(topic, slot: slot, port: port).utf8)
+        var frame: [UInt8] = []
+        frame.reserveCapacity(topic.utf8.count + slot.utf8.count + (port.map { $0.utf8.count + 2 } ?? 1))
+        frame.append(contentsOf: topic.utf8)
+        frame.append(UInt8(ascii: "/"))
+        frame.append(contentsOf: slot.utf8)
+        if let port {
+            frame.append(UInt8(ascii: "/"))
+            frame.append(contentsOf: port.utf8)
+        }
+        return frame
     }
 }
 

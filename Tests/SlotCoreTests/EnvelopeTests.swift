@@ -1,7 +1,7 @@
 import Foundation
 import MeshBusModel
 import MeshtasticProtocol
-import SlotCore
+@testable import SlotCore
 import Testing
 
 @Suite struct EnvelopeTests {
@@ -29,6 +29,13 @@ import Testing
     @Test func topicFramesAllowPrefixSelection() {
         #expect(MeshBus.Topic.frame(MeshBus.Topic.receive, slot: "roof", port: "TEXT_MESSAGE_APP") == "meshtastic.receive/roof/TEXT_MESSAGE_APP")
         #expect(MeshBus.Topic.frame(MeshBus.Topic.lost, slot: "roof") == "meshtastic.connection.lost/roof")
+    }
+
+    @Test func theTopicFrameAnEventCarriesIsTheContractsTopicByteForByte() {
+        for (slot, port) in [("roof", "TEXT_MESSAGE_APP"), ("garten-süd", "POSITION_APP"), ("roof", nil)] as [(String, String?)] {
+            let expected = Array(MeshBus.Topic.frame(MeshBus.Topic.receive, slot: slot, port: port).utf8)
+            #expect(EventFields.topicFrame(MeshBus.Topic.receive, slot: slot, port: port) == expected, "\(slot) \(port ?? "-")")
+        }
     }
 
     @Test func timestampIsUTCWithMilliseconds() {
