@@ -31,7 +31,8 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     public let timing: LinkTiming
     let outbox: Outbox
     private let clock: C
-    /// Where events go, in order, called on the supervisor's task; and what ends them.
+    /// Where events go, in order, called by the holder of the supervisor's place (its task,
+    /// or the event loop that read a frame); and what ends them.
     private let emit: @Sendable (RadioLinkEvent) -> Void
     private let finishEvents: @Sendable () -> Void
     private let inputs = InputQueue<Input>()
@@ -98,10 +99,10 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
         return (link, stream)
     }
 
-    /// A link that hands each event to `onEvent` on its supervisor's task, in order, instead
-    /// of through a stream: one task switch fewer per received frame. `onEvent` must not
-    /// block or wait; the broker's slots use this, with an outbox each slot keeps across the
-    /// links a reload makes.
+    /// A link that hands each event to `onEvent`, one at a time and in order, instead of
+    /// through a stream: a frame read while the link is idle then reaches `onEvent` on the
+    /// event loop that read it, with no task switch. `onEvent` must not block or wait; the
+    /// broker's slots use this, with an outbox each slot keeps across the links a reload makes.
     public convenience init(
         slot: String,
         transport: any RadioTransport,
@@ -179,7 +180,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
                     held.withLock { $0.info = LinkInfo(myNodeNum: 0, firmware: "", nodeCount: 0, attempt: attempt) }
                     actions = transition { $0.handle(.transportOpened(attempt: attempt)) }
                 case .frame, .logLine, .undecodable:
-                    if case .deferred(let rest, let republish, let now)? = handleRead(input, now: now) {
+                    if case .deferred(let rest, let republish, _)? = handleRead(input, now: now) {
                         perform(rest, now: now, group: &group)
                         if let republish { emit(republish) }
                     }
