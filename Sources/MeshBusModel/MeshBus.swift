@@ -21,10 +21,19 @@ extension MeshBus {
         public static let queueStatus = "meshtastic.queue.status"
         public static let clientNotification = "meshtastic.client.notification"
 
-        /// The first frame: `topic/slot`, or `topic/slot/PORTNUM` for received packets.
-        public static func frame(_ topic: String, slot: String, port: String? = nil) -> String {
-            if let port { return "\(topic)/\(slot)/\(port)" }
-            return "\(topic)/\(slot)"
+        /// The first frame's bytes: `topic/slot`, or `topic/slot/PORTNUM` for received packets.
+        /// Put together as bytes, without a `String` in between: it is built for every event.
+        public static func frame(_ topic: String, slot: String, port: String? = nil) -> [UInt8] {
+            var frame: [UInt8] = []
+            frame.reserveCapacity(topic.utf8.count + slot.utf8.count + (port.map { $0.utf8.count + 2 } ?? 1))
+            frame.append(contentsOf: topic.utf8)
+            frame.append(UInt8(ascii: "/"))
+            frame.append(contentsOf: slot.utf8)
+            if let port {
+                frame.append(UInt8(ascii: "/"))
+                frame.append(contentsOf: port.utf8)
+            }
+            return frame
         }
     }
 }

@@ -129,22 +129,22 @@ extension ReplayRecord {
             let envelope = Envelope.write(head: head, topic: MeshBus.Topic.receive, seq: seq, time: time.text) {
                 EventFields.receive(packet, backlog: backlog, to: &$0)
             }.bytes
-            return SlotEvent(seq: seq, topic: EventFields.topicFrame(MeshBus.Topic.receive, slot: slot, port: PacketJSON.portName(packet)), envelope: envelope, raw: bytes)
+            return SlotEvent(seq: seq, topic: MeshBus.Topic.frame(MeshBus.Topic.receive, slot: slot, port: PacketJSON.portName(packet)), envelope: envelope, raw: bytes)
         case .sent(let bytes, let requestID):
             let packet = (try? Meshtastic_MeshPacket(serializedBytes: bytes)) ?? Meshtastic_MeshPacket()
             let envelope = Envelope.write(head: head, topic: MeshBus.Topic.sent, seq: seq, time: time.text) {
                 EventFields.sent(packet, requestID: requestID, to: &$0)
             }.bytes
-            return SlotEvent(seq: seq, topic: EventFields.topicFrame(MeshBus.Topic.sent, slot: slot), envelope: envelope, raw: bytes)
+            return SlotEvent(seq: seq, topic: MeshBus.Topic.frame(MeshBus.Topic.sent, slot: slot), envelope: envelope, raw: bytes)
         case .nodeUpdated(let bytes):
             let node = (try? Meshtastic_NodeInfo(serializedBytes: bytes)) ?? Meshtastic_NodeInfo()
             let envelope = Envelope.write(head: head, topic: MeshBus.Topic.nodeUpdated, seq: seq, time: time.text) {
                 EventFields.nodeUpdated(node, to: &$0)
             }.bytes
-            return SlotEvent(seq: seq, topic: EventFields.topicFrame(MeshBus.Topic.nodeUpdated, slot: slot), envelope: envelope, raw: nil)
+            return SlotEvent(seq: seq, topic: MeshBus.Topic.frame(MeshBus.Topic.nodeUpdated, slot: slot), envelope: envelope, raw: nil)
         case .other(let topic, let fields):
             let envelope = Envelope.write(head: head, topic: topic, seq: seq, time: time.text) { $0.append(contentsOf: fields) }.bytes
-            return SlotEvent(seq: seq, topic: EventFields.topicFrame(topic, slot: slot), envelope: envelope, raw: nil)
+            return SlotEvent(seq: seq, topic: MeshBus.Topic.frame(topic, slot: slot), envelope: envelope, raw: nil)
         }
     }
 }
@@ -168,20 +168,6 @@ enum EventFields {
     static func nodeUpdated(_ node: Meshtastic_NodeInfo, to out: inout [UInt8]) {
         out.append(contentsOf: ",\"node\":".utf8)
         PacketJSON.writeNode(node, to: &out)
-    }
-
-    /// `MeshBus.Topic.frame`'s bytes, put together without a `String` in between (one per event).
-    static func topicFrame(_ topic: String, slot: String, port: String? = nil) -> [UInt8] {
-        var frame: [UInt8] = []
-        frame.reserveCapacity(topic.utf8.count + slot.utf8.count + (port.map { $0.utf8.count + 2 } ?? 1))
-        frame.append(contentsOf: topic.utf8)
-        frame.append(UInt8(ascii: "/"))
-        frame.append(contentsOf: slot.utf8)
-        if let port {
-            frame.append(UInt8(ascii: "/"))
-            frame.append(contentsOf: port.utf8)
-        }
-        return frame
     }
 }
 

@@ -351,7 +351,7 @@ public struct SlotCore<Instant: InstantProtocol>: Sendable where Instant.Duratio
         let (envelope, fieldsStart, result) = Envelope.write(
             head: settings.envelopeHead, topic: topic, seq: seq, time: now.time, writeFields: writeFields
         )
-        let event = SlotEvent(seq: seq, topic: EventFields.topicFrame(topic, slot: settings.name, port: port), envelope: envelope, raw: raw)
+        let event = SlotEvent(seq: seq, topic: MeshBus.Topic.frame(topic, slot: settings.name, port: port), envelope: envelope, raw: raw)
         ring.append(seq: seq, time: now.eventTime, record: record ?? .other(topic: topic, fields: Array(envelope[fieldsStart..<envelope.count - 1])))
         actions.append(.publish(event))
         return result
