@@ -465,7 +465,7 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
             let earlier = try await channel.divertInbound { item in
                 if handOver.admit(item) { self.handleOnLoop(item, attempt: attempt) }
             }
-            handOver.expect(streamItems: earlier) { self.inputs.yield(Self.input(for: $0, attempt: attempt)) }
+            handOver.expect(streamItems: earlier) { self.queue($0, attempt: attempt) }
             return handOver
         } catch {
             logger.debug("reads stay on the stream", metadata: ["slot": "\(slot)", "error": "\(error)"])
@@ -485,6 +485,11 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
         inputs.release()
     }
 
+    /// A session's read, queued for the supervisor.
+    private func queue(_ item: StreamItem, attempt: Int) {
+        inputs.yield(Self.input(for: item, attempt: attempt))
+    }
+
     private static func input(for item: StreamItem, attempt: Int) -> Input {
         switch item {
         case .logLine(let line):
@@ -499,16 +504,16 @@ public final class RadioLink<C: Clock>: Sendable where C.Duration == Duration {
     /// Takes what the stream holds (everything, without a hand-over; else what came before
     /// it) and returns when the channel closes.
     private func read(_ inbound: NIOAsyncChannelInboundStream<StreamItem>, attempt: Int, handOver: StreamHandOver?) async -> SessionEnd {
-        let release: (StreamItem) -> Void = { self.inputs.yield(Self.input(for: $0, attempt: attempt)) }
+        let putIn: (StreamItem) -> Void = { self.queue($0, attempt: attempt) }
         do {
             for try await item in inbound {
-                inputs.yield(Self.input(for: item, attempt: attempt))
-                handOver?.takenFromStream(release: release)
+                putIn(item)
+                handOver?.takenFromStream(release: putIn)
             }
         } catch {
             logger.debug("read failed", metadata: ["slot": "\(slot)", "error": "\(error)"])
         }
-        handOver?.streamEnded(release: release)
+        handOver?.streamEnded(release: putIn)
         return .lost(.transportClosed)
     }
 
